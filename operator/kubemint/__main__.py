@@ -1,0 +1,5 @@
+"""`python -m kubemint` is the `kubemint` command."""
+
+from kubemint.cli import main
+
+raise SystemExit(main())
