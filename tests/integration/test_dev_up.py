@@ -56,20 +56,19 @@ def _wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> 
 def dev_up(cluster: ControlPlane) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """A running `kubemint dev up` (after the session cluster proved the binaries work)."""
     env = {**os.environ, "KUBEBUILDER_ASSETS": str(cluster.binaries.directory)}
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "kubemint", "dev", "up"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env=env,
-    )
-    try:
-        line = _wait_for_line(proc, "KUBECONFIG=", timeout=120)
-        yield proc, Path(line.removeprefix("KUBECONFIG="))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    ) as proc:
+        try:
+            line = _wait_for_line(proc, "KUBECONFIG=", timeout=120)
+            yield proc, Path(line.removeprefix("KUBECONFIG="))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_dev_up_serves_the_crds_and_cleans_up_on_sigterm(

@@ -95,6 +95,11 @@ class ControlPlane:
         return self.workdir / "kubeconfig"
 
     @property
+    def _kubectl_cache(self) -> Path:
+        """kubectl's discovery cache; cleared when CRDs change so new kinds are seen at once."""
+        return self.workdir / "kubectl-cache"
+
+    @property
     def ca_file(self) -> Path:
         assert self.pki is not None, "control plane not started"
         return self.pki.ca.cert
@@ -148,7 +153,12 @@ class ControlPlane:
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this control plane; raise with its stderr when `check` fails."""
         result = subprocess.run(
-            [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
+            [
+                str(self.binaries.kubectl),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--cache-dir={self._kubectl_cache}",
+                *args,
+            ],
             input=stdin,
             capture_output=True,
             text=True,
@@ -178,6 +188,7 @@ class ControlPlane:
                 return want <= self._discovered(gv)
 
             self._wait(f"CRDs {sorted(plurals)} to be served", served)
+        shutil.rmtree(self._kubectl_cache, ignore_errors=True)
         self.timings["crds"] = time.monotonic() - begin
 
     # -- processes ---------------------------------------------------------------------------
