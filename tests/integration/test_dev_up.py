@@ -76,12 +76,23 @@ def test_dev_up_serves_the_crds_and_cleans_up_on_sigterm(
 ) -> None:
     proc, kubeconfig = dev_up
     crds = subprocess.run(
-        [str(cluster.binaries.kubectl), "--kubeconfig", str(kubeconfig), "get", "crds",
-         "-o", "name"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert {line.removeprefix("customresourcedefinition.apiextensions.k8s.io/")
-            for line in crds.stdout.split()} == CRD_NAMES  # fmt: skip
+        [
+            str(cluster.binaries.kubectl),
+            "--kubeconfig",
+            str(kubeconfig),
+            "get",
+            "crds",
+            "-o",
+            "name",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert {
+        line.removeprefix("customresourcedefinition.apiextensions.k8s.io/")
+        for line in crds.stdout.split()
+    } == CRD_NAMES
     workdir = str(kubeconfig.parent)
     assert len(_processes_mentioning(workdir)) == 3  # etcd, apiserver, controller-manager
 

@@ -142,10 +142,16 @@ def _build(module_dir: Path, target: Path, *, log: bool) -> Binaries:
                     f"kubemint: building {name} ({_version_of(name, versions)})…", file=sys.stderr
                 )
             cmd = [
-                go, "build", "-trimpath", "-buildvcs=false",
-                "-ldflags", _ldflags(name, versions),
-                "-o", str(staging / name), PACKAGES[name],
-            ]  # fmt: skip
+                go,
+                "build",
+                "-trimpath",
+                "-buildvcs=false",
+                "-ldflags",
+                _ldflags(name, versions),
+                "-o",
+                str(staging / name),
+                PACKAGES[name],
+            ]
             result = subprocess.run(
                 cmd, cwd=module_dir, env=env, capture_output=True, text=True, check=False
             )
@@ -156,8 +162,10 @@ def _build(module_dir: Path, target: Path, *, log: bool) -> Binaries:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if log:
-        print(f"kubemint: built control plane in {time.monotonic() - started:.0f}s → {target}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"kubemint: built control plane in {time.monotonic() - started:.0f}s → {target}",
+            file=sys.stderr,
+        )
     built = _complete(target)
     assert built is not None, target
     return built

@@ -1,0 +1,118 @@
+"""Group/version constants, label and annotation keys, Go-style durations, conditions."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+from typing import Any
+
+GROUP = "kubemint.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+KIND_SIGNING_KEY = "SigningKey"
+KIND_CLIENT = "OAuth2Client"
+KIND_ACCOUNT = "ServiceAccount"
+KIND_ACCESS_RULE = "AccessRule"
+PLURALS = {
+    KIND_SIGNING_KEY: "signingkeys",
+    KIND_CLIENT: "oauth2clients",
+    KIND_ACCOUNT: "serviceaccounts",
+    KIND_ACCESS_RULE: "accessrules",
+}
+
+# Labels on every Secret kubemint writes; the token server selects its inputs by them.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kubemint"
+LABEL_ROLE = "kubemint.io/role"
+LABEL_OWNER_KIND = "kubemint.io/owner-kind"
+LABEL_OWNER_NAMESPACE = "kubemint.io/owner-namespace"
+LABEL_OWNER_NAME = "kubemint.io/owner-name"
+
+ROLE_CLIENT_CREDENTIALS = "client-credentials"  # client namespace: what workloads mount
+ROLE_CLIENT_VERIFICATION = "client-verification"  # server namespace: digests + public keys
+ROLE_APP_PASSWORD = "app-password"  # noqa: S105 — a label value; account namespace: username + password
+ROLE_ACCOUNT_VERIFICATION = "account-verification"  # server namespace
+ROLE_SIGNING_KEYS = "signing-keys"  # server namespace: private keys
+
+ANNOTATION_ROTATE = "kubemint.io/rotate"  # change its value to request a rotation now
+FINALIZER = "kubemint.io/finalizer"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class InvalidDuration(ValueError):
+    pass
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """A Go-style duration as the CRDs accept it: "720h", "1h30m", "90s", "250ms"."""
+    if not text or _DURATION_PART.sub("", text) != "":
+        raise InvalidDuration(f"invalid duration {text!r}: use e.g. 720h, 15m, 90s")
+    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    return datetime.timedelta(seconds=seconds)
+
+
+def format_time(moment: datetime.datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(datetime.UTC)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of a reconcile decision: Ready or not, with a reason and a message.
+
+    The message names the field at fault and never carries a secret value.
+    """
+
+    ready: bool
+    reason: str
+    message: str
+
+    @classmethod
+    def ok(cls, message: str = "") -> Outcome:
+        return cls(True, "Reconciled", message or "all checks passed")
+
+
+def ready_condition(
+    outcome: Outcome,
+    generation: int | None,
+    previous: list[dict[str, Any]] | None,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """status.conditions with Ready set from `outcome`.
+
+    lastTransitionTime moves only when the status flips, as Kubernetes conventions ask;
+    other condition types are kept as they are.
+    """
+    status = "True" if outcome.ready else "False"
+    kept = [c for c in previous or [] if c.get("type") != "Ready"]
+    old = next((c for c in previous or [] if c.get("type") == "Ready"), None)
+    changed = old is None or old.get("status") != status
+    condition = {
+        "type": "Ready",
+        "status": status,
+        "reason": outcome.reason,
+        "message": outcome.message,
+        "lastTransitionTime": (
+            old["lastTransitionTime"] if old is not None and not changed else format_time(now)
+        ),
+        "observedGeneration": generation,
+    }
+    return [condition, *kept]

@@ -1,0 +1,1 @@
+"""The only place that imports joserfc and cryptography: keys, secrets, JWKS, JWTs."""
