@@ -1,0 +1,1 @@
+"""The kopf layer: thin handlers over kubemint.reconcile, and the only Kubernetes I/O."""
