@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     operator = commands.add_parser(
         "operator", help="reconcile kubemint custom resources into Secrets and status"
     )
-    operator.set_defaults(run=_not_yet("operator"))
+    operator.set_defaults(run=_operator)
 
     server = commands.add_parser("token-server", help="serve the OAuth2 token endpoint and JWKS")
     server.set_defaults(run=_not_yet("token-server"))
@@ -65,6 +65,12 @@ def _not_yet(name: str) -> object:
         return 2
 
     return run
+
+
+def _operator(_: argparse.Namespace) -> int:
+    from kubemint.controller.main import main as run
+
+    return run()
 
 
 def _dev_up(args: argparse.Namespace) -> int:

@@ -90,29 +90,43 @@ class Outcome:
         return cls(True, "Reconciled", message or "all checks passed")
 
 
+def set_condition(
+    conditions: list[dict[str, Any]] | None,
+    kind: str,
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """`conditions` with the one of type `kind` set from `outcome`, others kept as they are.
+
+    lastTransitionTime moves only when the status flips, as Kubernetes conventions ask.
+    """
+    status = "True" if outcome.ready else "False"
+    old = next((c for c in conditions or [] if c.get("type") == kind), None)
+    since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+    condition = {
+        "type": kind,
+        "status": status,
+        "reason": outcome.reason,
+        "message": outcome.message,
+        "lastTransitionTime": since or format_time(now),
+        "observedGeneration": generation,
+    }
+    return (
+        [c if c.get("type") != kind else condition for c in conditions or []]
+        if old
+        else [
+            *(conditions or []),
+            condition,
+        ]
+    )
+
+
 def ready_condition(
     outcome: Outcome,
     generation: int | None,
     previous: list[dict[str, Any]] | None,
     now: datetime.datetime,
 ) -> list[dict[str, Any]]:
-    """status.conditions with Ready set from `outcome`.
-
-    lastTransitionTime moves only when the status flips, as Kubernetes conventions ask;
-    other condition types are kept as they are.
-    """
-    status = "True" if outcome.ready else "False"
-    kept = [c for c in previous or [] if c.get("type") != "Ready"]
-    old = next((c for c in previous or [] if c.get("type") == "Ready"), None)
-    changed = old is None or old.get("status") != status
-    condition = {
-        "type": "Ready",
-        "status": status,
-        "reason": outcome.reason,
-        "message": outcome.message,
-        "lastTransitionTime": (
-            old["lastTransitionTime"] if old is not None and not changed else format_time(now)
-        ),
-        "observedGeneration": generation,
-    }
-    return [condition, *kept]
+    """status.conditions with Ready set from `outcome`."""
+    return set_condition(previous, "Ready", outcome, generation, now)

@@ -1,0 +1,55 @@
+"""Process settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _default_namespace() -> str:
+    try:
+        return IN_CLUSTER_NAMESPACE.read_text().strip()
+    except OSError:
+        return "kubemint-system"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespace: str
+    """The token server's namespace: SigningKeys and verification records live here."""
+    issuer: str
+    """The token issuer URL written into client Secrets (`issuer`)."""
+    token_url: str
+    """The token endpoint written into client Secrets (`token-url`)."""
+    recheck_interval: float = 30.0
+    """Seconds between re-checks of objects with something pending (rotation, missing refs)."""
+    leader_election: bool = True
+    """Run only while holding the Lease, so replicas never act at the same time."""
+    lease_name: str = "kubemint-operator"
+    identity: str = ""
+    """This replica's name in the Lease (pod name plus a random suffix)."""
+    workers: int = 16
+    """Threads for Kubernetes API calls (the official client is synchronous)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
+        namespace = env.get("KUBEMINT_NAMESPACE") or _default_namespace()
+        issuer = (
+            env.get("KUBEMINT_ISSUER") or f"https://kubemint-token-server.{namespace}.svc"
+        ).rstrip("/")
+        return cls(
+            namespace=namespace,
+            issuer=issuer,
+            token_url=env.get("KUBEMINT_TOKEN_URL") or issuer + "/oauth2/token",
+            recheck_interval=float(env.get("KUBEMINT_RECHECK_INTERVAL", "30")),
+            leader_election=env.get("KUBEMINT_LEADER_ELECTION", "true").lower() != "false",
+            lease_name=env.get("KUBEMINT_LEASE_NAME", "kubemint-operator"),
+            identity=env.get("POD_NAME", socket.gethostname()) + "-" + uuid.uuid4().hex[:6],
+            workers=int(env.get("KUBEMINT_API_WORKERS", "16")),
+        )

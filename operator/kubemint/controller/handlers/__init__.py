@@ -1,0 +1,1 @@
+"""kopf handlers, one module per kind: read, call kubemint.reconcile, write through kube.py."""

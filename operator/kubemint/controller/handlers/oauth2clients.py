@@ -1,0 +1,190 @@
+"""OAuth2Client → credentials Secret (client namespace) + verification record (server namespace)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import kopf
+
+from kubemint.api.meta import (
+    GROUP,
+    KIND_CLIENT,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_OWNER_NAMESPACE,
+    LABEL_ROLE,
+    ROLE_CLIENT_CREDENTIALS,
+    ROLE_CLIENT_VERIFICATION,
+    VERSION,
+    ObjectRef,
+)
+from kubemint.controller.kube import decoded
+from kubemint.controller.runtime import Runtime, changed, iso, needs_recheck, now, status_update
+from kubemint.reconcile.oauth2clients import (
+    ClientContext,
+    ClientSpec,
+    check_client,
+    client_jwks,
+    credentials_data,
+    verification_record,
+    verification_secret_name,
+)
+from kubemint.reconcile.rotating_secret import Generation, plan_secret
+
+PLURAL = "oauth2clients"
+RECORD_FIELD = "client.json"
+PENDING = ("nextSecretRotationAt", "previousSecretExpiresAt")
+
+
+def verification_name(namespace: str, name: str) -> str:
+    return verification_secret_name("client", namespace, name)
+
+
+def _generations(data: dict[str, str] | None) -> tuple[Generation, ...]:
+    try:
+        record = json.loads((data or {}).get(RECORD_FIELD, "{}"))
+        return tuple(Generation.from_json(g) for g in record.get("secrets", []))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ()
+
+
+def _owner_labels(spec: ClientSpec, role: str) -> dict[str, str]:
+    return {
+        LABEL_ROLE: role,
+        LABEL_OWNER_KIND: KIND_CLIENT,
+        LABEL_OWNER_NAMESPACE: spec.namespace,
+        LABEL_OWNER_NAME: spec.name[:63],
+    }
+
+
+async def reconcile(
+    runtime: Runtime,
+    body: kopf.Body | dict[str, Any],
+    signing_keys: dict[str, str],
+    client_id_holder: ObjectRef | None,
+) -> dict[str, Any]:
+    settings, kube = runtime.settings, runtime.kube
+    spec = ClientSpec.from_body(body)
+    jwks_text = None
+    if spec.jwks_secret_ref is not None:
+        secret_name, key = spec.jwks_secret_ref
+        jwks_text = (decoded(await kube.read_secret(spec.namespace, secret_name)) or {}).get(key)
+    context = ClientContext(signing_keys, settings.namespace, jwks_text, client_id_holder)
+    outcome = check_client(spec, context)
+    record_name = verification_name(spec.namespace, spec.name)
+
+    async with runtime.lock(KIND_CLIENT, spec.namespace, spec.name):
+        if outcome.reason == "ClientIdConflict":
+            # The client id belongs to another client: nothing may authenticate as it here.
+            await kube.delete_secret(settings.namespace, record_name)
+            return status_update(body, outcome, now(), {"clientId": spec.client_id})
+        live = await kube.read_secret(spec.namespace, spec.secret_name)
+        record = await kube.read_secret(settings.namespace, record_name)
+        moment = now()
+        plan = None
+        if spec.uses_secret:
+            presented = (decoded(live) or {}).get("client-secret")
+            plan = plan_secret(
+                presented,
+                _generations(decoded(record)),
+                spec.secret_policy,
+                moment,
+                what="client secret",
+            )
+        await kube.apply_secret(
+            spec.namespace,
+            spec.secret_name,
+            credentials_data(spec, plan, settings.issuer, settings.token_url),
+            labels={**spec.template_labels, **_owner_labels(spec, ROLE_CLIENT_CREDENTIALS)},
+            annotations=spec.template_annotations,
+            owner=body,
+            live=live,
+        )
+        try:
+            jwks = client_jwks(spec, context)
+        except ValueError:
+            jwks = None  # reported through `outcome`
+        document = verification_record(spec, plan, jwks, body["metadata"]["uid"])
+        await kube.apply_secret(
+            settings.namespace,
+            record_name,
+            {RECORD_FIELD: json.dumps(document, sort_keys=True)},
+            labels=_owner_labels(spec, ROLE_CLIENT_VERIFICATION),
+            live=record,
+        )
+    for reason, message in plan.events if plan else ():
+        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
+    return status_update(
+        body,
+        outcome,
+        moment,
+        {
+            "clientId": spec.client_id,
+            "secretName": spec.secret_name,
+            "tokenEndpoint": settings.token_url,
+            "issuer": settings.issuer,
+            "secretRotatedAt": iso(plan.rotated_at) if plan else None,
+            "nextSecretRotationAt": iso(plan.next_rotation_at) if plan else None,
+            "previousSecretExpiresAt": iso(plan.previous_expires_at) if plan else None,
+        },
+    )
+
+
+def holder_of(client_id: str, index: kopf.Index[str, Any]) -> ObjectRef | None:
+    """The oldest client claiming `client_id` (it keeps it; later claimants conflict)."""
+    claims = sorted(index.get(client_id, []))
+    if not claims:
+        return None
+    _, namespace, name = claims[0]
+    return ObjectRef(KIND_CLIENT, namespace, name)
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    settings = runtime.settings
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="client_ids", registry=registry)
+    def client_ids(
+        *, body: kopf.Body, meta: kopf.Meta, **_: Any
+    ) -> dict[str, tuple[str, str, str]]:
+        from kubemint.reconcile.oauth2clients import effective_client_id
+
+        client_id = effective_client_id(meta["namespace"], meta["name"], body.get("spec") or {})
+        return {client_id: (meta["creationTimestamp"], meta["namespace"], meta["name"])}
+
+    @kopf.index(GROUP, VERSION, "signingkeys", id="signing_key_uses", registry=registry)
+    def signing_key_uses(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
+        if meta["namespace"] != settings.namespace:
+            return {}
+        spec = body.get("spec") or {}
+        return {meta["name"]: spec.get("use") or "sig"}
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="oauth2_client", backoff=5, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="oauth2_client", backoff=5, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="oauth2_client", backoff=5, registry=registry)
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=settings.recheck_interval,
+        when=lambda *, status, **_: needs_recheck(status, *PENDING),
+        id="oauth2_client_timer",
+        backoff=5,
+        registry=registry,
+    )
+    async def oauth2_client(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        keys = {name: next(iter(uses)) for name, uses in kwargs["signing_key_uses"].items()}
+        holder = holder_of(ClientSpec.from_body(body).client_id, kwargs["client_ids"])
+        status = await reconcile(runtime, body, keys, holder)
+        patch.status.update(changed(body, status))
+
+    @kopf.on.delete(
+        GROUP, VERSION, PLURAL, id="oauth2_client_deleted", backoff=5, registry=registry
+    )
+    async def oauth2_client_deleted(*, meta: kopf.Meta, **_: Any) -> None:
+        # The credentials Secret goes with its ownerReference; the verification record lives
+        # in another namespace, where ownerReferences cannot point, so it is removed here.
+        await runtime.kube.delete_secret(
+            settings.namespace, verification_name(meta["namespace"], meta["name"])
+        )
+        runtime.forget(KIND_CLIENT, meta["namespace"], meta["name"])

@@ -1,0 +1,159 @@
+"""kubemint ServiceAccount → app-password Secret + verification record, federation checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import kopf
+
+from kubemint.api.meta import (
+    GROUP,
+    KIND_ACCOUNT,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_OWNER_NAMESPACE,
+    LABEL_ROLE,
+    ROLE_ACCOUNT_VERIFICATION,
+    ROLE_APP_PASSWORD,
+    VERSION,
+)
+from kubemint.controller.kube import decoded
+from kubemint.controller.runtime import Runtime, changed, iso, needs_recheck, now, status_update
+from kubemint.reconcile.oauth2clients import verification_secret_name
+from kubemint.reconcile.rotating_secret import Generation, plan_secret
+from kubemint.reconcile.serviceaccounts import (
+    AccountContext,
+    AccountSpec,
+    check_account,
+    issuer_keys,
+    verification_record,
+)
+
+PLURAL = "serviceaccounts"
+RECORD_FIELD = "account.json"
+PENDING = ("nextPasswordRotationAt",)
+
+
+def verification_name(namespace: str, name: str) -> str:
+    return verification_secret_name("account", namespace, name)
+
+
+def _labels(spec: AccountSpec, role: str) -> dict[str, str]:
+    return {
+        LABEL_ROLE: role,
+        LABEL_OWNER_KIND: KIND_ACCOUNT,
+        LABEL_OWNER_NAMESPACE: spec.namespace,
+        LABEL_OWNER_NAME: spec.name[:63],
+    }
+
+
+def _generations(data: dict[str, str] | None) -> tuple[Generation, ...]:
+    try:
+        record = json.loads((data or {}).get(RECORD_FIELD, "{}"))
+        return tuple(Generation.from_json(g) for g in record.get("passwords", []))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ()
+
+
+async def reconcile(
+    runtime: Runtime, body: kopf.Body | dict[str, Any], clients: dict[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    settings, kube = runtime.settings, runtime.kube
+    spec = AccountSpec.from_body(body)
+    key_texts: dict[tuple[str, str], str | None] = {}
+    for issuer in spec.issuers:
+        if issuer.jwks_secret_ref is not None:
+            secret_name, key = issuer.jwks_secret_ref
+            data = decoded(await kube.read_secret(spec.namespace, secret_name)) or {}
+            key_texts[issuer.jwks_secret_ref] = data.get(key)
+    k8s_accounts = (
+        await kube.service_account_names(spec.namespace) if spec.kubernetes else frozenset()
+    )
+    context = AccountContext(clients, k8s_accounts, key_texts)
+    outcome = check_account(spec, context)
+    record_name = verification_name(spec.namespace, spec.name)
+
+    async with runtime.lock(KIND_ACCOUNT, spec.namespace, spec.name):
+        record = await kube.read_secret(settings.namespace, record_name)
+        moment = now()
+        plan = None
+        if spec.app_passwords is not None:
+            live = await kube.read_secret(spec.namespace, spec.app_passwords.secret_name)
+            plan = plan_secret(
+                (decoded(live) or {}).get("password"),
+                _generations(decoded(record)),
+                spec.app_passwords.policy,
+                moment,
+                what="app password",
+            )
+            await kube.apply_secret(
+                spec.namespace,
+                spec.app_passwords.secret_name,
+                {"username": spec.name, "password": plan.plaintext},
+                labels={**spec.app_passwords.labels, **_labels(spec, ROLE_APP_PASSWORD)},
+                annotations=spec.app_passwords.annotations,
+                owner=body,
+                live=live,
+            )
+        try:
+            keys = issuer_keys(spec, context)
+        except (ValueError, LookupError):
+            keys = {}  # reported through `outcome`
+        document = verification_record(spec, plan, keys, body["metadata"]["uid"])
+        await kube.apply_secret(
+            settings.namespace,
+            record_name,
+            {RECORD_FIELD: json.dumps(document, sort_keys=True)},
+            labels=_labels(spec, ROLE_ACCOUNT_VERIFICATION),
+            live=record,
+        )
+    for reason, message in plan.events if plan else ():
+        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
+    return status_update(
+        body,
+        outcome,
+        moment,
+        {
+            "subject": spec.subject,
+            "clients": list(spec.clients),
+            "appPasswordSecret": spec.app_passwords.secret_name if spec.app_passwords else None,
+            "passwordRotatedAt": iso(plan.rotated_at) if plan else None,
+            "nextPasswordRotationAt": iso(plan.next_rotation_at) if plan else None,
+        },
+    )
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    settings = runtime.settings
+
+    @kopf.index(GROUP, VERSION, "oauth2clients", id="client_grants", registry=registry)
+    def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
+        grants = tuple((body.get("spec") or {}).get("grantTypes") or ["client_credentials"])
+        return {meta["namespace"]: (meta["name"], grants)}
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="service_account", backoff=5, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="service_account", backoff=5, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="service_account", backoff=5, registry=registry)
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=settings.recheck_interval,
+        when=lambda *, status, **_: needs_recheck(status, *PENDING),
+        id="service_account_timer",
+        backoff=5,
+        registry=registry,
+    )
+    async def service_account(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        clients = dict(kwargs["client_grants"].get(body["metadata"]["namespace"], []))
+        patch.status.update(changed(body, await reconcile(runtime, body, clients)))
+
+    @kopf.on.delete(
+        GROUP, VERSION, PLURAL, id="service_account_deleted", backoff=5, registry=registry
+    )
+    async def service_account_deleted(*, meta: kopf.Meta, **_: Any) -> None:
+        await runtime.kube.delete_secret(
+            settings.namespace, verification_name(meta["namespace"], meta["name"])
+        )
+        runtime.forget(KIND_ACCOUNT, meta["namespace"], meta["name"])

@@ -1,0 +1,66 @@
+"""`kubemint operator`: kopf with kubemint's handlers, the drift watcher, and leader election."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import kopf
+from kubernetes import client
+
+from kubemint.config import OperatorSettings
+from kubemint.controller.drift import DriftWatcher
+from kubemint.controller.kube import Kube
+from kubemint.controller.leader import LeaderElector, LeaseSettings, run_as_leader
+from kubemint.controller.runtime import Runtime
+from kubemint.controller.setup import build_registry
+
+log = logging.getLogger("kubemint.operator")
+
+
+async def run_operator(settings: OperatorSettings) -> None:
+    runtime = Runtime(settings, Kube.connect(settings.workers))
+    registry = build_registry(runtime)
+
+    async def work(stop: asyncio.Event) -> None:
+        await asyncio.gather(
+            kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop),
+            DriftWatcher(runtime).run(stop),
+        )
+
+    try:
+        if settings.leader_election:
+            elector = LeaderElector(
+                client.CoordinationV1Api(runtime.kube.api_client),
+                LeaseSettings(settings.lease_name, settings.namespace, settings.identity),
+            )
+            log.info(
+                "waiting for lease %s/%s as %s",
+                settings.namespace,
+                settings.lease_name,
+                settings.identity,
+            )
+            await run_as_leader(elector, work)
+        else:
+            await work(asyncio.Event())
+    finally:
+        runtime.kube.close()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = OperatorSettings.from_env()
+
+    async def supervised() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_operator(settings)
+
+    asyncio.run(supervised())
+    return 0

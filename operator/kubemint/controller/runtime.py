@@ -1,0 +1,68 @@
+"""What every handler shares: settings, the Kubernetes I/O, per-object locks, status writing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubemint.api.meta import Outcome, format_time, ready_condition
+from kubemint.config import OperatorSettings
+from kubemint.controller.kube import Kube
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings
+    kube: Kube
+    locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
+        """Serialise reconciles of one object (timer, change handler and drift repair)."""
+        return self.locks.setdefault((kind, namespace, name), asyncio.Lock())
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self.locks.pop((kind, namespace, name), None)
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def status_update(
+    body: Mapping[str, Any],
+    outcome: Outcome,
+    moment: datetime.datetime,
+    fields: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The status to write: kind-specific fields, Ready, observedGeneration."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    return {
+        **fields,
+        "observedGeneration": meta.get("generation"),
+        "conditions": ready_condition(
+            outcome, meta.get("generation"), status.get("conditions"), moment
+        ),
+    }
+
+
+def needs_recheck(status: Mapping[str, Any], *pending_fields: str) -> bool:
+    """Timer filter: not Ready yet, or a scheduled change is pending."""
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    return (
+        ready is None or ready.get("status") != "True" or any(status.get(f) for f in pending_fields)
+    )
+
+
+def iso(moment: datetime.datetime | None) -> str | None:
+    return format_time(moment) if moment else None
+
+
+def changed(body: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the status fields that differ from the live object: an unchanged reconcile writes
+    nothing, so timers and resyncs on thousands of objects cause no watch-event churn."""
+    live = body.get("status") or {}
+    return {k: v for k, v in status.items() if live.get(k) != v}

@@ -1,0 +1,42 @@
+"""The operator's kopf registry and settings: kubemint's names for finalizer and bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubemint.api.meta import FINALIZER, GROUP
+from kubemint.controller.handlers import accessrules, oauth2clients, serviceaccounts, signingkeys
+from kubemint.controller.runtime import Runtime
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    for module in (signingkeys, oauth2clients, serviceaccounts, accessrules):
+        module.register(registry, runtime)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster service account or KUBECONFIG, resolved by the official client as
+        # everywhere else in kubemint (a custom registry has no default login handler).
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        # kopf's bookkeeping goes to annotations; `status` stays the user-facing contract.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        # kubemint's own Events (kopf.info/warn) are posted; kopf's log lines are not
+        # (posting.loggers stays off), so no handler chatter reaches `kubectl get events`.
+        settings.posting.level = logging.INFO
+        settings.posting.loggers = False
+        settings.posting.reporting_component = "kubemint-operator"
+        settings.watching.server_timeout = 270
+        settings.watching.client_timeout = 300
+
+    return registry

@@ -1,0 +1,1 @@
+"""Access policy shared by the operator (validation) and the token server (decisions)."""

@@ -1,0 +1,221 @@
+"""kubemint ServiceAccount decisions: references, usable grants, federation, app passwords.
+
+An account authenticates through one of its clients with an app password (the `password`
+or `client_credentials` grant, authentik-style), a projected Kubernetes ServiceAccount token
+or an external issuer's JWT (client_assertion, jwt-bearer, token exchange).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubemint.api.meta import Outcome, parse_duration
+from kubemint.crypto.jwks import InvalidJWKS, parse_key_document
+from kubemint.reconcile.checks import Check, evaluate
+from kubemint.reconcile.rotating_secret import SecretPlan, SecretPolicy
+
+PASSWORD_GRANTS = frozenset({"password", "client_credentials"})
+ASSERTION_GRANTS = frozenset(
+    {
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    }
+)
+DEFAULT_OVERLAP = "1h"
+
+
+def subject_of(namespace: str, name: str) -> str:
+    """The `sub` claim of tokens issued to a kubemint ServiceAccount."""
+    return f"kubemint:serviceaccount:{namespace}:{name}"
+
+
+@dataclass(frozen=True)
+class IssuerSpec:
+    issuer: str
+    jwks_uri: str | None
+    jwks_secret_ref: tuple[str, str] | None
+    subject: str | None
+    audience: str | None
+    when: str | None
+
+
+@dataclass(frozen=True)
+class AppPasswordSpec:
+    secret_name: str
+    rotate_every: datetime.timedelta | None
+    overlap: datetime.timedelta
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def policy(self) -> SecretPolicy:
+        return SecretPolicy(rotate_every=self.rotate_every, overlap=self.overlap)
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    namespace: str
+    name: str
+    clients: tuple[str, ...]
+    app_passwords: AppPasswordSpec | None
+    kubernetes: tuple[str, ...]
+    issuers: tuple[IssuerSpec, ...]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> AccountSpec:
+        meta, spec = body["metadata"], body.get("spec") or {}
+        federation = spec.get("federation") or {}
+        passwords = spec.get("appPasswords")
+        app: AppPasswordSpec | None = None
+        if passwords:
+            template = passwords.get("template") or {}
+            rotate = passwords.get("rotateEvery")
+            app = AppPasswordSpec(
+                secret_name=passwords["secretName"],
+                rotate_every=parse_duration(rotate) if rotate else None,
+                overlap=parse_duration(passwords.get("overlap", DEFAULT_OVERLAP)),
+                labels=dict(template.get("labels") or {}),
+                annotations=dict(template.get("annotations") or {}),
+            )
+        issuers = tuple(
+            IssuerSpec(
+                issuer=i["issuer"],
+                jwks_uri=i.get("jwksUri"),
+                jwks_secret_ref=(
+                    (i["jwksSecretRef"]["name"], i["jwksSecretRef"].get("key", "jwks.json"))
+                    if i.get("jwksSecretRef")
+                    else None
+                ),
+                subject=i.get("subject"),
+                audience=i.get("audience"),
+                when=i.get("when"),
+            )
+            for i in federation.get("issuers") or []
+        )
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            clients=tuple(spec.get("clients") or []),
+            app_passwords=app,
+            kubernetes=tuple(k["serviceAccountName"] for k in federation.get("kubernetes") or []),
+            issuers=issuers,
+        )
+
+    @property
+    def subject(self) -> str:
+        return subject_of(self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class AccountContext:
+    clients: Mapping[str, tuple[str, ...]]  # existing OAuth2Clients in the namespace → grants
+    kubernetes_accounts: frozenset[str]  # existing Kubernetes ServiceAccounts in the namespace
+    issuer_key_texts: Mapping[tuple[str, str], str | None]  # (secret, key) → content or None
+
+
+def _clients_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    missing = [c for c in spec.clients if c not in ctx.clients]
+    if not missing:
+        return None
+    return Outcome(
+        False,
+        "ClientNotFound",
+        f"spec.clients: OAuth2Client {spec.namespace}/{missing[0]} does not exist",
+    )
+
+
+def _has_credentials(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    if spec.app_passwords or spec.kubernetes or spec.issuers:
+        return None
+    return Outcome(
+        False,
+        "NoCredentials",
+        "spec: set spec.appPasswords or spec.federation; the account has no way to authenticate",
+    )
+
+
+def _grants_usable(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    grants = {g for c in spec.clients for g in ctx.clients.get(c, ())}
+    if spec.app_passwords and not grants & PASSWORD_GRANTS:
+        return Outcome(
+            False,
+            "GrantMismatch",
+            "spec.appPasswords: no client in spec.clients allows the password or "
+            "client_credentials grant",
+        )
+    if (spec.kubernetes or spec.issuers) and not grants & ASSERTION_GRANTS:
+        return Outcome(
+            False,
+            "GrantMismatch",
+            "spec.federation: no client in spec.clients allows client_credentials, jwt-bearer "
+            "or token-exchange",
+        )
+    return None
+
+
+def _kubernetes_accounts_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    for index, name in enumerate(spec.kubernetes):
+        if name not in ctx.kubernetes_accounts:
+            return Outcome(
+                False,
+                "KubernetesServiceAccountNotFound",
+                f"spec.federation.kubernetes[{index}].serviceAccountName: ServiceAccount "
+                f"{spec.namespace}/{name} does not exist",
+            )
+    return None
+
+
+def _issuer_keys_valid(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    try:
+        issuer_keys(spec, ctx)
+    except InvalidJWKS as exc:
+        return Outcome(False, "InvalidIssuerKeys", str(exc))
+    except LookupError as exc:
+        return Outcome(False, "IssuerKeysNotFound", str(exc.args[0]))
+    return None
+
+
+CHECKS: tuple[Check[AccountSpec, AccountContext], ...] = (
+    _clients_exist,
+    _has_credentials,
+    _grants_usable,
+    _kubernetes_accounts_exist,
+    _issuer_keys_valid,
+)
+
+
+def check_account(spec: AccountSpec, context: AccountContext) -> Outcome:
+    return evaluate(CHECKS, spec, context)
+
+
+def issuer_keys(spec: AccountSpec, ctx: AccountContext) -> dict[str, dict[str, Any]]:
+    """issuer URL → public JWKS copied from referenced Secrets (for the token server)."""
+    out: dict[str, dict[str, Any]] = {}
+    for index, issuer in enumerate(spec.issuers):
+        if issuer.jwks_secret_ref is None:
+            continue
+        name, key = issuer.jwks_secret_ref
+        field = f"spec.federation.issuers[{index}].jwksSecretRef"
+        text = ctx.issuer_key_texts.get((name, key))
+        if text is None:
+            raise LookupError(f"{field}: Secret {spec.namespace}/{name} with key {key} not found")
+        out[issuer.issuer] = parse_key_document(text, f"{field} (Secret {name} key {key})")
+    return out
+
+
+def verification_record(
+    spec: AccountSpec, plan: SecretPlan | None, keys: Mapping[str, Any], uid: str
+) -> dict[str, Any]:
+    return {
+        "namespace": spec.namespace,
+        "name": spec.name,
+        "uid": uid,
+        "subject": spec.subject,
+        "username": spec.name,
+        "passwords": [g.to_json() for g in plan.generations] if plan else [],
+        "issuerKeys": dict(keys),
+    }
