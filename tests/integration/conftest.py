@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from kubemint.devcluster import ControlPlane, layout, resolve_binaries
+from kubemint.devcluster.components import operator_process, wait_for_leader
+from kubemint.devcluster.processes import ManagedProcess
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,3 +35,58 @@ def namespace(cluster: ControlPlane) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@dataclass
+class RunningOperator:
+    """A `kubemint operator` subprocess acting for one server namespace."""
+
+    cluster: ControlPlane
+    namespace: str  # the token server's namespace (SigningKeys, verification records)
+    process: ManagedProcess
+    issuer: str
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace")
+
+
+def start_operator(
+    cluster: ControlPlane, namespace: str, name: str, lease: str, log_dir: Path
+) -> ManagedProcess:
+    process = operator_process(
+        cluster,
+        namespace=namespace,
+        issuer=TEST_ISSUER,
+        name=name,
+        recheck_interval=1,
+        lease_name=lease,
+        log_dir=log_dir,
+    )
+    process.start()
+    return process
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningOperator]:
+    """An operator (fast re-checks) with its own server namespace and a `default` SigningKey."""
+    namespace = f"kms-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
+    logs = tmp_path_factory.mktemp("operator")
+    process = start_operator(cluster, namespace, "op", "kubemint-operator", logs)
+    try:
+        wait_for_leader(cluster, namespace, "kubemint-operator", "op")
+        yield RunningOperator(cluster, namespace, process, TEST_ISSUER)
+    finally:
+        process.stop()
+
+
+TEST_ISSUER = "https://kubemint.test"
+SIGNING_KEY = """\
+apiVersion: kubemint.io/v1alpha1
+kind: SigningKey
+metadata: {{name: default, namespace: {namespace}}}
+spec: {{algorithm: ES256}}
+"""

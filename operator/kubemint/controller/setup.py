@@ -7,9 +7,11 @@ from typing import Any
 
 import kopf
 
-from kubemint.api.meta import FINALIZER, GROUP
+from kubemint.api.meta import FINALIZER
 from kubemint.controller.handlers import accessrules, oauth2clients, serviceaccounts, signingkeys
 from kubemint.controller.runtime import Runtime
+
+KOPF_PREFIX = "operator.kubemint.io"
 
 
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
@@ -27,9 +29,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         # kopf's bookkeeping goes to annotations; `status` stays the user-facing contract.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        # Its own prefix: kopf ignores every annotation under a storage prefix when detecting
+        # changes, and kubemint.io/rotate must count as a change.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
+            prefix=KOPF_PREFIX, key="last-handled-configuration"
         )
         # kubemint's own Events (kopf.info/warn) are posted; kopf's log lines are not
         # (posting.loggers stays off), so no handler chatter reaches `kubectl get events`.
