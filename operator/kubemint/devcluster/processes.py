@@ -73,6 +73,12 @@ class ManagedProcess:
         # Reap stragglers the child may have spawned in its group.
         self._signal_group(signal.SIGKILL)
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once (simulates a crash; no cleanup runs)."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._signal_group(signal.SIGKILL)
+            self._popen.wait()
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
