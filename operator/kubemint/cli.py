@@ -43,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         help="start a local control plane with the kubemint CRDs and run until interrupted",
         description=(
             "Start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1, install the "
-            "kubemint CRDs, print KUBECONFIG=<path> on its own line, and run until "
-            "interrupted (Ctrl-C or SIGTERM); then stop everything it started."
+            "kubemint CRDs, create the kubemint-system namespace with a default SigningKey, "
+            "run the kubemint operator, print KUBECONFIG=<path> on its own line, and run "
+            "until interrupted (Ctrl-C or SIGTERM); then stop everything it started."
         ),
     )
     up.add_argument(
@@ -54,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         "--no-controller-manager",
         action="store_true",
         help="skip kube-controller-manager (no garbage collection or namespace deletion)",
+    )
+    up.add_argument(
+        "--issuer",
+        default="http://127.0.0.1:8080",
+        help="issuer URL written into client Secrets (default: %(default)s)",
     )
     up.set_defaults(run=_dev_up)
     return parser
@@ -76,6 +82,7 @@ def _operator(_: argparse.Namespace) -> int:
 def _dev_up(args: argparse.Namespace) -> int:
     from kubemint.devcluster import ControlPlane, ControlPlaneError, layout, resolve_binaries
     from kubemint.devcluster.binaries import BinariesError
+    from kubemint.devcluster.components import operator_process, wait_for_leader
 
     _interrupt_on(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     try:
@@ -84,23 +91,51 @@ def _dev_up(args: argparse.Namespace) -> int:
         with ControlPlane(
             binaries, crd_paths=[crds], controller_manager=not args.no_controller_manager
         ) as plane:
-            timings = ", ".join(f"{k} {v:.1f}s" for k, v in plane.timings.items())
-            print(f"kubemint: control plane ready ({timings})", file=sys.stderr)
-            print(f"KUBECONFIG={plane.kubeconfig}", flush=True)
-            while True:
-                time.sleep(1)
-                dead = [p for p in plane.processes if not p.alive()]
-                if dead:
-                    print(
-                        f"kubemint: {dead[0].name} exited:\n{dead[0].log_tail()}", file=sys.stderr
-                    )
-                    return 1
+            # What the Helm chart sets up: the server namespace with a default SigningKey.
+            plane.kubectl("create", "namespace", DEV_NAMESPACE)
+            plane.kubectl("apply", "-f", "-", stdin=DEV_SIGNING_KEY)
+            operator = operator_process(
+                plane, namespace=DEV_NAMESPACE, issuer=args.issuer, recheck_interval=5
+            )
+            operator.start()
+            try:
+                wait_for_leader(plane, DEV_NAMESPACE, "kubemint-operator", "operator")
+                timings = ", ".join(f"{k} {v:.1f}s" for k, v in plane.timings.items())
+                print(
+                    f"kubemint: control plane and operator ready ({timings}); logs in "
+                    f"{plane.workdir}",
+                    file=sys.stderr,
+                )
+                print(f"KUBECONFIG={plane.kubeconfig}", flush=True)
+                while True:
+                    time.sleep(1)
+                    dead = [p for p in [*plane.processes, operator] if not p.alive()]
+                    if dead:
+                        print(
+                            f"kubemint: {dead[0].name} exited:\n{dead[0].log_tail()}",
+                            file=sys.stderr,
+                        )
+                        return 1
+            finally:
+                operator.stop()
     except KeyboardInterrupt:
         print("kubemint: stopped", file=sys.stderr)
         return 0
     except (BinariesError, ControlPlaneError) as exc:
         print(f"kubemint: {exc}", file=sys.stderr)
         return 1
+
+
+DEV_NAMESPACE = "kubemint-system"
+DEV_SIGNING_KEY = f"""\
+apiVersion: kubemint.io/v1alpha1
+kind: SigningKey
+metadata:
+  name: default
+  namespace: {DEV_NAMESPACE}
+spec:
+  algorithm: ES256
+"""
 
 
 def _interrupt_on(*signals: signal.Signals) -> None:

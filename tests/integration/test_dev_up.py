@@ -24,16 +24,17 @@ CRD_NAMES = {
 
 
 def _processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains `text` (the dev cluster's unique work directory)."""
+    """PIDs whose command line or environment contains `text` (the dev cluster's unique work
+    directory: in the control plane's arguments, in the operator's KUBECONFIG)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmdline = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if text in cmdline:
+        if text.encode() in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -94,7 +95,19 @@ def test_dev_up_serves_the_crds_and_cleans_up_on_sigterm(
         for line in crds.stdout.split()
     } == CRD_NAMES
     workdir = str(kubeconfig.parent)
-    assert len(_processes_mentioning(workdir)) == 3  # etcd, apiserver, controller-manager
+    # etcd, kube-apiserver, kube-controller-manager, kubemint operator
+    assert len(_processes_mentioning(workdir)) == 4
+
+    kubectl = [str(cluster.binaries.kubectl), "--kubeconfig", str(kubeconfig)]
+    subprocess.run(
+        [*kubectl, "apply", "-f", "examples/quickstart/"], check=True, capture_output=True
+    )
+    deadline = time.monotonic() + 30
+    while subprocess.run(
+        [*kubectl, "get", "secret", "task-service-credentials", "-n", "tasks"], capture_output=True
+    ).returncode:
+        assert time.monotonic() < deadline, "the operator did not write the client's Secret"
+        time.sleep(0.3)
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
