@@ -1,0 +1,192 @@
+"""Reconcile checks for OAuth2Clients, ServiceAccounts and AccessRules, first failure wins."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from kubemint.api.meta import ObjectRef
+from kubemint.crypto import keys
+from kubemint.reconcile.accessrules import (
+    RuleClaim,
+    RuleSpec,
+    audience_owner,
+    check_rule,
+    unresolved_subjects,
+)
+from kubemint.reconcile.oauth2clients import (
+    ClientContext,
+    ClientSpec,
+    check_client,
+    verification_secret_name,
+)
+from kubemint.reconcile.serviceaccounts import AccountContext, AccountSpec, check_account
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+PUBLIC = keys.generate("ES256").public_jwk()
+
+
+def _client(**spec: Any) -> ClientSpec:
+    body = {"metadata": {"namespace": "tasks", "name": "svc"}, "spec": {"audiences": ["a"], **spec}}
+    return ClientSpec.from_body(body)
+
+
+CTX = ClientContext({"default": "sig", "enc": "enc"}, "kubemint-system")
+
+
+@pytest.mark.parametrize(
+    ("spec", "context", "reason", "field"),
+    [
+        ({}, CTX, "Reconciled", ""),
+        ({"signingKey": "gone"}, CTX, "SigningKeyNotFound", "spec.signingKey"),
+        ({"signingKey": "enc"}, CTX, "SigningKeyWrongUse", "spec.signingKey"),
+        ({"encryptionKey": "gone"}, CTX, "EncryptionKeyNotFound", "spec.encryptionKey"),
+        ({"encryptionKey": "default"}, CTX, "EncryptionKeyWrongUse", "spec.encryptionKey"),
+        (
+            {"authMethod": "private_key_jwt", "jwksSecretRef": {"name": "k"}},
+            CTX,
+            "JWKSSecretNotFound",
+            "spec.jwksSecretRef",
+        ),
+        (
+            {"authMethod": "private_key_jwt", "jwks": {"keys": [{**PUBLIC, "d": "x"}]}},
+            CTX,
+            "InvalidJWKS",
+            "spec.jwks.keys[0]",
+        ),
+        (
+            {},
+            ClientContext(
+                {"default": "sig"},
+                "kubemint-system",
+                client_id_holder=ObjectRef("OAuth2Client", "other", "svc"),
+            ),
+            "ClientIdConflict",
+            "spec.clientId",
+        ),
+    ],
+    ids=[
+        "a client with an existing signing key is ready",
+        "a missing signing key is named",
+        "an encryption key cannot sign",
+        "a missing encryption key is named",
+        "a signing key cannot encrypt",
+        "a missing JWKS Secret is named",
+        "a private key in jwks is refused",
+        "a client id held by an older client conflicts",
+    ],
+)
+def test_client_checks(
+    spec: dict[str, Any], context: ClientContext, reason: str, field: str
+) -> None:
+    outcome = check_client(_client(**spec), context)
+    assert outcome.reason == reason
+    assert field in outcome.message
+
+
+def test_the_default_client_id_is_namespace_dot_name() -> None:
+    assert _client().client_id == "tasks.svc"
+    assert _client(clientId="custom").client_id == "custom"
+
+
+def test_verification_secret_names_stay_within_the_kubernetes_limit() -> None:
+    name = verification_secret_name("client", "n" * 63, "x" * 253)
+    assert len(name) <= 253
+    assert name != verification_secret_name("client", "n" * 63, "x" * 252 + "y")
+    assert verification_secret_name("client", "tasks", "svc") == "client-tasks-svc"
+
+
+def _account(**spec: Any) -> AccountSpec:
+    return AccountSpec.from_body(
+        {"metadata": {"namespace": "tasks", "name": "bot"}, "spec": {"clients": ["gw"], **spec}}
+    )
+
+
+PASSWORDS = {"appPasswords": {"secretName": "bot-password"}}
+GW_ALL = {"gw": ("password", "client_credentials")}
+
+
+@pytest.mark.parametrize(
+    ("spec", "clients", "k8s", "reason", "field"),
+    [
+        (PASSWORDS, GW_ALL, (), "Reconciled", ""),
+        (PASSWORDS, {}, (), "ClientNotFound", "spec.clients"),
+        ({}, GW_ALL, (), "NoCredentials", "spec.appPasswords or spec.federation"),
+        (
+            PASSWORDS,
+            {"gw": ("urn:ietf:params:oauth:grant-type:token-exchange",)},
+            (),
+            "GrantMismatch",
+            "spec.appPasswords",
+        ),
+        (
+            {"federation": {"kubernetes": [{"serviceAccountName": "pod"}]}},
+            {"gw": ("password",)},
+            ("pod",),
+            "GrantMismatch",
+            "spec.federation",
+        ),
+        (
+            {"federation": {"kubernetes": [{"serviceAccountName": "pod"}]}},
+            GW_ALL,
+            (),
+            "KubernetesServiceAccountNotFound",
+            "spec.federation.kubernetes[0]",
+        ),
+        (
+            {"federation": {"issuers": [{"issuer": "https://ci", "jwksSecretRef": {"name": "s"}}]}},
+            GW_ALL,
+            (),
+            "IssuerKeysNotFound",
+            "spec.federation.issuers[0].jwksSecretRef",
+        ),
+    ],
+    ids=[
+        "an account with app passwords through a password client is ready",
+        "a missing client is named",
+        "an account without any credential is reported",
+        "app passwords need a password-capable client",
+        "federation needs an assertion-capable client",
+        "a missing Kubernetes ServiceAccount is named",
+        "a missing issuer key Secret is named",
+    ],
+)
+def test_account_checks(
+    spec: dict[str, Any],
+    clients: dict[str, tuple[str, ...]],
+    k8s: tuple[str, ...],
+    reason: str,
+    field: str,
+) -> None:
+    outcome = check_account(_account(**spec), AccountContext(clients, frozenset(k8s), {}))
+    assert outcome.reason == reason
+    assert field in outcome.message
+
+
+def test_the_oldest_rule_owns_an_audience_ties_broken_by_name() -> None:
+    claims = [
+        RuleClaim("b", "r", T0),
+        RuleClaim("a", "r", T0 + datetime.timedelta(seconds=1)),
+        RuleClaim("c", "r", T0),
+    ]
+    assert audience_owner(claims) == "b"
+    assert audience_owner([]) is None
+
+
+def test_a_rule_in_another_namespace_than_the_owner_conflicts() -> None:
+    rule = RuleSpec.from_body(
+        {
+            "metadata": {"namespace": "intruder", "name": "r"},
+            "spec": {
+                "audience": "https://cal",
+                "subjects": [{"kind": "OAuth2Client", "name": "x"}],
+            },
+        }
+    )
+    outcome = check_rule(rule, owner="calendar")
+    assert outcome.reason == "AudienceConflict"
+    assert check_rule(rule, owner="intruder").ready
+    assert unresolved_subjects(rule, frozenset()) == ["OAuth2Client/intruder/x"]
+    assert unresolved_subjects(rule, frozenset({ObjectRef("OAuth2Client", "intruder", "x")})) == []
