@@ -207,6 +207,30 @@ def issuer_keys(spec: AccountSpec, ctx: AccountContext) -> dict[str, dict[str, A
     return out
 
 
+def federation_status(spec: AccountSpec, ctx: AccountContext) -> dict[str, Any] | None:
+    """What the account accepts, for `kubectl get -o yaml`: the projected-token subjects and
+    the issuers with where their keys come from."""
+    if not spec.kubernetes and not spec.issuers:
+        return None
+    return {
+        "kubernetes": [
+            {
+                "serviceAccountName": name,
+                "subject": f"system:serviceaccount:{spec.namespace}:{name}",
+                "found": name in ctx.kubernetes_accounts,
+            }
+            for name in spec.kubernetes
+        ],
+        "issuers": [
+            {
+                "issuer": issuer.issuer,
+                "keys": "jwksUri" if issuer.jwks_uri else "jwksSecretRef",
+            }
+            for issuer in spec.issuers
+        ],
+    }
+
+
 def verification_record(
     spec: AccountSpec, plan: SecretPlan | None, keys: Mapping[str, Any], uid: str
 ) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from kubemint.reconcile.serviceaccounts import (
     AccountContext,
     AccountSpec,
     check_account,
+    federation_status,
     issuer_keys,
     verification_record,
 )
@@ -116,7 +117,8 @@ async def reconcile(
         moment,
         {
             "subject": spec.subject,
-            "clients": list(spec.clients),
+            "clients": [c for c in spec.clients if c in clients],
+            "federation": federation_status(spec, context),
             "appPasswordSecret": spec.app_passwords.secret_name if spec.app_passwords else None,
             "passwordRotatedAt": iso(plan.rotated_at) if plan else None,
             "nextPasswordRotationAt": iso(plan.next_rotation_at) if plan else None,
