@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from kubemint.api.meta import Outcome, format_time, ready_condition
+import kopf
+
+from kubemint.api.meta import GROUP, VERSION, Outcome, format_time, ready_condition
 from kubemint.config import OperatorSettings
 from kubemint.controller.kube import Kube
 
@@ -66,3 +68,37 @@ def changed(body: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any
     nothing, so timers and resyncs on thousands of objects cause no watch-event churn."""
     live = body.get("status") or {}
     return {k: v for k, v in status.items() if live.get(k) != v}
+
+
+BACKOFF = 5.0  # seconds before a failed handler is retried (kopf's default is 60)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reconciler(
+    registry: kopf.OperatorRegistry,
+    plural: str,
+    *,
+    id: str,
+    interval: float,
+    when: Callable[..., bool] | None = None,
+) -> Callable[[F], F]:
+    """Run one reconcile function on resume, create, update, and periodically while `when`
+    holds (kopf re-evaluates `when` on every watch event of the object)."""
+
+    def decorate(fn: F) -> F:
+        for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+            on(GROUP, VERSION, plural, id=id, backoff=BACKOFF, registry=registry)(fn)
+        timer = kopf.timer(
+            GROUP,
+            VERSION,
+            plural,
+            id=f"{id}_timer",
+            interval=interval,
+            when=when,
+            backoff=BACKOFF,
+            registry=registry,
+        )
+        timer(fn)
+        return fn  # kopf's decorators register and return the function unchanged
+
+    return decorate

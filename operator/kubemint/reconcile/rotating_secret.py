@@ -12,6 +12,7 @@ secret is written and the last valid one keeps working for the overlap.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -132,6 +133,18 @@ def plan_secret(
         next_rotation_at=next_rotation,
         previous_expires_at=max(expiries) if expiries else None,
     )
+
+
+def generations_from_record(text: str | None, key: str) -> tuple[Generation, ...]:
+    """The generations stored under `key` in a verification record (JSON).
+
+    An unreadable record counts as empty: the mounted secret is then adopted as current.
+    """
+    try:
+        record = json.loads(text or "{}")
+        return tuple(Generation.from_json(g) for g in record.get(key, []))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ()
 
 
 def _generation(value: str, now: datetime.datetime, policy: SecretPolicy) -> Generation:

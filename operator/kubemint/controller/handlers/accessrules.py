@@ -16,7 +16,7 @@ from kubemint.api.meta import (
     parse_time,
     set_condition,
 )
-from kubemint.controller.runtime import Runtime, changed, now, status_update
+from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
 from kubemint.reconcile.accessrules import (
     RuleClaim,
     RuleSpec,
@@ -80,18 +80,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def rule_needs_recheck(*, status: kopf.Status, **_: Any) -> bool:
         return any(c.get("status") != "True" for c in status.get("conditions") or [{}])
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="access_rule", backoff=5, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="access_rule", backoff=5, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="access_rule", backoff=5, registry=registry)
-    @kopf.timer(
-        GROUP,
-        VERSION,
+    @reconciler(
+        registry,
         PLURAL,
+        id="access_rule",
         interval=settings.recheck_interval,
         when=rule_needs_recheck,
-        id="access_rule_timer",
-        backoff=5,
-        registry=registry,
     )
     async def access_rule(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         audience = (body.get("spec") or {}).get("audience", "")

@@ -20,7 +20,16 @@ from kubemint.api.meta import (
     ObjectRef,
 )
 from kubemint.controller.kube import decoded
-from kubemint.controller.runtime import Runtime, changed, iso, needs_recheck, now, status_update
+from kubemint.controller.runtime import (
+    BACKOFF,
+    Runtime,
+    changed,
+    iso,
+    needs_recheck,
+    now,
+    reconciler,
+    status_update,
+)
 from kubemint.reconcile.oauth2clients import (
     ClientContext,
     ClientSpec,
@@ -30,7 +39,7 @@ from kubemint.reconcile.oauth2clients import (
     verification_record,
     verification_secret_name,
 )
-from kubemint.reconcile.rotating_secret import Generation, plan_secret
+from kubemint.reconcile.rotating_secret import generations_from_record, plan_secret
 
 PLURAL = "oauth2clients"
 RECORD_FIELD = "client.json"
@@ -39,14 +48,6 @@ PENDING = ("nextSecretRotationAt", "previousSecretExpiresAt")
 
 def verification_name(namespace: str, name: str) -> str:
     return verification_secret_name("client", namespace, name)
-
-
-def _generations(data: dict[str, str] | None) -> tuple[Generation, ...]:
-    try:
-        record = json.loads((data or {}).get(RECORD_FIELD, "{}"))
-        return tuple(Generation.from_json(g) for g in record.get("secrets", []))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return ()
 
 
 def _owner_labels(spec: ClientSpec, role: str) -> dict[str, str]:
@@ -87,7 +88,7 @@ async def reconcile(
             presented = (decoded(live) or {}).get("client-secret")
             plan = plan_secret(
                 presented,
-                _generations(decoded(record)),
+                generations_from_record((decoded(record) or {}).get(RECORD_FIELD), "secrets"),
                 spec.secret_policy,
                 moment,
                 what="client secret",
@@ -140,6 +141,11 @@ def holder_of(client_id: str, index: kopf.Index[str, Any]) -> ObjectRef | None:
     return ObjectRef(KIND_CLIENT, namespace, name)
 
 
+def pending(*, status: kopf.Status, **_: Any) -> bool:
+    """Re-check while not Ready or while a rotation or an overlap is scheduled."""
+    return needs_recheck(status, *PENDING)
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
@@ -159,18 +165,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         spec = body.get("spec") or {}
         return {meta["name"]: spec.get("use") or "sig"}
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="oauth2_client", backoff=5, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="oauth2_client", backoff=5, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="oauth2_client", backoff=5, registry=registry)
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=settings.recheck_interval,
-        when=lambda *, status, **_: needs_recheck(status, *PENDING),
-        id="oauth2_client_timer",
-        backoff=5,
-        registry=registry,
+    @reconciler(
+        registry, PLURAL, id="oauth2_client", interval=settings.recheck_interval, when=pending
     )
     async def oauth2_client(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         keys = {name: next(iter(uses)) for name, uses in kwargs["signing_key_uses"].items()}
@@ -179,7 +175,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         patch.status.update(changed(body, status))
 
     @kopf.on.delete(
-        GROUP, VERSION, PLURAL, id="oauth2_client_deleted", backoff=5, registry=registry
+        GROUP, VERSION, PLURAL, id="oauth2_client_deleted", backoff=BACKOFF, registry=registry
     )
     async def oauth2_client_deleted(*, meta: kopf.Meta, **_: Any) -> None:
         # The credentials Secret goes with its ownerReference; the verification record lives

@@ -19,9 +19,18 @@ from kubemint.api.meta import (
     VERSION,
 )
 from kubemint.controller.kube import decoded
-from kubemint.controller.runtime import Runtime, changed, iso, needs_recheck, now, status_update
+from kubemint.controller.runtime import (
+    BACKOFF,
+    Runtime,
+    changed,
+    iso,
+    needs_recheck,
+    now,
+    reconciler,
+    status_update,
+)
 from kubemint.reconcile.oauth2clients import verification_secret_name
-from kubemint.reconcile.rotating_secret import Generation, plan_secret
+from kubemint.reconcile.rotating_secret import generations_from_record, plan_secret
 from kubemint.reconcile.serviceaccounts import (
     AccountContext,
     AccountSpec,
@@ -47,14 +56,6 @@ def _labels(spec: AccountSpec, role: str) -> dict[str, str]:
         LABEL_OWNER_NAMESPACE: spec.namespace,
         LABEL_OWNER_NAME: spec.name[:63],
     }
-
-
-def _generations(data: dict[str, str] | None) -> tuple[Generation, ...]:
-    try:
-        record = json.loads((data or {}).get(RECORD_FIELD, "{}"))
-        return tuple(Generation.from_json(g) for g in record.get("passwords", []))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return ()
 
 
 async def reconcile(
@@ -83,7 +84,7 @@ async def reconcile(
             live = await kube.read_secret(spec.namespace, spec.app_passwords.secret_name)
             plan = plan_secret(
                 (decoded(live) or {}).get("password"),
-                _generations(decoded(record)),
+                generations_from_record((decoded(record) or {}).get(RECORD_FIELD), "passwords"),
                 spec.app_passwords.policy,
                 moment,
                 what="app password",
@@ -126,6 +127,11 @@ async def reconcile(
     )
 
 
+def pending(*, status: kopf.Status, **_: Any) -> bool:
+    """Re-check while not Ready or while a rotation or an overlap is scheduled."""
+    return needs_recheck(status, *PENDING)
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
@@ -134,25 +140,15 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         grants = tuple((body.get("spec") or {}).get("grantTypes") or ["client_credentials"])
         return {meta["namespace"]: (meta["name"], grants)}
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="service_account", backoff=5, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="service_account", backoff=5, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="service_account", backoff=5, registry=registry)
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=settings.recheck_interval,
-        when=lambda *, status, **_: needs_recheck(status, *PENDING),
-        id="service_account_timer",
-        backoff=5,
-        registry=registry,
+    @reconciler(
+        registry, PLURAL, id="service_account", interval=settings.recheck_interval, when=pending
     )
     async def service_account(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         clients = dict(kwargs["client_grants"].get(body["metadata"]["namespace"], []))
         patch.status.update(changed(body, await reconcile(runtime, body, clients)))
 
     @kopf.on.delete(
-        GROUP, VERSION, PLURAL, id="service_account_deleted", backoff=5, registry=registry
+        GROUP, VERSION, PLURAL, id="service_account_deleted", backoff=BACKOFF, registry=registry
     )
     async def service_account_deleted(*, meta: kopf.Meta, **_: Any) -> None:
         await runtime.kube.delete_secret(

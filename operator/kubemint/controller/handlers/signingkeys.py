@@ -21,7 +21,7 @@ from kubemint.api.meta import (
     Outcome,
 )
 from kubemint.controller.kube import decoded
-from kubemint.controller.runtime import Runtime, changed, now, status_update
+from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
 from kubemint.reconcile.signingkeys import (
     KEYS_FIELD,
     SigningKeySpec,
@@ -110,18 +110,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             )
         }
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="signing_key", backoff=5, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="signing_key", backoff=5, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="signing_key", backoff=5, registry=registry)
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=settings.recheck_interval,
-        id="signing_key_timer",
-        backoff=5,
-        registry=registry,
-    )
+    @reconciler(registry, PLURAL, id="signing_key", interval=settings.recheck_interval)
     async def signing_key(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         lifetimes = lifetimes_for(body["metadata"]["name"], kwargs["client_lifetimes"])
         patch.status.update(changed(body, await reconcile(runtime, body, lifetimes)))
