@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     operator.set_defaults(run=_operator)
 
     server = commands.add_parser("token-server", help="serve the OAuth2 token endpoint and JWKS")
-    server.set_defaults(run=_not_yet("token-server"))
+    server.set_defaults(run=_token_server)
 
     dev = commands.add_parser("dev", help="local development helpers")
     dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
@@ -65,16 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _not_yet(name: str) -> object:
-    def run(_: argparse.Namespace) -> int:
-        print(f"kubemint {name}: not available in this build yet", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def _operator(_: argparse.Namespace) -> int:
     from kubemint.controller.main import main as run
+
+    return run()
+
+
+def _token_server(_: argparse.Namespace) -> int:
+    from kubemint.server.main import main as run
 
     return run()
 

@@ -53,3 +53,44 @@ class OperatorSettings:
             identity=env.get("POD_NAME", socket.gethostname()) + "-" + uuid.uuid4().hex[:6],
             workers=int(env.get("KUBEMINT_API_WORKERS", "16")),
         )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    namespace: str
+    """Where SigningKeys and verification records live; the only namespace whose Secrets the
+    token server reads."""
+    issuer: str
+    """The `iss` of issued tokens and the base of every advertised endpoint."""
+    host: str = "0.0.0.0"  # noqa: S104 — a server in a pod listens on all interfaces
+    port: int = 8080
+    max_body: int = 64 * 1024
+    """Largest accepted request body in bytes; larger ones get 413 before parsing."""
+    stale_after: float = 60.0
+    """Seconds without a live watch after which /readyz reports the view as stale."""
+    failures_per_client: int = 10
+    """Failed client authentications allowed per client id per minute."""
+    failures_per_source: int = 100
+    """Failed client authentications allowed per source address per minute (higher: many
+    clients may share one address behind a proxy or node)."""
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer + "/oauth2/token"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerSettings:
+        namespace = env.get("KUBEMINT_NAMESPACE") or _default_namespace()
+        issuer = (
+            env.get("KUBEMINT_ISSUER") or f"https://kubemint-token-server.{namespace}.svc"
+        ).rstrip("/")
+        return cls(
+            namespace=namespace,
+            issuer=issuer,
+            host=env.get("KUBEMINT_HOST", "0.0.0.0"),  # noqa: S104
+            port=int(env.get("KUBEMINT_PORT", "8080")),
+            max_body=int(env.get("KUBEMINT_MAX_BODY", str(64 * 1024))),
+            stale_after=float(env.get("KUBEMINT_STALE_AFTER", "60")),
+            failures_per_client=int(env.get("KUBEMINT_AUTH_FAILURES_PER_CLIENT", "10")),
+            failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
+        )

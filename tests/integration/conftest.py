@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from kubemint.devcluster import ControlPlane, layout, resolve_binaries
-from kubemint.devcluster.components import operator_process, wait_for_leader
+from kubemint.devcluster.components import (
+    operator_process,
+    token_server_process,
+    wait_for_http,
+    wait_for_leader,
+)
+from kubemint.devcluster.controlplane import free_port
 from kubemint.devcluster.processes import ManagedProcess
 
 
@@ -51,12 +57,17 @@ class RunningOperator:
 
 
 def start_operator(
-    cluster: ControlPlane, namespace: str, name: str, lease: str, log_dir: Path
+    cluster: ControlPlane,
+    namespace: str,
+    name: str,
+    lease: str,
+    log_dir: Path,
+    issuer: str = "https://kubemint.test",
 ) -> ManagedProcess:
     process = operator_process(
         cluster,
         namespace=namespace,
-        issuer=TEST_ISSUER,
+        issuer=issuer,
         name=name,
         recheck_interval=1,
         lease_name=lease,
@@ -75,15 +86,52 @@ def operator(
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
     logs = tmp_path_factory.mktemp("operator")
-    process = start_operator(cluster, namespace, "op", "kubemint-operator", logs)
+    # The issuer is where this module's token server (if it starts one) will listen.
+    issuer = f"http://127.0.0.1:{free_port()}"
+    process = start_operator(cluster, namespace, "op", "kubemint-operator", logs, issuer)
     try:
         wait_for_leader(cluster, namespace, "kubemint-operator", "op")
-        yield RunningOperator(cluster, namespace, process, TEST_ISSUER)
+        yield RunningOperator(cluster, namespace, process, issuer)
     finally:
         process.stop()
 
 
-TEST_ISSUER = "https://kubemint.test"
+@dataclass
+class RunningServer:
+    issuer: str
+    process: ManagedProcess
+
+    @property
+    def token_url(self) -> str:
+        return self.issuer + "/oauth2/token"
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def token_server(
+    operator: RunningOperator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """`kubemint token-server` on the operator's issuer URL, reading the same namespace."""
+    port = int(operator.issuer.rsplit(":", 1)[1])
+    process = token_server_process(
+        operator.cluster,
+        namespace=operator.namespace,
+        issuer=operator.issuer,
+        port=port,
+        log_dir=tmp_path_factory.mktemp("token-server"),
+        # Every test calls from 127.0.0.1: the per-source limit would couple them.
+        extra_env={"KUBEMINT_AUTH_FAILURES_PER_SOURCE": "100000"},
+    )
+    process.start()
+    try:
+        wait_for_http(operator.issuer + "/readyz", process)
+        yield RunningServer(operator.issuer, process)
+    finally:
+        process.stop()
+
+
 SIGNING_KEY = """\
 apiVersion: kubemint.io/v1alpha1
 kind: SigningKey

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,6 +44,47 @@ def operator_process(
     }
     log = (log_dir or plane.workdir) / f"{name}.log"
     return ManagedProcess(name, [sys.executable, "-m", "kubemint", "operator"], log, env)
+
+
+def token_server_process(
+    plane: ControlPlane,
+    *,
+    namespace: str,
+    issuer: str,
+    port: int,
+    name: str = "token-server",
+    extra_env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+) -> ManagedProcess:
+    """A `kubemint token-server` process (not started) on 127.0.0.1:`port`."""
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(plane.kubeconfig),
+        "KUBEMINT_NAMESPACE": namespace,
+        "KUBEMINT_ISSUER": issuer,
+        "KUBEMINT_HOST": "127.0.0.1",
+        "KUBEMINT_PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    log = (log_dir or plane.workdir) / f"{name}.log"
+    return ManagedProcess(name, [sys.executable, "-m", "kubemint", "token-server"], log, env)
+
+
+def wait_for_http(url: str, process: ManagedProcess, timeout: float = 30) -> None:
+    """Block until `url` answers 200 (e.g. /readyz), failing early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise ControlPlaneError(f"{process.name} exited:\n{process.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 — loopback
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise ControlPlaneError(f"{url} did not become ready:\n{process.log_tail()}")
 
 
 def wait_for_leader(

@@ -195,7 +195,7 @@ class ControlPlane:
 
     def _start_etcd(self) -> None:
         begin = time.monotonic()
-        client, peer = _free_port(), _free_port()
+        client, peer = free_port(), free_port()
         self._etcd_url = f"http://127.0.0.1:{client}"
         peer_url = f"http://127.0.0.1:{peer}"
         self._spawn(
@@ -219,7 +219,7 @@ class ControlPlane:
     def _start_apiserver(self) -> None:
         assert self.pki is not None
         begin = time.monotonic()
-        self.api_port = _free_port()
+        self.api_port = free_port()
         pki = self.pki
         self._spawn(
             "kube-apiserver",
@@ -405,7 +405,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

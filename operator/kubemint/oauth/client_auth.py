@@ -1,0 +1,186 @@
+"""Who is calling the token endpoint: client authentication methods as a registry.
+
+The caller is a client (authenticated with its own credential: RFC 6749 §2.3.1 basic/post,
+RFC 7523 §2.2 client_secret_jwt/private_key_jwt) or a kubemint ServiceAccount acting
+through one of its clients (authentik-style app password as `username`/`password`).
+Every failure is the same `invalid_client` to the caller; the reason goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubemint.crypto import secrets
+from kubemint.oauth.assertions import ReplayCache, verify_client_assertion
+from kubemint.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedClient
+from kubemint.store.snapshot import AccountView, ClientView, Snapshot
+
+JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """A token request, already parsed from HTTP (single-valued form parameters)."""
+
+    form: Mapping[str, str]
+    authorization: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Caller:
+    client: ClientView
+    method: str
+    account: AccountView | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)  # the presented JWT's claims
+
+    @property
+    def subject(self) -> str:
+        return self.account.subject if self.account else self.client.client_id
+
+    @property
+    def subject_ref(self) -> Any:
+        return self.account.ref if self.account else self.client.ref
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    snapshot: Snapshot
+    issuer: str
+    token_endpoint: str
+    replay: ReplayCache
+    now: datetime.datetime
+
+
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """RFC 6749 §2.3.1: `Basic base64(urlencode(id) ":" urlencode(secret))`."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClient("unsupported authorization scheme")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("malformed basic credentials") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed basic credentials")
+    return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
+
+
+def authenticate(request: TokenRequest, ctx: AuthContext) -> Caller:
+    """The authenticated caller, or InvalidClient/InvalidRequest."""
+    form = request.form
+    basic = basic_credentials(request.authorization)
+    assertion = form.get("client_assertion")
+    if basic and ("client_secret" in form or assertion):
+        raise InvalidRequest("use exactly one client authentication method")
+    client_id = basic[0] if basic else form.get("client_id")
+    if not client_id:
+        raise InvalidClient("client authentication required")
+    if basic and form.get("client_id") not in (None, client_id):
+        raise InvalidRequest("client_id does not match the authenticated client")
+    client = ctx.snapshot.clients.get(client_id)
+    if client is None:
+        raise InvalidClient("client authentication failed")
+    if client.disabled:
+        raise UnauthorizedClient("the client is disabled")
+
+    if "username" in form or "password" in form:
+        return _app_password(client, form, basic, ctx)
+    for method in METHODS.values():
+        caller = method(client, request, basic, ctx)
+        if caller is not None:
+            if caller.account is None and client.auth_method != caller.method:
+                raise InvalidClient("client authentication failed")
+            return caller
+    raise InvalidClient("client authentication failed")
+
+
+def _secret_basic(
+    client: ClientView, request: TokenRequest, basic: tuple[str, str] | None, ctx: AuthContext
+) -> Caller | None:
+    if basic is None:
+        return None
+    if not secrets.verify(basic[1], client.secret_digests(ctx.now)):
+        raise InvalidClient("client authentication failed")
+    return Caller(client, "client_secret_basic")
+
+
+def _secret_post(
+    client: ClientView, request: TokenRequest, basic: tuple[str, str] | None, ctx: AuthContext
+) -> Caller | None:
+    secret = request.form.get("client_secret")
+    if secret is None:
+        return None
+    if not secrets.verify(secret, client.secret_digests(ctx.now)):
+        raise InvalidClient("client authentication failed")
+    return Caller(client, "client_secret_post")
+
+
+def _assertion(
+    client: ClientView, request: TokenRequest, basic: tuple[str, str] | None, ctx: AuthContext
+) -> Caller | None:
+    assertion = request.form.get("client_assertion")
+    if assertion is None:
+        return None
+    if request.form.get("client_assertion_type") != JWT_BEARER_ASSERTION:
+        raise InvalidRequest("client_assertion_type must be " + JWT_BEARER_ASSERTION)
+    if client.auth_method == "client_secret_jwt":
+        claims = verify_client_assertion(
+            assertion,
+            client_id=client.client_id,
+            hmac_secrets=client.hmac_keys(ctx.now),
+            token_endpoint=ctx.token_endpoint,
+            issuer=ctx.issuer,
+            replay=ctx.replay,
+            now=ctx.now.timestamp(),
+        )
+        return Caller(client, "client_secret_jwt", claims=claims)
+    if client.auth_method == "private_key_jwt" and client.jwks:
+        claims = verify_client_assertion(
+            assertion,
+            client_id=client.client_id,
+            keys=client.jwks,
+            token_endpoint=ctx.token_endpoint,
+            issuer=ctx.issuer,
+            replay=ctx.replay,
+            now=ctx.now.timestamp(),
+        )
+        return Caller(client, "private_key_jwt", claims=claims)
+    raise InvalidClient("client authentication failed")
+
+
+def _app_password(
+    client: ClientView, form: Mapping[str, str], basic: tuple[str, str] | None, ctx: AuthContext
+) -> Caller:
+    """authentik: `username` + app `password` authenticate a ServiceAccount using `client`."""
+    username, password = form.get("username"), form.get("password")
+    if not username or not password:
+        raise InvalidRequest("username and password go together")
+    account = ctx.snapshot.accounts.get((client.ref.namespace, username))
+    if (
+        account is None
+        or account.disabled
+        or client.ref.name not in account.clients
+        or not secrets.verify(password, account.password_digests(ctx.now))
+    ):
+        raise InvalidClient("client authentication failed")
+    return Caller(client, "app_password", account=account)
+
+
+Method = Callable[
+    [ClientView, TokenRequest, "tuple[str, str] | None", AuthContext], "Caller | None"
+]
+METHODS: dict[str, Method] = {
+    "client_secret_basic": _secret_basic,
+    "client_secret_post": _secret_post,
+    "client_assertion": _assertion,
+}

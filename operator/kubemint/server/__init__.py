@@ -1,0 +1,1 @@
+"""The Starlette adapter: HTTP in, the framework-free OAuth core, HTTP out."""

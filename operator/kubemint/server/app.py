@@ -1,0 +1,237 @@
+"""create_app(): the token server's routes, error rendering and lifespan, from plain data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kubemint.config import ServerSettings
+from kubemint.oauth.client_auth import TokenRequest, basic_credentials
+from kubemint.oauth.errors import (
+    InvalidClient,
+    InvalidRequest,
+    OAuth2Error,
+    ServerError,
+    TooManyRequests,
+)
+from kubemint.oauth.ratelimit import FailureLimiter
+from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
+from kubemint.server.metrics import Metrics
+from kubemint.store.view import View
+
+audit_log = logging.getLogger("kubemint.audit")
+log = logging.getLogger("kubemint.server")
+FORM = "application/x-www-form-urlencoded"
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
+
+
+def create_app(
+    settings: ServerSettings,
+    view: View,
+    *,
+    lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
+) -> Starlette:
+    metrics = Metrics()
+    service = TokenService(settings.issuer, settings.token_endpoint, view.snapshot)
+    per_client = FailureLimiter(max_failures=settings.failures_per_client)
+    per_source = FailureLimiter(max_failures=settings.failures_per_source)
+
+    async def token(request: Request) -> Response:
+        started = time.perf_counter()
+        audit = Audit(source=request.client.host if request.client else "")
+        response: Response
+        try:
+            form = await _form(request, settings.max_body)
+            claimed = form.get("client_id") or _basic_client_id(
+                request.headers.get("authorization")
+            )
+            wait = max(
+                per_client.retry_after(claimed) or 0, per_source.retry_after(audit.source) or 0
+            )
+            if wait:
+                metrics.auth_failures.labels("rate_limited").inc()
+                raise TooManyRequests("too many failed attempts", retry_after=wait)
+            tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
+            try:
+                body = service.issue(tr, audit)
+            except InvalidClient:
+                per_client.failed(*{claimed, audit.client_id} - {""})
+                per_source.failed(audit.source)
+                metrics.auth_failures.labels("invalid_client").inc()
+                raise
+            response = JSONResponse(
+                body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+            )
+        except OAuth2Error as error:
+            audit_error(audit, error)
+            response = _error(error)
+        except Exception:
+            log.exception("token request failed")
+            audit.outcome, audit.error = "refused", "server_error"
+            response = _error(ServerError())
+        known = audit.client_id in view.snapshot().clients
+        metrics.tokens.labels(
+            audit.grant_type if audit.grant_type in SUPPORTED_GRANTS else "other",
+            audit.client_id if known else "unknown",
+            audit.outcome if audit.outcome == "issued" else audit.error or "refused",
+        ).inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        audit_log.info("token %s", json.dumps(audit.fields(), sort_keys=True))
+        return response
+
+    async def jwks(request: Request) -> Response:
+        snapshot = view.snapshot()
+        # A verifier caching JWKS for less than prePublish never meets an unknown kid, so
+        # tell caches to keep it well under the shortest prePublish.
+        shortest = min(
+            (r.pre_publish.total_seconds() for r in snapshot.keys.values()), default=600.0
+        )
+        max_age = max(0, min(3600, int(shortest / 2)))
+        return JSONResponse(
+            snapshot.jwks(),
+            headers={"Cache-Control": f"public, max-age={max_age}"},
+            media_type="application/jwk-set+json",
+        )
+
+    async def metadata(request: Request) -> Response:
+        return JSONResponse(
+            server_metadata(settings, view), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        stale = view.stale_for()
+        body: dict[str, Any] = {"synced": view.synced(), "staleSeconds": round(stale, 1)}
+        ready = view.synced() and stale < settings.stale_after
+        body["status"] = "ready" if ready else ("stale" if view.synced() else "starting")
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def prometheus(request: Request) -> Response:
+        metrics.stale.set(view.stale_for())
+        metrics.synced.set(1 if view.synced() else 0)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "method_not_allowed"}, status_code=405)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return _error(ServerError())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if lifespan_hooks:
+            lifespan_hooks[0]()
+        try:
+            yield
+        finally:
+            if lifespan_hooks:
+                lifespan_hooks[1]()
+
+    routes = [
+        Route("/oauth2/token", token, methods=["POST"]),
+        Route("/oauth2/jwks", jwks, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
+        Route("/.well-known/openid-configuration", metadata, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: not_found, 405: method_not_allowed, Exception: unexpected},
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    return app
+
+
+def server_metadata(settings: ServerSettings, view: View) -> dict[str, Any]:
+    """RFC 8414: exactly what this server supports."""
+    algorithms = sorted({r.algorithm for r in view.snapshot().keys.values() if r.use == "sig"})
+    return {
+        "issuer": settings.issuer,
+        "token_endpoint": settings.token_endpoint,
+        "jwks_uri": settings.issuer + "/oauth2/jwks",
+        "grant_types_supported": list(SUPPORTED_GRANTS),
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": [
+            "RS256",
+            "PS256",
+            "ES256",
+            "ES384",
+            "EdDSA",
+            "HS256",
+            "HS384",
+            "HS512",
+        ],
+        "response_types_supported": [],
+        "scopes_supported": [],
+        "access_token_signing_alg_values_supported": algorithms,
+    }
+
+
+async def _form(request: Request, limit: int) -> dict[str, str]:
+    """The urlencoded body; size-limited, single-valued (RFC 6749 §3.2), UTF-8."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM:
+        raise InvalidRequest(f"the request body must be {FORM}")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _TooLarge()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge()
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=bool(body),
+            max_num_fields=64,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("malformed request body") from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        if key in form:
+            raise InvalidRequest(f"parameter {key[:40]!r} repeated")
+        form[key] = value
+    return form
+
+
+class _TooLarge(InvalidRequest):
+    status_code = 413
+
+    def __init__(self) -> None:
+        super().__init__("request body too large")
+
+
+def _basic_client_id(authorization: str | None) -> str:
+    """The client id a Basic header claims (for rate limiting only; not authentication)."""
+    try:
+        credentials = basic_credentials(authorization)
+    except OAuth2Error:
+        return ""
+    return credentials[0] if credentials else ""
+
+
+def _error(error: OAuth2Error) -> Response:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())

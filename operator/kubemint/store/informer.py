@@ -1,0 +1,145 @@
+"""List+watch one resource into a dict, resuming from resourceVersion.
+
+Each informer runs in a thread with the synchronous official client: list (raw JSON), then
+watch from the list's resourceVersion with bookmarks; a 410 Gone (history compacted) means
+relist; any other failure reconnects with capped exponential backoff. While disconnected the
+last known objects stay in place, so the token server keeps serving from what it has, and
+`stale_for()` says for how long the view may have missed changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger("kubemint.informer")
+Body = dict[str, Any]
+MAX_BACKOFF = 30.0
+
+
+def key_of(body: Body) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+class Informer:
+    def __init__(
+        self,
+        name: str,
+        list_fn: Callable[..., Any],
+        *args: Any,
+        on_change: Callable[[], None],
+        label_selector: str | None = None,
+        timeout_seconds: int = 60,
+    ) -> None:
+        self.name = name
+        self._list_fn = list_fn
+        self._args = args
+        self._on_change = on_change
+        self._selector = label_selector
+        self._timeout = timeout_seconds
+        self._lock = threading.Lock()
+        self._objects: dict[str, Body] = {}
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        self.synced = threading.Event()
+        self._connected_since: float | None = None
+        self._disconnected_at: float | None = time.monotonic()
+
+    def objects(self) -> list[Body]:
+        with self._lock:
+            return list(self._objects.values())
+
+    def stale_for(self) -> float:
+        """Seconds since the watch last had a live connection (0 while connected)."""
+        if self._connected_since is not None:
+            return 0.0
+        return time.monotonic() - (self._disconnected_at or time.monotonic())
+
+    def run(self, halt: threading.Event) -> None:
+        """Thread body: keep the dict current until `halt` is set."""
+        backoff = 0.5
+        version: str | None = None
+        while not halt.is_set():
+            try:
+                if version is None:
+                    version = self._relist()
+                for event_type, body in self._events(version):
+                    version = body["metadata"].get("resourceVersion", version)
+                    self._connected()
+                    backoff = 0.5
+                    if event_type != "BOOKMARK":
+                        self._apply(event_type, body)
+                    if halt.is_set():
+                        return
+                self._connected()  # a watch that ended by timeout is healthy
+            except ApiException as exc:
+                if exc.status == 410:
+                    version = None  # history compacted: start over from a fresh list
+                    continue
+                self._failed(halt, f"API error {exc.status}", backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception as exc:  # network failures of every shape: keep the last view
+                if halt.is_set():
+                    return
+                self._failed(halt, type(exc).__name__, backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def stop(self) -> None:
+        self._watch.stop()  # type: ignore[no-untyped-call]
+
+    def _relist(self) -> str:
+        kwargs: dict[str, Any] = {"_preload_content": False}
+        if self._selector:
+            kwargs["label_selector"] = self._selector
+        listing = json.loads(self._list_fn(*self._args, **kwargs).data)
+        objects = {key_of(item): item for item in listing.get("items", [])}
+        with self._lock:
+            self._objects = objects
+        self._connected()
+        self.synced.set()
+        self._on_change()
+        version: str = listing["metadata"]["resourceVersion"]
+        return version
+
+    def _events(self, version: str) -> Iterator[tuple[str, Body]]:
+        kwargs: dict[str, Any] = {
+            "resource_version": version,
+            "timeout_seconds": self._timeout,
+            "allow_watch_bookmarks": True,
+        }
+        if self._selector:
+            kwargs["label_selector"] = self._selector
+        stream = self._watch.stream(self._list_fn, *self._args, **kwargs)  # type: ignore[no-untyped-call]
+        for event in stream:
+            if event["type"] == "ERROR":
+                raw = event.get("raw_object") or {}
+                raise ApiException(status=raw.get("code", 500), reason=raw.get("reason"))
+            yield event["type"], event["raw_object"]
+
+    def _apply(self, event_type: str, body: Body) -> None:
+        key = key_of(body)
+        with self._lock:
+            if event_type == "DELETED":
+                self._objects.pop(key, None)
+            else:
+                self._objects[key] = body
+        self._on_change()
+
+    def _connected(self) -> None:
+        if self._connected_since is None:
+            self._connected_since = time.monotonic()
+            self._disconnected_at = None
+
+    def _failed(self, halt: threading.Event, why: str, backoff: float) -> None:
+        if self._connected_since is not None:
+            log.warning("watch of %s lost (%s); serving the last known view", self.name, why)
+            self._connected_since = None
+            self._disconnected_at = time.monotonic()
+        halt.wait(backoff)

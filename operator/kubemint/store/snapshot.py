@@ -1,0 +1,322 @@
+"""An immutable view of everything the token server decides with, built from raw objects.
+
+Built by a pure function from the informers' objects, so tests pass in hand-made objects.
+Ownership questions are re-derived here with the operator's own functions (oldest client
+keeps a client id, oldest rule's namespace owns an audience) rather than trusted from status,
+so a rule that grabs an owned audience grants nothing even before the operator reacts.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubemint.api.meta import (
+    LABEL_OWNER_NAME,
+    LABEL_OWNER_NAMESPACE,
+    LABEL_ROLE,
+    ROLE_ACCOUNT_VERIFICATION,
+    ROLE_CLIENT_VERIFICATION,
+    ROLE_SIGNING_KEYS,
+    ObjectRef,
+    parse_time,
+)
+from kubemint.crypto.jwt import Signer
+from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
+from kubemint.reconcile.accessrules import RuleClaim, audience_owner
+from kubemint.reconcile.oauth2clients import ClientSpec
+from kubemint.reconcile.rotating_secret import Generation, generations_from_record
+from kubemint.reconcile.serviceaccounts import AccountSpec, IssuerSpec
+from kubemint.reconcile.signingkeys import KEYS_FIELD, SigningKeySpec, StoredKey
+
+log = logging.getLogger("kubemint.snapshot")
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClientView:
+    ref: ObjectRef
+    client_id: str
+    disabled: bool
+    grant_types: frozenset[str]
+    auth_method: str
+    scopes: frozenset[str]
+    audiences: tuple[str, ...]
+    token_lifetime: int
+    token_format: str
+    signing_key: str
+    encryption_key: str | None
+    secrets: tuple[Generation, ...] = ()
+    jwks: Mapping[str, Any] | None = None
+
+    def secret_digests(self, now: datetime.datetime) -> list[str]:
+        """Digests of the secrets that verify at `now` (current + overlapping previous)."""
+        return [g.sha256 for g in self.secrets if g.not_after is None or g.not_after > now]
+
+    def hmac_keys(self, now: datetime.datetime) -> list[str]:
+        return [
+            g.hmac_key
+            for g in self.secrets
+            if g.hmac_key and (g.not_after is None or g.not_after > now)
+        ]
+
+
+@dataclass(frozen=True)
+class AccountView:
+    ref: ObjectRef
+    subject: str
+    disabled: bool
+    clients: frozenset[str]
+    passwords: tuple[Generation, ...]
+    kubernetes: frozenset[str]
+    issuers: tuple[IssuerSpec, ...]
+    issuer_keys: Mapping[str, Any]
+    claims: Mapping[str, Any]
+
+    def password_digests(self, now: datetime.datetime) -> list[str]:
+        return [g.sha256 for g in self.passwords if g.not_after is None or g.not_after > now]
+
+
+@dataclass(frozen=True)
+class RuleView:
+    ref: ObjectRef
+    audience: str
+    subjects: frozenset[ObjectRef]
+    scopes: frozenset[str]
+    condition: Condition | None
+    http: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """One SigningKey: the key that signs now, and every public key verifiers may meet."""
+
+    name: str
+    algorithm: str
+    use: str
+    signer: Signer | None  # None for encryption keys
+    public_keys: tuple[Mapping[str, Any], ...]
+    pre_publish: datetime.timedelta
+    encryption_key: StoredKey | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    clients: Mapping[str, ClientView] = field(default_factory=dict)
+    accounts: Mapping[tuple[str, str], AccountView] = field(default_factory=dict)
+    accounts_by_kubernetes: Mapping[tuple[str, str], tuple[AccountView, ...]] = field(
+        default_factory=dict
+    )
+    rules: Mapping[str, tuple[RuleView, ...]] = field(default_factory=dict)  # by audience
+    keys: Mapping[str, KeyRing] = field(default_factory=dict)
+
+    def jwks(self) -> dict[str, Any]:
+        """Every public signing and encryption key (active, next and retired)."""
+        return {"keys": [dict(k) for ring in self.keys.values() for k in ring.public_keys]}
+
+
+@dataclass
+class KeyCache:
+    """Parsed keys by kid, kept across rebuilds: parsing PEM is the costly part of a rebuild."""
+
+    signers: dict[str, Signer] = field(default_factory=dict)
+    public: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def build_snapshot(
+    *,
+    server_namespace: str,
+    clients: Iterable[Body],
+    accounts: Iterable[Body],
+    rules: Iterable[Body],
+    signing_keys: Iterable[Body],
+    secrets: Iterable[Body],
+    key_cache: KeyCache | None = None,
+) -> Snapshot:
+    """The view at one moment. Objects that do not parse are skipped (and logged)."""
+    records = _records(secrets)
+    return Snapshot(
+        clients=_clients(clients, records.get(ROLE_CLIENT_VERIFICATION, {})),
+        **_accounts(accounts, records.get(ROLE_ACCOUNT_VERIFICATION, {})),
+        rules=_rules(rules),
+        keys=_keyrings(
+            [k for k in signing_keys if k["metadata"]["namespace"] == server_namespace],
+            records.get(ROLE_SIGNING_KEYS, {}),
+            key_cache if key_cache is not None else KeyCache(),
+        ),
+    )
+
+
+def _records(secrets: Iterable[Body]) -> dict[str, dict[tuple[str, str], dict[str, str]]]:
+    """role → (owner namespace, owner name) → decoded data of the managed Secrets."""
+    out: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
+    for secret in secrets:
+        labels = secret["metadata"].get("labels") or {}
+        role = labels.get(LABEL_ROLE)
+        owner = (labels.get(LABEL_OWNER_NAMESPACE, ""), labels.get(LABEL_OWNER_NAME, ""))
+        data = {
+            k: base64.b64decode(v).decode(errors="replace")
+            for k, v in (secret.get("data") or {}).items()
+        }
+        if role:
+            out.setdefault(role, {})[owner] = data
+    return out
+
+
+def _clients(
+    bodies: Iterable[Body], records: Mapping[tuple[str, str], dict[str, str]]
+) -> dict[str, ClientView]:
+    views: dict[str, tuple[str, ClientView]] = {}
+    for body in bodies:
+        try:
+            spec = ClientSpec.from_body(body)
+            raw = body.get("spec") or {}
+            record = json.loads(
+                records.get((spec.namespace, spec.name[:63]), {}).get("client.json", "{}")
+            )
+            view = ClientView(
+                ref=spec.ref,
+                client_id=spec.client_id,
+                disabled=bool(raw.get("disabled", False)),
+                grant_types=frozenset(spec.grant_types),
+                auth_method=spec.auth_method,
+                scopes=frozenset(raw.get("scopes") or []),
+                audiences=tuple(raw.get("audiences") or []),
+                token_lifetime=int(spec.token_lifetime.total_seconds()),
+                token_format=raw.get("tokenFormat", "jwt"),
+                signing_key=spec.signing_key,
+                encryption_key=spec.encryption_key,
+                secrets=generations_from_record(json.dumps(record), "secrets"),
+                jwks=record.get("jwks"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping OAuth2Client %s: %s", _name(body), type(exc).__name__)
+            continue
+        created = body["metadata"].get("creationTimestamp", "")
+        held = views.get(view.client_id)
+        # The oldest claimant keeps a client id (as the operator decides).
+        if held is None or (created, str(view.ref)) < (held[0], str(held[1].ref)):
+            views[view.client_id] = (created, view)
+    return {client_id: view for client_id, (_, view) in views.items()}
+
+
+def _accounts(
+    bodies: Iterable[Body], records: Mapping[tuple[str, str], dict[str, str]]
+) -> dict[str, Any]:
+    accounts: dict[tuple[str, str], AccountView] = {}
+    by_kubernetes: dict[tuple[str, str], list[AccountView]] = {}
+    for body in bodies:
+        try:
+            spec = AccountSpec.from_body(body)
+            raw = body.get("spec") or {}
+            record = json.loads(
+                records.get((spec.namespace, spec.name[:63]), {}).get("account.json", "{}")
+            )
+            view = AccountView(
+                ref=ObjectRef("ServiceAccount", spec.namespace, spec.name),
+                subject=spec.subject,
+                disabled=bool(raw.get("disabled", False)),
+                clients=frozenset(spec.clients),
+                passwords=generations_from_record(json.dumps(record), "passwords"),
+                kubernetes=frozenset(spec.kubernetes),
+                issuers=spec.issuers,
+                issuer_keys=record.get("issuerKeys") or {},
+                claims=raw.get("claims") or {},
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping ServiceAccount %s: %s", _name(body), type(exc).__name__)
+            continue
+        accounts[(spec.namespace, spec.name)] = view
+        for sa in spec.kubernetes:
+            by_kubernetes.setdefault((spec.namespace, sa), []).append(view)
+    return {
+        "accounts": accounts,
+        "accounts_by_kubernetes": {k: tuple(v) for k, v in by_kubernetes.items()},
+    }
+
+
+def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
+    claims: dict[str, list[RuleClaim]] = {}
+    views: dict[str, list[RuleView]] = {}
+    for body in bodies:
+        meta, raw = body["metadata"], body.get("spec") or {}
+        audience = raw.get("audience")
+        if not audience:
+            continue
+        try:
+            condition = compile_condition(raw["when"]) if raw.get("when") else None
+            created = parse_time(meta["creationTimestamp"])
+        except (ExpressionError, KeyError, ValueError):
+            continue  # an uncompilable condition grants nothing (and the operator says why)
+        claims.setdefault(audience, []).append(RuleClaim(meta["namespace"], meta["name"], created))
+        views.setdefault(audience, []).append(
+            RuleView(
+                ref=ObjectRef("AccessRule", meta["namespace"], meta["name"]),
+                audience=audience,
+                subjects=frozenset(
+                    ObjectRef(s["kind"], s.get("namespace") or meta["namespace"], s["name"])
+                    for s in raw.get("subjects") or []
+                ),
+                scopes=frozenset(raw.get("scopes") or []),
+                condition=condition,
+                http=tuple(raw.get("http") or []),
+            )
+        )
+    owned: dict[str, tuple[RuleView, ...]] = {}
+    for audience, rules in views.items():
+        owner = audience_owner(claims[audience])
+        owned[audience] = tuple(r for r in rules if r.ref.namespace == owner)
+    return owned
+
+
+def _keyrings(
+    bodies: Iterable[Body],
+    records: Mapping[tuple[str, str], dict[str, str]],
+    cache: KeyCache,
+) -> dict[str, KeyRing]:
+    rings: dict[str, KeyRing] = {}
+    for body in bodies:
+        try:
+            spec = SigningKeySpec.from_body(body)
+            name = body["metadata"]["name"]
+            document = json.loads(
+                records.get((body["metadata"]["namespace"], name[:63]), {}).get(KEYS_FIELD, "{}")
+            )
+            stored = [StoredKey.from_json(k) for k in document.get("keys", [])]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping SigningKey %s: %s", _name(body), type(exc).__name__)
+            continue
+        active = next((k for k in stored if k.state == "active"), None)
+        if active is None:
+            continue  # not reconciled yet
+        signer = None
+        if active.material.use == "sig":
+            signer = cache.signers.get(active.material.kid)
+            if signer is None:
+                signer = cache.signers[active.material.kid] = Signer(active.material)
+        rings[name] = KeyRing(
+            name=name,
+            algorithm=active.material.algorithm,
+            use=active.material.use,
+            signer=signer,
+            public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
+            pre_publish=spec.pre_publish,
+            encryption_key=active if active.material.use == "enc" else None,
+        )
+    return rings
+
+
+def _public_jwk(key: StoredKey, cache: dict[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    if key.material.kid not in cache:
+        cache[key.material.kid] = key.material.public_jwk()
+    return cache[key.material.kid]
+
+
+def _name(body: Body) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
