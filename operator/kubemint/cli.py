@@ -9,8 +9,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from kubemint import __version__
+
+if TYPE_CHECKING:  # imported lazily at run time: `kubemint operator` need not load it
+    from kubemint.devcluster import ControlPlane
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1, install the "
             "kubemint CRDs, create the kubemint-system namespace with a default SigningKey, "
-            "run the kubemint operator, print KUBECONFIG=<path> on its own line, and run "
-            "until interrupted (Ctrl-C or SIGTERM); then stop everything it started."
+            "run the kubemint operator and token server, print KUBECONFIG=<path>, "
+            "ISSUER=<url> and TOKEN_URL=<url> on their own lines once tokens can be issued, "
+            "and run until interrupted (Ctrl-C or SIGTERM); then stop everything it started."
         ),
     )
     up.add_argument(
@@ -57,9 +62,10 @@ def _parser() -> argparse.ArgumentParser:
         help="skip kube-controller-manager (no garbage collection or namespace deletion)",
     )
     up.add_argument(
-        "--issuer",
-        default="http://127.0.0.1:8080",
-        help="issuer URL written into client Secrets (default: %(default)s)",
+        "--port",
+        type=int,
+        default=0,
+        help="token server port on 127.0.0.1 (default: a free port)",
     )
     up.set_defaults(run=_dev_up)
     return parser
@@ -80,7 +86,13 @@ def _token_server(_: argparse.Namespace) -> int:
 def _dev_up(args: argparse.Namespace) -> int:
     from kubemint.devcluster import ControlPlane, ControlPlaneError, layout, resolve_binaries
     from kubemint.devcluster.binaries import BinariesError
-    from kubemint.devcluster.components import operator_process, wait_for_leader
+    from kubemint.devcluster.components import (
+        operator_process,
+        token_server_process,
+        wait_for_http,
+        wait_for_leader,
+    )
+    from kubemint.devcluster.controlplane import free_port
 
     _interrupt_on(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     try:
@@ -92,12 +104,19 @@ def _dev_up(args: argparse.Namespace) -> int:
             # What the Helm chart sets up: the server namespace with a default SigningKey.
             plane.kubectl("create", "namespace", DEV_NAMESPACE)
             plane.kubectl("apply", "-f", "-", stdin=DEV_SIGNING_KEY)
+            port = args.port or free_port()
+            issuer = f"http://127.0.0.1:{port}"
             operator = operator_process(
-                plane, namespace=DEV_NAMESPACE, issuer=args.issuer, recheck_interval=5
+                plane, namespace=DEV_NAMESPACE, issuer=issuer, recheck_interval=5
             )
+            server = token_server_process(plane, namespace=DEV_NAMESPACE, issuer=issuer, port=port)
             operator.start()
+            server.start()
             try:
                 wait_for_leader(plane, DEV_NAMESPACE, "kubemint-operator", "operator")
+                _wait_for_signing_key(plane)
+                wait_for_http(issuer + "/readyz", server)
+                _wait_for_jwks(issuer)
                 timings = ", ".join(f"{k} {v:.1f}s" for k, v in plane.timings.items())
                 print(
                     f"kubemint: control plane and operator ready ({timings}); logs in "
@@ -105,9 +124,11 @@ def _dev_up(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 print(f"KUBECONFIG={plane.kubeconfig}", flush=True)
+                print(f"ISSUER={issuer}", flush=True)
+                print(f"TOKEN_URL={issuer}/oauth2/token", flush=True)
                 while True:
                     time.sleep(1)
-                    dead = [p for p in [*plane.processes, operator] if not p.alive()]
+                    dead = [p for p in [*plane.processes, operator, server] if not p.alive()]
                     if dead:
                         print(
                             f"kubemint: {dead[0].name} exited:\n{dead[0].log_tail()}",
@@ -115,6 +136,7 @@ def _dev_up(args: argparse.Namespace) -> int:
                         )
                         return 1
             finally:
+                server.stop()
                 operator.stop()
     except KeyboardInterrupt:
         print("kubemint: stopped", file=sys.stderr)
@@ -122,6 +144,44 @@ def _dev_up(args: argparse.Namespace) -> int:
     except (BinariesError, ControlPlaneError) as exc:
         print(f"kubemint: {exc}", file=sys.stderr)
         return 1
+
+
+def _wait_for_signing_key(plane: ControlPlane, timeout: float = 60) -> None:
+    """Tokens can be issued once the default SigningKey has an active key."""
+    from kubemint.devcluster import ControlPlaneError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kid = plane.kubectl(
+            "get",
+            "signingkey",
+            "default",
+            "-n",
+            DEV_NAMESPACE,
+            "-o",
+            "jsonpath={.status.active.kid}",
+            check=False,
+        ).stdout
+        if kid:
+            return
+        time.sleep(0.2)
+    raise ControlPlaneError("the default SigningKey got no active key")
+
+
+def _wait_for_jwks(issuer: str, timeout: float = 30) -> None:
+    """…and once the token server's view holds it (its JWKS is not empty)."""
+    import json
+    import urllib.request
+
+    from kubemint.devcluster import ControlPlaneError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(issuer + "/oauth2/jwks", timeout=2) as response:  # noqa: S310
+            if json.load(response)["keys"]:
+                return
+        time.sleep(0.2)
+    raise ControlPlaneError("the token server has no signing key yet")
 
 
 DEV_NAMESPACE = "kubemint-system"
