@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubemint.crypto import secrets
-from kubemint.oauth.assertions import ReplayCache, verify_client_assertion
+from kubemint.crypto.jwt import InvalidJWT
+from kubemint.oauth.assertions import ReplayCache, peek_unverified, verify_client_assertion
 from kubemint.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedClient
+from kubemint.oauth.federation import FederationContext, KeyLookup, federated_account
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -49,6 +51,17 @@ class Caller:
         return self.account.ref if self.account else self.client.ref
 
 
+class _NoKeys:
+    def get(self, name: str) -> tuple[str | None, Mapping[str, Any] | None]:
+        return None, None
+
+    def want_refresh(self, name: str) -> None:
+        return None
+
+
+NO_KEYS = _NoKeys()
+
+
 @dataclass(frozen=True)
 class AuthContext:
     snapshot: Snapshot
@@ -56,6 +69,22 @@ class AuthContext:
     token_endpoint: str
     replay: ReplayCache
     now: datetime.datetime
+    keys: KeyLookup = field(default_factory=lambda: NO_KEYS)
+
+    def federation(self) -> FederationContext:
+        return FederationContext(self.keys, self.issuer, self.now.timestamp())
+
+
+def looks_like_jwt(value: str) -> bool:
+    return value.count(".") == 2 and len(value) > 40 and not value.startswith("kmint_")
+
+
+def federated(client: ClientView, token: str, ctx: AuthContext) -> Caller:
+    """A foreign JWT (Kubernetes projected token, federated issuer) authenticates an account."""
+    account, claims = federated_account(
+        token, client, ctx.snapshot, ctx.federation(), InvalidClient
+    )
+    return Caller(client, "federated_assertion", account=account, claims=claims)
 
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
@@ -73,6 +102,11 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     if not sep:
         raise InvalidClient("malformed basic credentials")
     return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
+
+
+def has_credentials(request: TokenRequest) -> bool:
+    form = request.form
+    return bool(request.authorization or "client_secret" in form or "client_assertion" in form)
 
 
 def authenticate(request: TokenRequest, ctx: AuthContext) -> Caller:
@@ -110,6 +144,8 @@ def _secret_basic(
     if basic is None:
         return None
     if not secrets.verify(basic[1], client.secret_digests(ctx.now)):
+        if looks_like_jwt(basic[1]):  # authentik: a JWT where the secret goes
+            return federated(client, basic[1], ctx)
         raise InvalidClient("client authentication failed")
     return Caller(client, "client_secret_basic")
 
@@ -121,6 +157,8 @@ def _secret_post(
     if secret is None:
         return None
     if not secrets.verify(secret, client.secret_digests(ctx.now)):
+        if looks_like_jwt(secret):  # authentik: a JWT where the secret goes
+            return federated(client, secret, ctx)
         raise InvalidClient("client authentication failed")
     return Caller(client, "client_secret_post")
 
@@ -133,6 +171,13 @@ def _assertion(
         return None
     if request.form.get("client_assertion_type") != JWT_BEARER_ASSERTION:
         raise InvalidRequest("client_assertion_type must be " + JWT_BEARER_ASSERTION)
+    try:
+        _, unverified = peek_unverified(assertion)
+    except InvalidJWT:
+        raise InvalidClient("client assertion rejected: malformed") from None
+    if unverified.get("iss") != client.client_id:
+        # Not the client's own assertion (RFC 7523 §3: iss = sub = client_id): federation.
+        return federated(client, assertion, ctx)
     if client.auth_method == "client_secret_jwt":
         claims = verify_client_assertion(
             assertion,

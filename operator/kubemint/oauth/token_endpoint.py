@@ -13,21 +13,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubemint.oauth.assertions import ReplayCache
-from kubemint.oauth.client_auth import AuthContext, Caller, TokenRequest, authenticate
+from kubemint.oauth.client_auth import (
+    NO_KEYS,
+    AuthContext,
+    Caller,
+    TokenRequest,
+    authenticate,
+    has_credentials,
+)
 from kubemint.oauth.errors import (
+    InvalidClient,
+    InvalidGrant,
     InvalidRequest,
     OAuth2Error,
     TemporarilyUnavailable,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from kubemint.oauth.federation import KeyLookup, federated_account
 from kubemint.oauth.policy import choose_audience, decide, requested_scopes
 from kubemint.oauth.tokens import access_token_claims, token_response
 from kubemint.store.snapshot import Snapshot
 
 CLIENT_CREDENTIALS = "client_credentials"
 PASSWORD = "password"  # noqa: S105 — a grant type name
-SUPPORTED_GRANTS = (CLIENT_CREDENTIALS, PASSWORD)
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+SUPPORTED_GRANTS = (CLIENT_CREDENTIALS, PASSWORD, JWT_BEARER, TOKEN_EXCHANGE)
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
+# RFC 8693 §3: subject tokens kubemint can verify (JWTs from federated issuers).
+SUBJECT_TOKEN_TYPES = frozenset(
+    {
+        "urn:ietf:params:oauth:token-type:jwt",
+        "urn:ietf:params:oauth:token-type:id_token",
+        "urn:ietf:params:oauth:token-type:access_token",
+    }
+)
 
 
 @dataclass
@@ -54,6 +75,7 @@ class TokenService:
     token_endpoint: str
     snapshot: Callable[[], Snapshot]
     replay: ReplayCache = field(default_factory=ReplayCache)
+    keys: KeyLookup = field(default_factory=lambda: NO_KEYS)
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
 
     def issue(self, request: TokenRequest, audit: Audit) -> dict[str, Any]:
@@ -65,9 +87,11 @@ class TokenService:
             raise UnsupportedGrantType("this grant type is not supported")
         snapshot, now = self.snapshot(), self.clock()
         audit.client_id = request.form.get("client_id", "")
-        caller = authenticate(
-            request, AuthContext(snapshot, self.issuer, self.token_endpoint, self.replay, now)
-        )
+        ctx = AuthContext(snapshot, self.issuer, self.token_endpoint, self.replay, now, self.keys)
+        if grant_type in (JWT_BEARER, TOKEN_EXCHANGE):
+            caller = self._assertion_grant(grant_type, request, ctx)
+        else:
+            caller = authenticate(request, ctx)
         audit.client_id, audit.subject, audit.method = (
             caller.client.client_id,
             caller.subject,
@@ -77,7 +101,44 @@ class TokenService:
             raise UnauthorizedClient("the client may not use this grant type")
         if grant_type == PASSWORD and caller.account is None:
             raise InvalidRequest("the password grant needs username and password")
-        return self._grant(caller, request, snapshot, now, audit)
+        response = self._grant(caller, request, snapshot, now, audit)
+        if grant_type == TOKEN_EXCHANGE:
+            response["issued_token_type"] = ACCESS_TOKEN_TYPE
+        return response
+
+    def _assertion_grant(self, grant_type: str, request: TokenRequest, ctx: AuthContext) -> Caller:
+        """RFC 7523 §2.1 `assertion` / RFC 8693 `subject_token`: a federated JWT names the
+        subject. The client authenticates if it has credentials; a `none` client is named by
+        `client_id` alone (its callers prove themselves with the JWT)."""
+        form = request.form
+        if grant_type == JWT_BEARER:
+            token = form.get("assertion")
+            if not token:
+                raise InvalidRequest("assertion is required")
+        else:
+            token = form.get("subject_token")
+            if not token:
+                raise InvalidRequest("subject_token is required")
+            if form.get("subject_token_type") not in SUBJECT_TOKEN_TYPES:
+                raise InvalidRequest("subject_token_type must name a JWT token type")
+            if form.get("actor_token"):
+                raise InvalidRequest("actor_token (delegation) is not supported")
+            wanted = form.get("requested_token_type")
+            if wanted not in (None, ACCESS_TOKEN_TYPE, "urn:ietf:params:oauth:token-type:jwt"):
+                raise InvalidRequest("only access tokens can be requested")
+        if has_credentials(request):
+            client = authenticate(request, ctx).client
+        else:
+            named = ctx.snapshot.clients.get(form.get("client_id", ""))
+            if named is None or named.auth_method != "none":
+                raise InvalidClient("client authentication required")
+            if named.disabled:
+                raise UnauthorizedClient("the client is disabled")
+            client = named
+        account, claims = federated_account(
+            token, client, ctx.snapshot, ctx.federation(), InvalidGrant
+        )
+        return Caller(client, grant_type.rsplit(":", 1)[-1], account=account, claims=claims)
 
     def _grant(
         self,

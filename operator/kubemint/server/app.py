@@ -25,6 +25,7 @@ from kubemint.oauth.errors import (
     ServerError,
     TooManyRequests,
 )
+from kubemint.oauth.federation import KeyLookup
 from kubemint.oauth.ratelimit import FailureLimiter
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
 from kubemint.server.metrics import Metrics
@@ -40,10 +41,13 @@ def create_app(
     settings: ServerSettings,
     view: View,
     *,
+    keys: KeyLookup | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Starlette:
     metrics = Metrics()
     service = TokenService(settings.issuer, settings.token_endpoint, view.snapshot)
+    if keys is not None:
+        service.keys = keys
     per_client = FailureLimiter(max_failures=settings.failures_per_client)
     per_source = FailureLimiter(max_failures=settings.failures_per_source)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import uvicorn
 from kubernetes import client, config
 
 from kubemint.config import ServerSettings
+from kubemint.oauth.federation import KUBERNETES
 from kubemint.server.app import create_app
+from kubemint.store.issuers import IssuerKeys, https_fetch, kubernetes_fetch
+from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import ClusterView
 
 log = logging.getLogger("kubemint.server")
@@ -27,14 +31,29 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = ServerSettings.from_env()
     api = api_client()
-    view = ClusterView(api, settings.namespace)
+    keys = IssuerKeys()
+    keys.add(KUBERNETES, kubernetes_fetch(api))
+
+    def track_issuers(snapshot: Snapshot) -> None:
+        uris = snapshot.jwks_uris()
+        for uri in uris:
+            keys.add(f"jwks:{uri}", https_fetch(uri))
+        keys.keep_only({f"jwks:{uri}" for uri in uris})
+
+    view = ClusterView(api, settings.namespace, on_snapshot=track_issuers)
+    halt = threading.Event()
 
     def start() -> None:
+        threading.Thread(target=keys.run, args=(halt,), name="issuer-keys", daemon=True).start()
         view.start()
         if not view.wait_synced(timeout=30):
             log.warning("the view is not synced yet; /readyz says so until it is")
 
-    app = create_app(settings, view, lifespan_hooks=(start, view.stop))
+    def stop() -> None:
+        halt.set()
+        view.stop()
+
+    app = create_app(settings, view, keys=keys, lifespan_hooks=(start, stop))
     log.info("token server for issuer %s on %s:%d", settings.issuer, settings.host, settings.port)
     uvicorn.run(
         app,

@@ -112,8 +112,15 @@ class Snapshot:
     accounts_by_kubernetes: Mapping[tuple[str, str], tuple[AccountView, ...]] = field(
         default_factory=dict
     )
+    accounts_by_client: Mapping[tuple[str, str], tuple[AccountView, ...]] = field(
+        default_factory=dict
+    )
     rules: Mapping[str, tuple[RuleView, ...]] = field(default_factory=dict)  # by audience
     keys: Mapping[str, KeyRing] = field(default_factory=dict)
+
+    def jwks_uris(self) -> set[str]:
+        """External issuers' jwksUris the token server must keep fetching."""
+        return {i.jwks_uri for a in self.accounts.values() for i in a.issuers if i.jwks_uri}
 
     def jwks(self) -> dict[str, Any]:
         """Every public signing and encryption key (active, next and retired)."""
@@ -210,6 +217,7 @@ def _accounts(
 ) -> dict[str, Any]:
     accounts: dict[tuple[str, str], AccountView] = {}
     by_kubernetes: dict[tuple[str, str], list[AccountView]] = {}
+    by_client: dict[tuple[str, str], list[AccountView]] = {}
     for body in bodies:
         try:
             spec = AccountSpec.from_body(body)
@@ -234,9 +242,12 @@ def _accounts(
         accounts[(spec.namespace, spec.name)] = view
         for sa in spec.kubernetes:
             by_kubernetes.setdefault((spec.namespace, sa), []).append(view)
+        for client_name in spec.clients:
+            by_client.setdefault((spec.namespace, client_name), []).append(view)
     return {
         "accounts": accounts,
         "accounts_by_kubernetes": {k: tuple(v) for k, v in by_kubernetes.items()},
+        "accounts_by_client": {k: tuple(v) for k, v in by_client.items()},
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from kubernetes import client
@@ -44,8 +45,14 @@ class StaticView:
 
 
 class ClusterView:
-    def __init__(self, api_client: client.ApiClient, server_namespace: str) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        server_namespace: str,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
         self.namespace = server_namespace
+        self._on_snapshot = on_snapshot
         custom = client.CustomObjectsApi(api_client)
         core = client.CoreV1Api(api_client)
         self._dirty = threading.Event()
@@ -126,6 +133,8 @@ class ClusterView:
             try:
                 self._current = self._build()
                 self.rebuilt_at = time.monotonic()
+                if self._on_snapshot is not None:
+                    self._on_snapshot(self._current)
             except Exception:  # keep serving the previous snapshot
                 log.exception("snapshot rebuild failed; keeping the previous view")
 
