@@ -13,7 +13,12 @@ from kubernetes import client
 from kubemint.config import OperatorSettings
 from kubemint.controller.drift import DriftWatcher
 from kubemint.controller.kube import Kube
-from kubemint.controller.leader import LeaderElector, LeaseSettings, run_as_leader
+from kubemint.controller.leader import (
+    LeaderElector,
+    LeadershipLost,
+    LeaseSettings,
+    run_as_leader,
+)
 from kubemint.controller.runtime import Runtime
 from kubemint.controller.setup import build_registry
 
@@ -36,13 +41,16 @@ async def run_operator(settings: OperatorSettings) -> None:
                 client.CoordinationV1Api(runtime.kube.api_client),
                 LeaseSettings(settings.lease_name, settings.namespace, settings.identity),
             )
-            log.info(
-                "waiting for lease %s/%s as %s",
-                settings.namespace,
-                settings.lease_name,
-                settings.identity,
-            )
-            await run_as_leader(elector, work)
+            where = f"{settings.namespace}/{settings.lease_name}"
+            while True:
+                log.info("waiting for lease %s as %s", where, settings.identity)
+                try:
+                    await run_as_leader(elector, work)
+                    return
+                except LeadershipLost as exc:
+                    # Stepped down (e.g. the API server was away longer than the renew
+                    # deadline): stand by and compete for the lease again.
+                    log.warning("%s; standing by", exc)
         else:
             await work(asyncio.Event())
     finally:
@@ -51,6 +59,8 @@ async def run_operator(settings: OperatorSettings) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # urllib3 logs every connection retry; kubemint reports lost connections itself.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     settings = OperatorSettings.from_env()
 
     async def supervised() -> None:

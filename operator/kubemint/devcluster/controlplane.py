@@ -146,6 +146,18 @@ class ControlPlane:
         self._processes.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver only (outage tests); `start_apiserver` brings it back."""
+        self._process("kube-apiserver").stop()
+
+    def start_apiserver(self) -> None:
+        """Restart kube-apiserver on the same port with the same flags and wait until ready."""
+        self._process("kube-apiserver").start()
+        self._wait("kube-apiserver to be ready again", self._apiserver_ready)
+
+    def _process(self, name: str) -> ManagedProcess:
+        return next(p for p in self._processes if p.name == name)
+
     # -- clients -----------------------------------------------------------------------------
 
     def kubectl(
@@ -285,7 +297,7 @@ class ControlPlane:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             for process in self._processes:
-                if not process.alive():
+                if process.started and not process.alive():
                     raise ControlPlaneError(
                         f"{process.name} exited while waiting for {what}; its log ends with:\n"
                         + process.log_tail()

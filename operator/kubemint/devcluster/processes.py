@@ -41,6 +41,10 @@ class ManagedProcess:
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property
+    def started(self) -> bool:
+        return self._popen is not None
+
+    @property
     def pid(self) -> int | None:
         return self._popen.pid if self._popen else None
 

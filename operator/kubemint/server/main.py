@@ -29,6 +29,7 @@ def api_client() -> client.ApiClient:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # the informers report outages
     settings = ServerSettings.from_env()
     api = api_client()
     keys = IssuerKeys()

@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("kubemint.informer")
 Body = dict[str, Any]
-MAX_BACKOFF = 30.0
+MAX_BACKOFF = 8.0  # reconnect soon after an API server outage; a watch is cheap
 
 
 def key_of(body: Body) -> str:
