@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
+from kubemint.devcluster.components import token_server_process, wait_for_http
+from kubemint.devcluster.controlplane import free_port
 from tests.integration.conftest import RunningOperator, RunningServer
 from tests.integration.kube_helpers import apply, custom, secret_data, wait_for, wait_ready
 
@@ -638,3 +642,148 @@ def test_the_jwt_bearer_grant_accepts_a_federated_assertion(
         },
     )
     assert (refused.status_code, refused.json()["error"]) == (400, "unauthorized_client")
+
+
+def _introspect(
+    http: httpx.Client, server: RunningServer, data: dict[str, str], token: str
+) -> httpx.Response:
+    return http.post(
+        server.issuer + "/oauth2/introspect",
+        data={"token": token},
+        headers=_basic(data["client-id"], data["client-secret"]),
+    )
+
+
+def test_introspection_needs_client_authentication_and_reads_back_claims(
+    operator: RunningOperator,
+    token_server: RunningServer,
+    namespace: str,
+    calendar: str,
+    http: httpx.Client,
+) -> None:
+    data = _setup(operator, namespace, calendar)
+    token = _token(http, token_server, data, scope="event.view").json()["access_token"]
+    body = _introspect(http, token_server, data, token).json()
+    assert body["active"] is True
+    assert (body["scope"], body["client_id"], body["aud"]) == (
+        "event.view",
+        data["client-id"],
+        _audience(calendar),
+    )
+    assert _introspect(http, token_server, data, "garbage").json() == {"active": False}
+    anonymous = http.post(token_server.issuer + "/oauth2/introspect", data={"token": token})
+    assert anonymous.status_code == 401
+
+
+def test_an_opaque_token_is_readable_only_through_introspection(
+    operator: RunningOperator,
+    token_server: RunningServer,
+    namespace: str,
+    calendar: str,
+    http: httpx.Client,
+) -> None:
+    data = _setup(operator, namespace, calendar, tokenFormat="opaque")
+    response = _token(http, token_server, data, scope="event.view")
+    token = response.json()["access_token"]
+    assert token.startswith("kmint_at_")
+    with pytest.raises(jwt.PyJWTError):
+        jwt.decode(token, options={"verify_signature": False})
+    body = _introspect(http, token_server, data, token).json()
+    assert body["active"] is True
+    assert body["scope"] == "event.view"
+    tampered = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
+    assert _introspect(http, token_server, data, tampered).json() == {"active": False}
+
+
+def test_an_encryption_key_wraps_tokens_in_a_jwe_the_resource_server_can_open(
+    operator: RunningOperator,
+    token_server: RunningServer,
+    namespace: str,
+    calendar: str,
+    http: httpx.Client,
+) -> None:
+    apply(
+        operator.cluster,
+        custom("SigningKey", "enc", operator.namespace, algorithm="RSA-OAEP-256", use="enc"),
+    )
+    wait_ready(operator.cluster, "SigningKey", operator.namespace, "enc")
+    data = _setup(operator, namespace, calendar, encryptionKey="enc")
+    token = _token(http, token_server, data, scope="event.view").json()["access_token"]
+    assert token.count(".") == 4  # compact JWE
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert (header["alg"], header["enc"], header["cty"]) == ("RSA-OAEP-256", "A256CBC-HS512", "JWT")
+    stored = json.loads(
+        (secret_data(operator.cluster, operator.namespace, "enc-signing-keys") or {})["keys.json"]
+    )["keys"]
+    private = next(k["privateKey"] for k in stored if k["kid"] == header["kid"])
+    from joserfc import jwe as jose_jwe
+    from joserfc.jwk import RSAKey
+
+    inner = jose_jwe.decrypt_compact(
+        token, RSAKey.import_key(private), algorithms=["RSA-OAEP-256", "A256CBC-HS512"]
+    ).plaintext
+    assert inner is not None
+    claims = _verify(inner.decode(), token_server, _audience(calendar))
+    assert claims["scope"] == "event.view"
+    assert _introspect(http, token_server, data, token).json()["active"] is True
+
+
+def test_a_revoked_token_fails_introspection_on_every_replica(
+    operator: RunningOperator,
+    token_server: RunningServer,
+    namespace: str,
+    calendar: str,
+    http: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    data = _setup(operator, namespace, calendar)
+    token = _token(http, token_server, data).json()["access_token"]
+    other_port = free_port()
+    replica = token_server_process(
+        operator.cluster,
+        namespace=operator.namespace,
+        issuer=operator.issuer,
+        port=other_port,
+        name="replica",
+        log_dir=tmp_path,
+    )
+    replica.start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{other_port}/readyz", replica)
+        second = RunningServer(f"http://127.0.0.1:{other_port}", replica)
+        assert _introspect(http, second, data, token).json()["active"] is True
+
+        revoked = http.post(
+            token_server.issuer + "/oauth2/revoke",
+            data={"token": token},
+            headers=_basic(data["client-id"], data["client-secret"]),
+        )
+        assert revoked.status_code == 200, revoked.text
+        wait_for(
+            lambda: _introspect(http, second, data, token).json() == {"active": False},
+            "the other replica to see the revocation",
+            timeout=10,
+        )
+        assert _introspect(http, token_server, data, token).json() == {"active": False}
+        buckets = operator.cluster.kubectl(
+            "get",
+            "configmaps",
+            "-n",
+            operator.namespace,
+            "-l",
+            "kubemint.io/role=revocations",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ).stdout
+        assert buckets.startswith("kubemint-revoked-")
+        # Revoking garbage is not an error (RFC 7009 §2.2).
+        assert (
+            http.post(
+                token_server.issuer + "/oauth2/revoke",
+                data={"token": "x"},
+                headers=_basic(data["client-id"], data["client-secret"]),
+            ).status_code
+            == 200
+        )
+    finally:
+        replica.stop()

@@ -225,6 +225,13 @@ def verify_hmac_jwt(
 # --- structure ------------------------------------------------------------------------------
 
 
+def protected_header(token: str) -> dict[str, Any]:
+    """The first segment's header of a compact JWS or JWE (unverified; routing only)."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidJWT("token too large")
+    return _header(token.split(".", 1)[0])
+
+
 def _segments(token: str, count: int) -> list[str]:
     if not isinstance(token, str):
         raise InvalidJWT("malformed token")

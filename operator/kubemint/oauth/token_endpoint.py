@@ -33,7 +33,7 @@ from kubemint.oauth.errors import (
 from kubemint.oauth.federation import KeyLookup, federated_account
 from kubemint.oauth.policy import choose_audience, decide, requested_scopes
 from kubemint.oauth.tokens import access_token_claims, token_response
-from kubemint.store.snapshot import Snapshot
+from kubemint.store.snapshot import KeyRing, Snapshot
 
 CLIENT_CREDENTIALS = "client_credentials"
 PASSWORD = "password"  # noqa: S105 — a grant type name
@@ -77,6 +77,13 @@ class TokenService:
     replay: ReplayCache = field(default_factory=ReplayCache)
     keys: KeyLookup = field(default_factory=lambda: NO_KEYS)
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+
+    def authenticate(self, request: TokenRequest) -> Caller:
+        """Client authentication alone (introspection and revocation callers)."""
+        ctx = AuthContext(
+            self.snapshot(), self.issuer, self.token_endpoint, self.replay, self.clock(), self.keys
+        )
+        return authenticate(request, ctx)
 
     def issue(self, request: TokenRequest, audit: Audit) -> dict[str, Any]:
         grant_type = request.form.get("grant_type", "")
@@ -166,9 +173,25 @@ class TokenService:
         if ring is None or ring.signer is None:
             raise TemporarilyUnavailable("the client's signing key is not available yet")
         claims = access_token_claims(caller, grant, self.issuer, int(now.timestamp()))
-        token = ring.signer.sign(claims)
+        token = self._format(caller, ring, snapshot, claims)
         audit.outcome = "issued"
         return token_response(token, caller, grant)
+
+    @staticmethod
+    def _format(caller: Caller, ring: KeyRing, snapshot: Snapshot, claims: dict[str, Any]) -> str:
+        """A signed JWT; sealed as an opaque token, or wrapped in a JWE for resource servers
+        holding the client's encryption key (RSA-OAEP-256 + A256CBC-HS512)."""
+        client = caller.client
+        if client.token_format == "opaque":  # noqa: S105 — a format name
+            return ring.opaque[ring.active_kid].seal(claims)
+        assert ring.signer is not None
+        token = ring.signer.sign(claims)
+        if client.encryption_key:
+            encryption = snapshot.keys.get(client.encryption_key)
+            if encryption is None or encryption.encrypter is None:
+                raise TemporarilyUnavailable("the client's encryption key is not available yet")
+            token = encryption.encrypter.encrypt(token)
+        return token
 
 
 def audit_error(audit: Audit, error: OAuth2Error) -> None:

@@ -10,25 +10,34 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import urllib3
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kubemint.config import ServerSettings
-from kubemint.oauth.client_auth import TokenRequest, basic_credentials
+from kubemint.crypto.jwt import InvalidJWT
+from kubemint.oauth.client_auth import Caller, TokenRequest, basic_credentials
 from kubemint.oauth.errors import (
     InvalidClient,
     InvalidRequest,
     OAuth2Error,
     ServerError,
+    TemporarilyUnavailable,
     TooManyRequests,
+    UnauthorizedClient,
 )
 from kubemint.oauth.federation import KeyLookup
+from kubemint.oauth.introspection import introspect as introspect_token
+from kubemint.oauth.introspection import read_token
 from kubemint.oauth.ratelimit import FailureLimiter
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
 from kubemint.server.metrics import Metrics
+from kubemint.store.revocations import RevocationStore
 from kubemint.store.view import View
 
 audit_log = logging.getLogger("kubemint.audit")
@@ -42,6 +51,7 @@ def create_app(
     view: View,
     *,
     keys: KeyLookup | None = None,
+    revocations: RevocationStore | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Starlette:
     metrics = Metrics()
@@ -93,6 +103,64 @@ def create_app(
         metrics.latency.observe(time.perf_counter() - started)
         audit_log.info("token %s", json.dumps(audit.fields(), sort_keys=True))
         return response
+
+    async def caller_of(request: Request, form: dict[str, str]) -> Caller:
+        """Authenticate an introspection/revocation caller, rate-limited like the token path."""
+        source = request.client.host if request.client else ""
+        claimed = form.get("client_id") or _basic_client_id(request.headers.get("authorization"))
+        wait = max(per_client.retry_after(claimed) or 0, per_source.retry_after(source) or 0)
+        if wait:
+            raise TooManyRequests("too many failed attempts", retry_after=wait)
+        try:
+            return service.authenticate(
+                TokenRequest(form, request.headers.get("authorization"), source)
+            )
+        except InvalidClient:
+            per_client.failed(claimed)
+            per_source.failed(source)
+            metrics.auth_failures.labels("invalid_client").inc()
+            raise
+
+    async def introspect(request: Request) -> Response:
+        """RFC 7662, for authenticated clients only."""
+        try:
+            form = await _form(request, settings.max_body)
+            await caller_of(request, form)
+            token = form.get("token")
+            if not token:
+                raise InvalidRequest("token is required")
+            body = introspect_token(token, view.snapshot(), settings.issuer, time.time())
+            return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        except OAuth2Error as error:
+            return _error(error)
+
+    async def revoke(request: Request) -> Response:
+        """RFC 7009: a client revokes its own tokens; unknown tokens are not an error."""
+        try:
+            form = await _form(request, settings.max_body)
+            caller = await caller_of(request, form)
+            token = form.get("token")
+            if not token:
+                raise InvalidRequest("token is required")
+            try:
+                claims = read_token(token, view.snapshot(), settings.issuer, time.time())
+            except InvalidJWT:
+                return Response(status_code=200)  # §2.2: invalid or expired: nothing to do
+            if claims.get("client_id") != caller.client.client_id:
+                raise UnauthorizedClient("the token was issued to another client")
+            if revocations is None:
+                raise TemporarilyUnavailable("revocation is not available")
+            try:
+                await run_in_threadpool(revocations.revoke, str(claims["jti"]), int(claims["exp"]))
+            except (ApiException, OSError, urllib3.exceptions.HTTPError):
+                raise TemporarilyUnavailable("revocation store unavailable; retry") from None
+            audit_log.info(
+                "revoke %s",
+                json.dumps({"client_id": caller.client.client_id, "jti": claims["jti"]}),
+            )
+            return Response(status_code=200)
+        except OAuth2Error as error:
+            return _error(error)
 
     async def jwks(request: Request) -> Response:
         snapshot = view.snapshot()
@@ -150,6 +218,8 @@ def create_app(
 
     routes = [
         Route("/oauth2/token", token, methods=["POST"]),
+        Route("/oauth2/introspect", introspect, methods=["POST"]),
+        Route("/oauth2/revoke", revoke, methods=["POST"]),
         Route("/oauth2/jwks", jwks, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata, methods=["GET"]),
@@ -172,6 +242,10 @@ def server_metadata(settings: ServerSettings, view: View) -> dict[str, Any]:
     return {
         "issuer": settings.issuer,
         "token_endpoint": settings.token_endpoint,
+        "introspection_endpoint": settings.issuer + "/oauth2/introspect",
+        "revocation_endpoint": settings.issuer + "/oauth2/revoke",
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "jwks_uri": settings.issuer + "/oauth2/jwks",
         "grant_types_supported": list(SUPPORTED_GRANTS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),

@@ -12,6 +12,7 @@ from kubemint.config import ServerSettings
 from kubemint.oauth.federation import KUBERNETES
 from kubemint.server.app import create_app
 from kubemint.store.issuers import IssuerKeys, https_fetch, kubernetes_fetch
+from kubemint.store.revocations import RevocationStore
 from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import ClusterView
 
@@ -46,6 +47,9 @@ def main() -> int:
 
     def start() -> None:
         threading.Thread(target=keys.run, args=(halt,), name="issuer-keys", daemon=True).start()
+        threading.Thread(
+            target=revocations.run_sweeper, args=(halt,), name="revocation-sweeper", daemon=True
+        ).start()
         view.start()
         if not view.wait_synced(timeout=30):
             log.warning("the view is not synced yet; /readyz says so until it is")
@@ -54,7 +58,10 @@ def main() -> int:
         halt.set()
         view.stop()
 
-    app = create_app(settings, view, keys=keys, lifespan_hooks=(start, stop))
+    revocations = RevocationStore(api, settings.namespace)
+    app = create_app(
+        settings, view, keys=keys, revocations=revocations, lifespan_hooks=(start, stop)
+    )
     log.info("token server for issuer %s on %s:%d", settings.issuer, settings.host, settings.port)
     uvicorn.run(
         app,

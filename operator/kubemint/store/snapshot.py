@@ -12,9 +12,9 @@ import base64
 import datetime
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kubemint.api.meta import (
     LABEL_OWNER_NAME,
@@ -26,7 +26,9 @@ from kubemint.api.meta import (
     ObjectRef,
     parse_time,
 )
-from kubemint.crypto.jwt import Signer
+from kubemint.crypto.jwt import Decrypter, Encrypter, Signer
+from kubemint.crypto.keys import KeyMaterial
+from kubemint.crypto.opaque import OpaqueKey
 from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
 from kubemint.reconcile.accessrules import RuleClaim, audience_owner
 from kubemint.reconcile.oauth2clients import ClientSpec
@@ -94,7 +96,8 @@ class RuleView:
 
 @dataclass(frozen=True)
 class KeyRing:
-    """One SigningKey: the key that signs now, and every public key verifiers may meet."""
+    """One SigningKey: the key that signs (or encrypts) now, and every public key verifiers
+    may meet; plus what the server needs to read its own opaque and encrypted tokens."""
 
     name: str
     algorithm: str
@@ -102,7 +105,10 @@ class KeyRing:
     signer: Signer | None  # None for encryption keys
     public_keys: tuple[Mapping[str, Any], ...]
     pre_publish: datetime.timedelta
-    encryption_key: StoredKey | None = None
+    active_kid: str = ""
+    opaque: Mapping[str, OpaqueKey] = field(default_factory=dict)  # kid → key (sig keys)
+    encrypter: Encrypter | None = None  # enc keys: the active public key
+    decrypters: Mapping[str, Decrypter] = field(default_factory=dict)  # kid → (enc keys)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,17 @@ class Snapshot:
     )
     rules: Mapping[str, tuple[RuleView, ...]] = field(default_factory=dict)  # by audience
     keys: Mapping[str, KeyRing] = field(default_factory=dict)
+    revoked: Mapping[str, int] = field(default_factory=dict)  # jti → exp
+
+    def opaque_key(self, kid: str) -> OpaqueKey | None:
+        return next((r.opaque[kid] for r in self.keys.values() if kid in r.opaque), None)
+
+    def decrypter(self, kid: str) -> Decrypter | None:
+        return next((r.decrypters[kid] for r in self.keys.values() if kid in r.decrypters), None)
+
+    def signature_keys(self) -> list[Mapping[str, Any]]:
+        """Public keys that verify kubemint's own signatures (introspection)."""
+        return [k for r in self.keys.values() if r.use == "sig" for k in r.public_keys]
 
     def jwks_uris(self) -> set[str]:
         """External issuers' jwksUris the token server must keep fetching."""
@@ -133,6 +150,9 @@ class KeyCache:
 
     signers: dict[str, Signer] = field(default_factory=dict)
     public: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    opaque: dict[str, OpaqueKey] = field(default_factory=dict)
+    encrypters: dict[str, Encrypter] = field(default_factory=dict)
+    decrypters: dict[str, Decrypter] = field(default_factory=dict)
 
 
 def build_snapshot(
@@ -144,6 +164,7 @@ def build_snapshot(
     signing_keys: Iterable[Body],
     secrets: Iterable[Body],
     key_cache: KeyCache | None = None,
+    revocations: Iterable[Body] = (),
 ) -> Snapshot:
     """The view at one moment. Objects that do not parse are skipped (and logged)."""
     records = _records(secrets)
@@ -156,7 +177,18 @@ def build_snapshot(
             records.get(ROLE_SIGNING_KEYS, {}),
             key_cache if key_cache is not None else KeyCache(),
         ),
+        revoked=_revoked(revocations),
     )
+
+
+def _revoked(config_maps: Iterable[Body]) -> dict[str, int]:
+    """jti → exp from the revocation ConfigMaps (see kubemint.store.revocations)."""
+    revoked: dict[str, int] = {}
+    for config_map in config_maps:
+        for jti, exp in (config_map.get("data") or {}).items():
+            if exp.isdigit():
+                revoked[jti] = int(exp)
+    return revoked
 
 
 def _records(secrets: Iterable[Body]) -> dict[str, dict[tuple[str, str], dict[str, str]]]:
@@ -305,21 +337,33 @@ def _keyrings(
         active = next((k for k in stored if k.state == "active"), None)
         if active is None:
             continue  # not reconciled yet
-        signer = None
-        if active.material.use == "sig":
-            signer = cache.signers.get(active.material.kid)
-            if signer is None:
-                signer = cache.signers[active.material.kid] = Signer(active.material)
+        signing = active.material.use == "sig"
         rings[name] = KeyRing(
             name=name,
             algorithm=active.material.algorithm,
             use=active.material.use,
-            signer=signer,
+            signer=_cached(cache.signers, active, Signer) if signing else None,
             public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
             pre_publish=spec.pre_publish,
-            encryption_key=active if active.material.use == "enc" else None,
+            active_kid=active.material.kid,
+            opaque={k.material.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored}
+            if signing
+            else {},
+            encrypter=None if signing else _cached(cache.encrypters, active, Encrypter),
+            decrypters={}
+            if signing
+            else {k.material.kid: _cached(cache.decrypters, k, Decrypter) for k in stored},
         )
     return rings
+
+
+T = TypeVar("T")
+
+
+def _cached(cache: dict[str, T], key: StoredKey, make: Callable[[KeyMaterial], T]) -> T:
+    if key.material.kid not in cache:
+        cache[key.material.kid] = make(key.material)
+    return cache[key.material.kid]
 
 
 def _public_jwk(key: StoredKey, cache: dict[str, Mapping[str, Any]]) -> Mapping[str, Any]:

@@ -16,6 +16,7 @@ from kubernetes import client
 
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
 from kubemint.store.informer import Informer
+from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
 from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot
 
 log = logging.getLogger("kubemint.view")
@@ -77,6 +78,13 @@ class ClusterView:
             "accounts": kind("ServiceAccount"),
             "rules": kind("AccessRule"),
             "keys": kind("SigningKey"),
+            "revocations": Informer(
+                "revocations",
+                core.list_namespaced_config_map,
+                server_namespace,
+                on_change=self._dirty.set,
+                label_selector=REVOCATIONS_SELECTOR,
+            ),
             "secrets": Informer(
                 "secrets",
                 core.list_namespaced_secret,
@@ -148,4 +156,5 @@ class ClusterView:
             signing_keys=i["keys"].objects(),
             secrets=i["secrets"].objects(),
             key_cache=self._keys,
+            revocations=i["revocations"].objects(),
         )
