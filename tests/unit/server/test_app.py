@@ -1,0 +1,256 @@
+"""The token endpoint in-process, on a hand-built snapshot: client assertions and their attacks."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from joserfc import jws
+from starlette.testclient import TestClient
+
+from kubemint.config import ServerSettings
+from kubemint.crypto import keys, secrets
+from kubemint.reconcile.signingkeys import StoredKey
+from kubemint.server.app import create_app
+from kubemint.store.snapshot import build_snapshot
+from kubemint.store.view import StaticView
+
+ISSUER = "https://kubemint.test"
+TOKEN_URL = ISSUER + "/oauth2/token"
+AUDIENCE = "https://calendar.test"
+NOW = datetime.datetime.now(datetime.UTC)
+CLIENT_KEY = keys.generate("ES256")
+HMAC_SECRET = secrets.generate_secret()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _secret(
+    role: str, owner: tuple[str, str], key: str, document: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "labels": {
+                "kubemint.io/role": role,
+                "kubemint.io/owner-namespace": owner[0],
+                "kubemint.io/owner-name": owner[1],
+            }
+        },
+        "data": {key: base64.b64encode(json.dumps(document).encode()).decode()},
+    }
+
+
+def _client(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "tasks",
+            "name": name,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"audiences": [AUDIENCE], "scopes": ["event.view"], **spec},
+    }
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
+    generation = {
+        "sha256": secrets.digest(HMAC_SECRET),
+        "createdAt": "2026-01-01T00:00:00Z",
+        "hmacKey": HMAC_SECRET,
+    }
+    snapshot = build_snapshot(
+        server_namespace="kubemint-system",
+        clients=[
+            _client(
+                "signer", authMethod="private_key_jwt", jwks={"keys": [CLIENT_KEY.public_jwk()]}
+            ),
+            _client("hmac", authMethod="client_secret_jwt"),
+        ],
+        accounts=[],
+        rules=[
+            {
+                "metadata": {
+                    "namespace": "calendar",
+                    "name": "r",
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                },
+                "spec": {
+                    "audience": AUDIENCE,
+                    "scopes": ["event.view"],
+                    "subjects": [
+                        {"kind": "OAuth2Client", "namespace": "tasks", "name": "signer"},
+                        {"kind": "OAuth2Client", "namespace": "tasks", "name": "hmac"},
+                    ],
+                },
+            }
+        ],
+        signing_keys=[
+            {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
+        ],
+        secrets=[
+            _secret(
+                "signing-keys",
+                ("kubemint-system", "default"),
+                "keys.json",
+                {"keys": [signing.to_json()]},
+            ),
+            _secret(
+                "client-verification",
+                ("tasks", "signer"),
+                "client.json",
+                {"secrets": [], "jwks": {"keys": [CLIENT_KEY.public_jwk()]}},
+            ),
+            _secret(
+                "client-verification", ("tasks", "hmac"), "client.json", {"secrets": [generation]}
+            ),
+        ],
+    )
+    # Many deliberate failures against one client: lift the per-client limit for this module.
+    settings = ServerSettings(
+        namespace="kubemint-system", issuer=ISSUER, failures_per_client=10_000
+    )
+    with TestClient(create_app(settings, StaticView(snapshot))) as test_client:
+        yield test_client
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "iss": "tasks.signer",
+        "sub": "tasks.signer",
+        "aud": TOKEN_URL,
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _signed(claims: dict[str, Any]) -> str:
+    key = keys.jose_key(CLIENT_KEY.private_pem)
+    header = {"alg": "ES256", "kid": CLIENT_KEY.kid}
+    return jws.serialize_compact(header, json.dumps(claims).encode(), key, algorithms=["ES256"])
+
+
+def _request(client: TestClient, assertion: str, client_id: str = "tasks.signer") -> Any:
+    return client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
+
+
+def test_a_valid_private_key_jwt_assertion_gets_a_token(client: TestClient) -> None:
+    response = _request(client, _signed(_claims()))
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    assert pyjwt.decode(token, options={"verify_signature": False})["sub"] == "tasks.signer"
+
+
+def _alg_none() -> str:
+    header = _b64(json.dumps({"alg": "none", "kid": CLIENT_KEY.kid}).encode())
+    return f"{header}.{_b64(json.dumps(_claims()).encode())}."
+
+
+def _hs256_with_public_key() -> str:
+    """The classic confusion: HMAC-sign with the bytes of the client's public key."""
+    public = serialization.load_pem_private_key(CLIENT_KEY.private_pem.encode(), None)
+    pem = public.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = _b64(json.dumps({"alg": "HS256", "kid": CLIENT_KEY.kid}).encode())
+    payload = _b64(json.dumps(_claims()).encode())
+    signature = hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64(signature)}"
+
+
+def _tampered() -> str:
+    header, _, signature = _signed(_claims()).split(".")
+    forged = _b64(json.dumps(_claims(sub="tasks.other")).encode())
+    return f"{header}.{forged}.{signature}"
+
+
+ATTACKS = {
+    "alg none": _alg_none,
+    "HS256 signed with the public key": _hs256_with_public_key,
+    "an expired assertion": lambda: _signed(_claims(exp=int(time.time()) - 120)),
+    "an assertion issued in the future": lambda: _signed(_claims(iat=int(time.time()) + 600)),
+    "an assertion not valid yet": lambda: _signed(_claims(nbf=int(time.time()) + 600)),
+    "an assertion without exp": lambda: _signed(_claims(exp=None)),
+    "an assertion for another audience": lambda: _signed(_claims(aud="https://evil.test")),
+    "an assertion whose sub is another client": lambda: _signed(_claims(sub="tasks.other")),
+    "a tampered payload": _tampered,
+    "a lifetime far too long": lambda: _signed(_claims(exp=int(time.time()) + 86400)),
+    "garbage": lambda: "not-a-jwt",
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS), ids=list(ATTACKS))
+def test_a_bad_client_assertion_is_refused_as_invalid_client(
+    client: TestClient, attack: str
+) -> None:
+    assertion = ATTACKS[attack]()
+    response = _request(client, assertion)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+    assert assertion not in response.text
+
+
+def test_a_replayed_assertion_is_refused(client: TestClient) -> None:
+    assertion = _signed(_claims())
+    assert _request(client, assertion).status_code == 200
+    replay = _request(client, assertion)
+    assert (replay.status_code, replay.json()["error"]) == (401, "invalid_client")
+
+
+def test_the_issuer_is_an_accepted_assertion_audience(client: TestClient) -> None:
+    assert _request(client, _signed(_claims(aud=ISSUER))).status_code == 200
+
+
+def _hmac_assertion(secret: str, **overrides: Any) -> str:
+    claims = _claims(**{"iss": "tasks.hmac", "sub": "tasks.hmac", **overrides})
+    return pyjwt.encode(claims, secret, algorithm="HS256")
+
+
+def test_client_secret_jwt_verifies_with_the_shared_secret_only(client: TestClient) -> None:
+    ok = _request(client, _hmac_assertion(HMAC_SECRET), client_id="tasks.hmac")
+    assert ok.status_code == 200, ok.text
+    wrong = _request(client, _hmac_assertion(secrets.generate_secret()), client_id="tasks.hmac")
+    assert wrong.status_code == 401
+
+
+def test_a_client_cannot_use_a_method_it_is_not_registered_for(client: TestClient) -> None:
+    # An HMAC assertion for the private_key_jwt client, even if well formed, is refused.
+    assertion = _hmac_assertion(HMAC_SECRET, iss="tasks.signer", sub="tasks.signer")
+    assert _request(client, assertion).status_code == 401
+
+
+def test_unexpected_failures_answer_server_error_without_a_trace(client: TestClient) -> None:
+    response = client.post(
+        "/oauth2/token",
+        content=b"grant_type=client_credentials",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "Basic " + "A" * 10,
+        },
+    )
+    assert response.status_code == 401
+    assert "Traceback" not in response.text
