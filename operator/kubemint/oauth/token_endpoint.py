@@ -66,7 +66,8 @@ class Audit:
     source: str = ""
 
     def fields(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v}
+        # Values may come from the request (a claimed client_id): cap their length.
+        return {k: v[:200] for k, v in self.__dict__.items() if v}
 
 
 @dataclass

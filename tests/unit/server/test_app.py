@@ -254,3 +254,129 @@ def test_unexpected_failures_answer_server_error_without_a_trace(client: TestCli
     )
     assert response.status_code == 401
     assert "Traceback" not in response.text
+
+
+CI_KEY = keys.generate("RS256")
+CI_ISSUER = "https://ci.example"
+
+
+@pytest.fixture(scope="module")
+def federated() -> Iterator[TestClient]:
+    """A `none` client whose account accepts JWTs from an external CI issuer."""
+    signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
+    account = {
+        "metadata": {"namespace": "tasks", "name": "ci"},
+        "spec": {
+            "clients": ["gateway"],
+            "federation": {
+                "issuers": [
+                    {
+                        "issuer": CI_ISSUER,
+                        "jwksSecretRef": {"name": "ci-keys"},
+                        "subject": "repo:org/app",
+                        "when": "claims.ref == 'refs/heads/main'",
+                    }
+                ]
+            },
+        },
+    }
+    snapshot = build_snapshot(
+        server_namespace="kubemint-system",
+        clients=[
+            _client(
+                "gateway",
+                authMethod="none",
+                grantTypes=["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+            )
+        ],
+        accounts=[account],
+        rules=[
+            {
+                "metadata": {
+                    "namespace": "calendar",
+                    "name": "r",
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                },
+                "spec": {
+                    "audience": AUDIENCE,
+                    "scopes": ["event.view"],
+                    "subjects": [{"kind": "ServiceAccount", "namespace": "tasks", "name": "ci"}],
+                },
+            }
+        ],
+        signing_keys=[
+            {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
+        ],
+        secrets=[
+            _secret(
+                "signing-keys",
+                ("kubemint-system", "default"),
+                "keys.json",
+                {"keys": [signing.to_json()]},
+            ),
+            _secret(
+                "account-verification",
+                ("tasks", "ci"),
+                "account.json",
+                {"passwords": [], "issuerKeys": {CI_ISSUER: {"keys": [CI_KEY.public_jwk()]}}},
+            ),
+        ],
+    )
+    settings = ServerSettings(namespace="kubemint-system", issuer=ISSUER)
+    with TestClient(create_app(settings, StaticView(snapshot))) as test_client:
+        yield test_client
+
+
+def _ci_token(**overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": CI_ISSUER,
+        "sub": "repo:org/app",
+        "aud": ISSUER,
+        "iat": now,
+        "exp": now + 300,
+        "ref": "refs/heads/main",
+    }
+    claims.update(overrides)
+    key = keys.jose_key(CI_KEY.private_pem)
+    return jws.serialize_compact(
+        {"alg": "RS256", "kid": CI_KEY.kid}, json.dumps(claims).encode(), key, algorithms=["RS256"]
+    )
+
+
+def _bearer(client: TestClient, assertion: str) -> Any:
+    return client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "client_id": "tasks.gateway",
+            "assertion": assertion,
+        },
+    )
+
+
+def test_an_external_issuers_jwt_gets_a_token_for_the_federated_account(
+    federated: TestClient,
+) -> None:
+    response = _bearer(federated, _ci_token())
+    assert response.status_code == 200, response.text
+    claims = pyjwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert claims["sub"] == "kubemint:serviceaccount:tasks:ci"
+    assert claims["scope"] == "event.view"
+
+
+REFUSED = {
+    "another subject": {"sub": "repo:org/other"},
+    "a when condition that does not hold": {"ref": "refs/heads/feature"},
+    "an expired JWT": {"exp": int(time.time()) - 120},
+    "another audience": {"aud": "https://elsewhere.test"},
+    "an unknown issuer": {"iss": "https://evil.example"},
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED), ids=list(REFUSED))
+def test_external_jwts_that_do_not_fit_are_an_invalid_grant(
+    federated: TestClient, case: str
+) -> None:
+    response = _bearer(federated, _ci_token(**REFUSED[case]))
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
