@@ -51,6 +51,13 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
 Body = dict[str, Any]
 
 
+class _Unread:
+    """`live` not passed: read it. (None means the caller read it and it does not exist.)"""
+
+
+UNREAD = _Unread()
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient, workers: int = 16) -> None:
         self.api_client = api_client
@@ -66,7 +73,7 @@ class Kube:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        configuration.connection_pool_maxsize = workers
+        configuration.connection_pool_maxsize = workers + 4  # + watcher and leader election
         return cls(client.ApiClient(configuration), workers)
 
     def close(self) -> None:
@@ -103,7 +110,7 @@ class Kube:
         labels: Mapping[str, str],
         annotations: Mapping[str, str] | None = None,
         owner: Mapping[str, Any] | None = None,
-        live: Body | None = None,
+        live: Body | _Unread | None = UNREAD,
     ) -> str:
         """Make a Secret hold exactly this data; returns "created", "updated" or "unchanged".
 
@@ -123,7 +130,7 @@ class Kube:
         }
         if owner is not None:
             want["metadata"]["ownerReferences"] = [owner_reference(owner)]
-        if live is None:
+        if isinstance(live, _Unread):
             live = await self.read_secret(namespace, name)
         if live is None:
             try:

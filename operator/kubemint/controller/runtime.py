@@ -94,6 +94,9 @@ def reconciler(
             plural,
             id=f"{id}_timer",
             interval=interval,
+            # A new object is not Ready yet, so the filter matches at once: without a delay
+            # every object would be reconciled twice on creation.
+            initial_delay=interval,
             when=when,
             backoff=BACKOFF,
             registry=registry,
