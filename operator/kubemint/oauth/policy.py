@@ -7,7 +7,7 @@ error, never silently dropped; no scope requested means everything allowed (auth
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,19 +54,24 @@ def decide(
     snapshot: Snapshot,
     audience: str,
     scopes: set[str] | None,
-    request_context: Mapping[str, Any],
+    request_context: Callable[[], Mapping[str, Any]],
 ) -> Grant:
-    """The scopes to issue, or the OAuth error explaining why not."""
+    """The scopes to issue, or the OAuth error explaining why not.
+
+    `request_context` is called only when a matching rule has a `when` condition.
+    """
     subject = caller.subject_ref
     granted: set[str] = set()
     matched = False
+    context: dict[str, Any] | None = None
     for rule in snapshot.rules.get(audience, ()):
         if subject not in rule.subjects:
             continue
-        if rule.condition is not None and not rule.condition.allows(
-            dict(request_context), dict(caller.claims)
-        ):
-            continue
+        if rule.condition is not None:
+            if context is None:
+                context = dict(request_context())
+            if not rule.condition.allows(context, dict(caller.claims)):
+                continue
         matched = True
         granted |= rule.scopes
     if not matched:

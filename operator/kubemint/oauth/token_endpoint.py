@@ -160,15 +160,20 @@ class TokenService:
         audiences = [v for v in (form.get("audience"), form.get("resource")) if v]
         audience = choose_audience(caller, audiences)
         audit.audience = audience
-        context = {
-            "grant_type": form.get("grant_type"),
-            "client_id": caller.client.client_id,
-            "subject": caller.subject,
-            "audience": audience,
-            "scopes": sorted(requested_scopes(form.get("scope")) or []),
-            "source": request.source,
-        }
-        grant = decide(caller, snapshot, audience, requested_scopes(form.get("scope")), context)
+        requested = requested_scopes(form.get("scope"))
+
+        def context() -> dict[str, Any]:
+            """What a rule's `when` sees as `request`."""
+            return {
+                "grant_type": form.get("grant_type"),
+                "client_id": caller.client.client_id,
+                "subject": caller.subject,
+                "audience": audience,
+                "scopes": sorted(requested or []),
+                "source": request.source,
+            }
+
+        grant = decide(caller, snapshot, audience, requested, context)
         audit.scopes = " ".join(grant.scopes)
         ring = snapshot.keys.get(caller.client.signing_key)
         if ring is None or ring.signer is None:

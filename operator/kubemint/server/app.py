@@ -101,7 +101,8 @@ def create_app(
             audit.outcome if audit.outcome == "issued" else audit.error or "refused",
         ).inc()
         metrics.latency.observe(time.perf_counter() - started)
-        audit_log.info("token %s", json.dumps(audit.fields(), sort_keys=True))
+        if audit_log.isEnabledFor(logging.INFO):
+            audit_log.info("token %s", json.dumps(audit.fields()))
         return response
 
     async def caller_of(request: Request, form: dict[str, str]) -> Caller:
