@@ -40,6 +40,27 @@ def _parser() -> argparse.ArgumentParser:
     server = commands.add_parser("token-server", help="serve the OAuth2 token endpoint and JWKS")
     server.set_defaults(run=_token_server)
 
+    token = commands.add_parser(
+        "token",
+        help="print an access token using mounted credentials (or keep a token file fresh)",
+        description=(
+            "Obtain a client_credentials token with a mounted OAuth2Client Secret "
+            "(--credentials DIR holding client-id, client-secret, token-url) or a projected "
+            "ServiceAccount token (--projected-token PATH with --client-id and --token-url). "
+            "Prints the token; with --watch --out FILE, rewrites FILE atomically before "
+            "each expiry until interrupted."
+        ),
+    )
+    token.add_argument("--credentials", type=Path, help="directory of the mounted client Secret")
+    token.add_argument("--projected-token", type=Path, help="a projected ServiceAccount token")
+    token.add_argument("--client-id", help="client id (with --projected-token)")
+    token.add_argument("--token-url", help="token endpoint URL (with --projected-token)")
+    token.add_argument("--scope", help="space-separated scopes to request")
+    token.add_argument("--audience", help="audience to request")
+    token.add_argument("--watch", action="store_true", help="keep --out fresh until stopped")
+    token.add_argument("--out", type=Path, help="token file to write (with --watch)")
+    token.set_defaults(run=_token)
+
     dev = commands.add_parser("dev", help="local development helpers")
     dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
     up = dev_commands.add_parser(
@@ -69,6 +90,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(run=_dev_up)
     return parser
+
+
+def _token(args: argparse.Namespace) -> int:
+    import threading
+
+    from kubemint.client import Credentials, TokenError, TokenSource
+    from kubemint.client.credentials import CredentialsError
+    from kubemint.client.tokenfile import keep_fresh
+
+    try:
+        if args.credentials:
+            credentials = Credentials.from_directory(args.credentials)
+        elif args.projected_token and args.client_id and args.token_url:
+            credentials = Credentials.from_projected_token(
+                args.projected_token, args.client_id, args.token_url
+            )
+        else:
+            print(
+                "kubemint token: give --credentials DIR, or --projected-token PATH with "
+                "--client-id and --token-url",
+                file=sys.stderr,
+            )
+            return 2
+        if args.watch and not args.out:
+            print("kubemint token: --watch needs --out FILE", file=sys.stderr)
+            return 2
+        with TokenSource(credentials, scope=args.scope, audience=args.audience) as source:
+            if args.watch:
+                stop = threading.Event()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, lambda *_: stop.set())
+                keep_fresh(source, args.out, stop)
+            else:
+                print(source.token())
+        return 0
+    except (CredentialsError, TokenError) as exc:
+        print(f"kubemint token: {exc}", file=sys.stderr)
+        return 1
 
 
 def _operator(_: argparse.Namespace) -> int:

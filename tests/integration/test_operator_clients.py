@@ -48,7 +48,8 @@ def test_a_client_gets_a_mountable_secret_and_a_verification_record(
 
     data = secret_data(cluster, namespace, "billing-credentials")
     assert data is not None
-    assert set(data) == {"client-id", "client-secret", "token-url", "issuer"}
+    assert set(data) == {"client-id", "client-secret", "token-url", "issuer", "auth-method"}
+    assert data["auth-method"] == "client_secret_basic"
     assert data["client-id"] == f"{namespace}.billing" == obj["status"]["clientId"]
     assert data["client-secret"].startswith("kmint_")
     assert len(data["client-secret"]) == len("kmint_") + 43  # 256 bits, base64url

@@ -190,7 +190,12 @@ def credentials_data(
     spec: ClientSpec, plan: SecretPlan | None, issuer: str, token_url: str
 ) -> dict[str, str]:
     """The mounted Secret's keys (the contract workloads rely on)."""
-    data = {"client-id": spec.client_id, "token-url": token_url, "issuer": issuer}
+    data = {
+        "client-id": spec.client_id,
+        "token-url": token_url,
+        "issuer": issuer,
+        "auth-method": spec.auth_method,  # how tools present the secret (basic or post)
+    }
     if plan is not None:
         data["client-secret"] = plan.plaintext
     return data

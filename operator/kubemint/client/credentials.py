@@ -1,0 +1,74 @@
+"""Where a workload's credentials come from: a mounted client Secret, or a projected token.
+
+Both are read from files on every token request, so a rotated client secret or a refreshed
+projected ServiceAccount token (kubelet rewrites both in place) is used without a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote_plus
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+class CredentialsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token_url: str
+    client_id: str
+    secret_file: Path | None = None  # a mounted `client-secret` key
+    projected_token_file: Path | None = None  # a projected ServiceAccount token
+    auth_method: str = "client_secret_basic"
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> Credentials:
+        """A mounted OAuth2Client Secret: files client-id, client-secret, token-url."""
+
+        def read(name: str) -> str:
+            try:
+                return (directory / name).read_text().strip()
+            except OSError:
+                raise CredentialsError(
+                    f"{directory / name} is missing: mount the client's Secret there"
+                ) from None
+
+        secret = directory / "client-secret"
+        method = directory / "auth-method"
+        return cls(
+            token_url=read("token-url"),
+            client_id=read("client-id"),
+            secret_file=secret if secret.exists() else None,
+            auth_method=method.read_text().strip() if method.exists() else "client_secret_basic",
+        )
+
+    @classmethod
+    def from_projected_token(cls, path: Path, client_id: str, token_url: str) -> Credentials:
+        return cls(token_url=token_url, client_id=client_id, projected_token_file=path)
+
+    def authentication(self) -> tuple[dict[str, str], tuple[str, str] | None]:
+        """The client authentication part of a token request: form fields, Basic auth."""
+        if self.projected_token_file is not None:
+            return {
+                "client_id": self.client_id,
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": self._read(self.projected_token_file),
+            }, None
+        if self.secret_file is None:
+            raise CredentialsError("no client secret and no projected token configured")
+        secret = self._read(self.secret_file)
+        if self.auth_method == "client_secret_post":
+            return {"client_id": self.client_id, "client_secret": secret}, None
+        # RFC 6749 §2.3.1: form-urlencode both parts inside the Basic credentials.
+        return {}, (quote_plus(self.client_id), quote_plus(secret))
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        try:
+            return path.read_text().strip()
+        except OSError:
+            raise CredentialsError(f"cannot read {path}") from None

@@ -1,0 +1,77 @@
+"""Verify a kubemint access token: signature with a pinned algorithm, RFC 9068 claims, scopes.
+
+Every option is explicit: the issuer, the audience this resource server answers to, the
+algorithms it accepts (never `none`, never HMAC), the leeway, and the scopes a call needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from kubemint.crypto.jwt import InvalidJWT, protected_header, verify_jwt
+from kubemint.verify.jwks_cache import JWKSCache
+
+DEFAULT_ALGORITHMS = ("ES256", "ES384", "RS256", "PS256", "EdDSA")
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable; `status` is 401 (bad token) or 403 (missing scope)."""
+
+    def __init__(self, message: str, status: int = 401, scopes: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.scopes = tuple(scopes)
+
+
+class Verifier:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks: JWKSCache | None = None,
+        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+        leeway: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self.jwks = jwks or JWKSCache(self.issuer + "/oauth2/jwks")
+        self.algorithms = tuple(algorithms)
+        self.leeway = leeway
+        self.clock = clock
+
+    def verify(self, token: str, required_scopes: Iterable[str] = ()) -> dict[str, Any]:
+        """The token's claims, or InvalidToken (401) / missing scopes (403)."""
+        try:
+            header = protected_header(token)
+        except InvalidJWT as exc:
+            raise InvalidToken(str(exc)) from None
+        if header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+            raise InvalidToken("not an access token (typ must be at+jwt)")
+        kid = header.get("kid")
+        key = self.jwks.key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("unknown signing key")
+        try:
+            claims = verify_jwt(
+                token,
+                [key],
+                algorithms=self.algorithms,
+                issuer=self.issuer,
+                audience=self.audience,
+                now=self.clock(),
+                leeway=self.leeway,
+                require=("exp", "iat", "sub", "client_id"),
+                typ="at+jwt",
+            )
+        except InvalidJWT as exc:
+            raise InvalidToken(str(exc)) from None
+        granted = set(str(claims.get("scope", "")).split())
+        missing = [s for s in required_scopes if s not in granted]
+        if missing:
+            raise InvalidToken("insufficient scope", status=403, scopes=missing)
+        return claims
