@@ -19,7 +19,11 @@ load generator in a child process):
 - per algorithm, POST /oauth2/token with `grant_type=client_credentials` and HTTP Basic; for
   ES256 and RS256 the bare endpoint is loaded right before kubemint, so each round gives a
   paired ratio kubemint/bare that cancels most of the machine's speed and load;
-- GET /oauth2/jwks.
+- GET /oauth2/jwks;
+- POST /oauth2/introspect (RFC 7662) with `token=<an ES256 access token>` and HTTP Basic as
+  the client the token was issued to. The token is obtained at set-up (a fresh one when it
+  would expire during a run); before and after every run it must introspect as HTTP 200 with
+  `"active": true`, since an inactive answer is a 200 too.
 
 For every run it reports requests/s, p50/p90/p99 latency (wrk's, i.e. closed-loop: the time
 from sending a request to its response on a busy connection), the server's CPU time per request
@@ -110,6 +114,8 @@ TARGET_RS256_RPS = 1800.0
 ISSUE_BARE_RPS = {"ES256": 6500.0, "RS256": 2600.0}  # the issue's bare figures, its machine
 TARGET_RPS = {"ES256": TARGET_ES256_RPS, "RS256": TARGET_RS256_RPS}
 
+TOKEN_MARGIN = 30.0  # seconds an introspected token must outlive a run by
+
 NOISY_CORES = 0.25  # other processes' average CPU use above which the summary warns
 
 _PR_SET_PDEATHSIG = 1
@@ -167,7 +173,11 @@ class LoadResult:
 
 @dataclass
 class Target:
-    """One thing to load: a URL with its method, body and Authorization."""
+    """One thing to load: a URL with its method, body and Authorization.
+
+    `before(duration)` runs right before each load of it and `after()` right after (outside
+    the measurement); either raises BenchError when the target does not answer as it should.
+    """
 
     label: str
     url: str
@@ -175,6 +185,8 @@ class Target:
     method: str = "POST"
     authorization: str = ""
     body: str = FORM_BODY
+    before: Callable[[int], None] | None = None
+    after: Callable[[], None] | None = None
 
 
 @dataclass
@@ -248,6 +260,8 @@ def load(target: Target, duration: int, options: Options) -> LoadResult:
     assert pid is not None
     if not target.server.alive():
         raise BenchError(f"{target.server.name} is not running:\n{target.server.log_tail()}")
+    if target.before is not None:
+        target.before(duration)
     env = {
         **os.environ,
         "BENCH_METHOD": target.method,
@@ -316,6 +330,8 @@ def load(target: Target, duration: int, options: Options) -> LoadResult:
             f"{target.label}: {bad} ({result.requests} requests)\n--- {target.server.name} log "
             f"ends with:\n{target.server.log_tail(10)}"
         )
+    if target.after is not None:
+        target.after()
     return result
 
 
@@ -372,7 +388,7 @@ def loadgen_child(url: str, connections: int, duration: float) -> int:
                 payload = await reader.readexactly(length)
                 latencies.append(time.perf_counter() - sent)
                 received += len(head) + len(payload)
-                if status > 399:
+                if not 200 <= status < 300:
                     errors["status"] += 1
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors["read"] += 1
@@ -505,8 +521,9 @@ def http_request(
         connection.close()
 
 
-def wait_for_token(target: Target, alg: str, issuer: str, timeout: float = 60) -> None:
-    """Poll until a token comes back 200, then check its signature against the JWKS."""
+def wait_for_token(target: Target, alg: str, issuer: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll until a token comes back 200, check its signature against the JWKS, return the
+    token response."""
     deadline = time.monotonic() + timeout
     while True:
         status, body = http_request(target.url, "POST", target.body, target.authorization)
@@ -517,7 +534,8 @@ def wait_for_token(target: Target, alg: str, issuer: str, timeout: float = 60) -
         if time.monotonic() > deadline:
             raise BenchError(f"{target.label}: still HTTP {status} after {timeout:.0f}s: {body!r}")
         time.sleep(0.2)
-    token = json.loads(body).get("access_token")
+    response = json.loads(body)
+    token = response.get("access_token")
     if not token:
         raise BenchError(f"{target.label}: 200 without access_token: {body[:200]!r}")
     status, jwks = http_request(issuer + "/oauth2/jwks")
@@ -535,6 +553,56 @@ def wait_for_token(target: Target, alg: str, issuer: str, timeout: float = 60) -
         )
     except InvalidJWT as exc:
         raise BenchError(f"{target.label}: the token does not verify: {exc}") from None
+    return dict(response)
+
+
+class Introspection:
+    """POST /oauth2/introspect of one access token, authenticated (HTTP Basic) as the client
+    it was issued to. Before every load the token must have `duration` + TOKEN_MARGIN seconds
+    to live (else a fresh one is fetched from `token_target`, the same client's token
+    endpoint) and introspect as `"active": true` with HTTP 200; after the load it must still:
+    an inactive answer is a 200 too, so the load generators' status counts would miss it."""
+
+    def __init__(self, token_target: Target, response: dict[str, Any]) -> None:
+        self.token_target = token_target
+        self.target = Target(
+            "kubemint introspect",
+            token_target.url.removesuffix("/oauth2/token") + "/oauth2/introspect",
+            token_target.server,
+            "POST",
+            token_target.authorization,
+            before=self.before,
+            after=partial(self.check, "after the load"),
+        )
+        self.expires_at = 0.0
+        self.use(response)
+
+    def use(self, response: dict[str, Any]) -> None:
+        self.target.body = urllib.parse.urlencode({"token": response["access_token"]})
+        self.expires_at = time.time() + float(response.get("expires_in", 0))
+
+    def before(self, duration: int) -> None:
+        if time.time() + duration + TOKEN_MARGIN > self.expires_at:
+            target = self.token_target
+            status, body = http_request(target.url, "POST", target.body, target.authorization)
+            if status != 200:
+                raise BenchError(f"{target.label}: a fresh token for introspection: HTTP {status}")
+            self.use(json.loads(body))
+        self.check("before the load")
+
+    def check(self, when: str) -> None:
+        target = self.target
+        status, body = http_request(target.url, "POST", target.body, target.authorization)
+        try:
+            active = status == 200 and json.loads(body).get("active") is True
+        except (ValueError, AttributeError):
+            active = False
+        if not active:
+            raise BenchError(
+                f"{target.label} {when}: HTTP {status} {body[:200]!r}, expected 200 with "
+                f'"active": true\n--- {target.server.name} log ends with:\n'
+                f"{target.server.log_tail(10)}"
+            )
 
 
 @contextlib.contextmanager
@@ -603,12 +671,20 @@ def run(options: Options, log_dir: Path) -> list[RoundResult]:
             stack.enter_context(running(server))
             wait_for_http(issuer + "/readyz", server, timeout=60)
             targets: dict[str, Target] = {}
+            tokens: dict[str, dict[str, Any]] = {}
             for alg in options.algorithms:
                 target = Target(
                     f"kubemint {alg}", issuer + "/oauth2/token", server, "POST", authorizations[alg]
                 )
-                wait_for_token(target, alg, issuer)
+                tokens[alg] = wait_for_token(target, alg, issuer)
                 targets[target.label] = target
+            # One ES256 access token (the first algorithm's when ES256 is not benchmarked),
+            # introspected by the client it was issued to.
+            introspected_alg = "ES256" if "ES256" in options.algorithms else options.algorithms[0]
+            introspection = Introspection(
+                targets[f"kubemint {introspected_alg}"], tokens[introspected_alg]
+            )
+            introspection.check("at set-up")
             if not options.keep_operator:
                 operator.stop()
             stack.enter_context(running(bare))
@@ -620,11 +696,11 @@ def run(options: Options, log_dir: Path) -> list[RoundResult]:
                     ordered.append(Target(f"bare {alg}", f"{bare_url}/token/{alg}", bare))
                 ordered.append(targets[f"kubemint {alg}"])
             jwks = Target("kubemint JWKS", issuer + "/oauth2/jwks", server, "GET", body="")
-            ordered.append(jwks)
-            introspection = introspection_status(issuer)
+            ordered += [jwks, introspection.target]
             print(
                 f"set-up {time.monotonic() - started:.1f}s: tokens verified for "
-                f"{', '.join(options.algorithms)}; operator "
+                f"{', '.join(options.algorithms)}; introspection of a {introspected_alg} "
+                f"token answers active; operator "
                 f"{'running' if options.keep_operator else 'stopped'} during the load",
                 flush=True,
             )
@@ -639,17 +715,9 @@ def run(options: Options, log_dir: Path) -> list[RoundResult]:
                     result.runs[target.label] = load(target, duration, options)
                 results.append(result)
                 print(describe_round(number, result, options), flush=True)
-            print(f"introspection: {introspection}", flush=True)
             audit = audit_lines(server.log_path)
             print(f"audit log: {audit} lines from the token server ({server.log_path.name})")
             return results
-
-
-def introspection_status(issuer: str) -> str:
-    status, _ = http_request(issuer + "/oauth2/introspect", "POST", "token=x")
-    if status in (404, 405):
-        return f"not available (POST /oauth2/introspect: HTTP {status})"
-    return f"not available (endpoint answers HTTP {status}; not benchmarked yet)"
 
 
 def audit_lines(path: Path) -> int:
@@ -673,12 +741,13 @@ COLUMNS = (
     ("per_core_rps", "req/s per core", 15, 0),
     ("others_cores", "others cores", 13, 2),
 )
-HEADER = "  " + " " * 18 + "".join(f" {title:>{width}}" for _, title, width, _ in COLUMNS)
+LABEL_WIDTH = 20
+HEADER = "  " + " " * LABEL_WIDTH + "".join(f" {title:>{width}}" for _, title, width, _ in COLUMNS)
 
 
 def row(label: str, value: Callable[[str], float]) -> str:
     cells = "".join(f" {value(attr):{width}.{digits}f}" for attr, _, width, digits in COLUMNS)
-    return f"  {label:18}{cells}"
+    return f"  {label:{LABEL_WIDTH}}{cells}"
 
 
 def describe_round(number: int, result: RoundResult, options: Options) -> str:

@@ -346,6 +346,14 @@ def _media_type(value: object) -> str | None:
 # --- keys -----------------------------------------------------------------------------------
 
 
+PreparedKeys = KeySet  # what prepared_keys returns, for modules that must not import joserfc
+
+
+def prepared_keys(keys: VerificationKeys) -> PreparedKeys:
+    """Parse a key set once, for callers verifying many tokens against the same keys."""
+    return KeySet(_key_list(keys))
+
+
 def _key_list(keys: VerificationKeys) -> list[Key]:
     if isinstance(keys, KeySet):
         return list(keys.keys)

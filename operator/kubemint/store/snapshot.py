@@ -13,7 +13,7 @@ import datetime
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from kubemint.api.meta import (
@@ -26,7 +26,14 @@ from kubemint.api.meta import (
     ObjectRef,
     parse_time,
 )
-from kubemint.crypto.jwt import Decrypter, Encrypter, Signer
+from kubemint.crypto.jwt import (
+    Decrypter,
+    Encrypter,
+    InvalidJWT,
+    PreparedKeys,
+    Signer,
+    prepared_keys,
+)
 from kubemint.crypto.keys import KeyMaterial
 from kubemint.crypto.opaque import OpaqueKey
 from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
@@ -124,6 +131,7 @@ class Snapshot:
     rules: Mapping[str, tuple[RuleView, ...]] = field(default_factory=dict)  # by audience
     keys: Mapping[str, KeyRing] = field(default_factory=dict)
     revoked: Mapping[str, int] = field(default_factory=dict)  # jti → exp
+    verification_keys: PreparedKeys | None = None  # parsed once: introspection verifies with it
 
     def opaque_key(self, kid: str) -> OpaqueKey | None:
         return next((r.opaque[kid] for r in self.keys.values() if kid in r.opaque), None)
@@ -131,8 +139,10 @@ class Snapshot:
     def decrypter(self, kid: str) -> Decrypter | None:
         return next((r.decrypters[kid] for r in self.keys.values() if kid in r.decrypters), None)
 
-    def signature_keys(self) -> list[Mapping[str, Any]]:
+    def signature_keys(self) -> PreparedKeys | list[Mapping[str, Any]]:
         """Public keys that verify kubemint's own signatures (introspection)."""
+        if self.verification_keys is not None:
+            return self.verification_keys
         return [k for r in self.keys.values() if r.use == "sig" for k in r.public_keys]
 
     def jwks_uris(self) -> set[str]:
@@ -168,7 +178,7 @@ def build_snapshot(
 ) -> Snapshot:
     """The view at one moment. Objects that do not parse are skipped (and logged)."""
     records = _records(secrets)
-    return Snapshot(
+    snapshot = Snapshot(
         clients=_clients(clients, records.get(ROLE_CLIENT_VERIFICATION, {})),
         **_accounts(accounts, records.get(ROLE_ACCOUNT_VERIFICATION, {})),
         rules=_rules(rules),
@@ -179,6 +189,13 @@ def build_snapshot(
         ),
         revoked=_revoked(revocations),
     )
+    public = snapshot.signature_keys()
+    if public:
+        try:
+            snapshot = replace(snapshot, verification_keys=prepared_keys(public))
+        except InvalidJWT:
+            log.warning("published keys could not be parsed for introspection")
+    return snapshot
 
 
 def _revoked(config_maps: Iterable[Body]) -> dict[str, int]:
