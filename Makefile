@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup binaries lint typecheck unit integration test run bench bench-operator clean
+.PHONY: help setup binaries helm lint typecheck unit integration test run bench bench-operator clean
 
 help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
@@ -35,6 +35,10 @@ setup: $(STAMP)
 binaries: setup
 	$(BIN)/python -m kubemint.devcluster
 
+# helm for the chart tests: $HELM if set, else built once from tests/envtest/helm.
+helm: setup
+	$(BIN)/python -c "from kubemint.devcluster.helm import resolve_helm; print(resolve_helm())"
+
 lint: setup
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
@@ -48,7 +52,7 @@ unit: setup
 integration: binaries
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: binaries lint typecheck
+test: binaries helm lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries

@@ -1,0 +1,124 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "kubemint.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<release>-<chart>" (or just the release name when it already contains the chart name). */}}
+{{- define "kubemint.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubemint.operator.fullname" -}}
+{{- printf "%s-operator" (include "kubemint.fullname" .) }}
+{{- end }}
+
+{{- define "kubemint.tokenServer.fullname" -}}
+{{- printf "%s-token-server" (include "kubemint.fullname" .) }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "kubemint.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "kubemint.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kubemint
+{{- with .Values.global.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: include with (dict "root" $ "component" "operator"). */}}
+{{- define "kubemint.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubemint.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "kubemint.componentLabels" -}}
+{{ include "kubemint.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "kubemint.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "kubemint.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kubemint.tokenServer.serviceAccountName" -}}
+{{- if .Values.tokenServer.serviceAccount.create }}
+{{- default (include "kubemint.tokenServer.fullname" .) .Values.tokenServer.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.tokenServer.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kubemint.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* The issuer URL: .Values.issuer, else the token server's in-cluster Service URL. */}}
+{{- define "kubemint.issuer" -}}
+{{- if .Values.issuer }}
+{{- .Values.issuer | trimSuffix "/" }}
+{{- else }}
+{{- $port := int .Values.tokenServer.service.port }}
+{{- $host := printf "%s.%s.svc" (include "kubemint.tokenServer.fullname" .) .Release.Namespace }}
+{{- if eq $port 80 }}
+{{- printf "http://%s" $host }}
+{{- else }}
+{{- printf "http://%s:%d" $host $port }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubemint.tokenUrl" -}}
+{{- .Values.tokenUrl | default (printf "%s/oauth2/token" (include "kubemint.issuer" .)) }}
+{{- end }}
+
+{{/* Pod-level settings shared by both Deployments: include with (dict "root" $ "values" ...). */}}
+{{- define "kubemint.podCommon" -}}
+{{- with .root.Values.global.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.global.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+securityContext:
+  {{- toYaml .values.podSecurityContext | nindent 2 }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  # The root filesystem is read-only; Python and its libraries get a small writable /tmp.
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+{{- end }}

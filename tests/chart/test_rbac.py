@@ -1,0 +1,115 @@
+"""The rendered RBAC is least-privilege: no wildcards, Secrets for the token server only through
+a Role in its own namespace, and no writes by the token server except its revocation store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.chart.conftest import VALUE_SETS, documents
+
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind"}
+NAMESPACE = "kubemint-system"
+
+
+def grants(manifest: str, service_account: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(role kind, role namespace or None, rule) for every rule bound to the ServiceAccount."""
+    docs = documents(manifest)
+    roles = {
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+    }
+    found = []
+    for binding in docs:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        subject = {"kind": "ServiceAccount", "name": service_account, "namespace": NAMESPACE}
+        if subject not in binding["subjects"]:
+            continue
+        ref = binding["roleRef"]
+        where = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        role = roles.get((ref["kind"], where, ref["name"]))
+        if role is None:
+            assert ref["name"] == "system:service-account-issuer-discovery", ref
+            continue
+        found += [(ref["kind"], where, rule) for rule in role["rules"]]
+    return found
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_no_rule_uses_a_wildcard(rendered: dict[str, str], name: str) -> None:
+    for doc in documents(rendered[name]):
+        if doc["kind"] in ("Role", "ClusterRole"):
+            for rule in doc["rules"]:
+                for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                    assert not any("*" in value for value in rule.get(field, [])), (doc, rule)
+                assert "nonResourceURLs" not in rule
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_token_server_reads_secrets_only_in_its_namespace(
+    rendered: dict[str, str], name: str
+) -> None:
+    rules = grants(rendered[name], "kubemint-token-server")
+    assert rules, "the token server is bound to no role"
+    secrets = [(kind, where, rule) for kind, where, rule in rules if "secrets" in rule["resources"]]
+    assert secrets, "the token server cannot read its signing keys"
+    for kind, where, rule in secrets:
+        assert (kind, where) == ("Role", NAMESPACE)
+        assert set(rule["verbs"]) == {"get", "list", "watch"}
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_token_server_writes_only_configmaps_in_its_namespace(
+    rendered: dict[str, str], name: str
+) -> None:
+    for kind, where, rule in grants(rendered[name], "kubemint-token-server"):
+        if WRITE_VERBS & set(rule["verbs"]):
+            assert (kind, where) == ("Role", NAMESPACE), rule
+            assert rule["apiGroups"] == [""]
+            assert rule["resources"] == ["configmaps"]
+
+
+def test_token_server_reads_the_four_kinds_cluster_wide(rendered: dict[str, str]) -> None:
+    kinds = {"oauth2clients", "serviceaccounts", "signingkeys", "accessrules"}
+    cluster_rules = [
+        rule
+        for kind, _, rule in grants(rendered["default"], "kubemint-token-server")
+        if kind == "ClusterRole"
+    ]
+    assert len(cluster_rules) == 1
+    assert cluster_rules[0]["apiGroups"] == ["kubemint.io"]
+    assert set(cluster_rules[0]["resources"]) == kinds
+    assert cluster_rules[0]["verbs"] == ["get", "list", "watch"]
+
+
+def test_operator_writes_secrets_and_status_and_only_its_own_lease(
+    rendered: dict[str, str],
+) -> None:
+    rules = grants(rendered["default"], "kubemint-operator")
+
+    def verbs(resource: str, group: str = "") -> set[str]:
+        return {
+            verb
+            for _, _, rule in rules
+            if resource in rule["resources"] and group in rule["apiGroups"]
+            for verb in rule["verbs"]
+        }
+
+    assert verbs("secrets") == {"get", "list", "watch", "create", "update", "patch", "delete"}
+    for plural in ("oauth2clients", "serviceaccounts", "signingkeys", "accessrules"):
+        assert verbs(plural, "kubemint.io") == {"get", "list", "watch", "patch"}
+        assert {"patch", "update"} <= verbs(f"{plural}/status", "kubemint.io")
+        assert verbs(f"{plural}/finalizers", "kubemint.io") == {"update"}
+        assert "delete" not in verbs(plural, "kubemint.io")
+    leases = [
+        (kind, where, rule)
+        for kind, where, rule in rules
+        if rule["apiGroups"] == ["coordination.k8s.io"]
+    ]
+    assert {(kind, where) for kind, where, _ in leases} == {("Role", NAMESPACE)}
+    for _, _, rule in leases:
+        if rule["verbs"] != ["create"]:  # create cannot be limited by name
+            assert rule["resourceNames"] == ["kubemint-operator"]

@@ -1,0 +1,242 @@
+"""The chart lints, renders with every value set, and rejects bad values at install."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chart.conftest import (
+    CHART,
+    KINDS_WITHOUT_CRDS,
+    RELEASE,
+    VALUE_SETS,
+    documents,
+    helm_run,
+)
+
+
+def kinds(manifest: str) -> list[str]:
+    return [doc["kind"] for doc in documents(manifest)]
+
+
+def by_kind(manifest: str, kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in documents(manifest) if doc["kind"] == kind]
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def deployment(manifest: str, component: str) -> dict[str, Any]:
+    (found,) = [
+        d
+        for d in by_kind(manifest, "Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return found
+
+
+def test_helm_lint_passes_strictly(helm: Path, tmp_path: Path) -> None:
+    result = helm_run(helm, "lint", "--strict", str(CHART), tmp=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_every_value_set_lints(helm: Path, tmp_path: Path, name: str) -> None:
+    result = helm_run(helm, "lint", "--strict", str(CHART), values=VALUE_SETS[name], tmp=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_values_render_both_components_and_a_signing_key(rendered: dict[str, str]) -> None:
+    manifest = rendered["default"]
+    assert sorted(set(kinds(manifest))) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "SigningKey",
+    ]
+    (key,) = by_kind(manifest, "SigningKey")
+    assert key["metadata"]["name"] == "default"
+    assert key["metadata"]["namespace"] == "kubemint-system"
+    assert key["spec"]["algorithm"] == "ES256"
+    assert key["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_default_issuer_is_the_token_server_service_url(rendered: dict[str, str]) -> None:
+    manifest = rendered["default"]
+    (service,) = by_kind(manifest, "Service")
+    issuer = f"http://{service['metadata']['name']}.kubemint-system.svc"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+    operator, server = deployment(manifest, "operator"), deployment(manifest, "token-server")
+    assert env_of(operator)["KUBEMINT_ISSUER"] == issuer
+    assert env_of(operator)["KUBEMINT_TOKEN_URL"] == issuer + "/oauth2/token"
+    assert env_of(server)["KUBEMINT_ISSUER"] == issuer
+    assert env_of(server)["KUBEMINT_PORT"] == "8080"
+    namespace_ref = {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env_of(operator)["KUBEMINT_NAMESPACE"] == namespace_ref
+    assert env_of(server)["KUBEMINT_NAMESPACE"] == namespace_ref
+    assert env_of(operator)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_commands_image_and_probes(rendered: dict[str, str]) -> None:
+    manifest = rendered["default"]
+    operator = deployment(manifest, "operator")["spec"]["template"]["spec"]["containers"][0]
+    server = deployment(manifest, "token-server")["spec"]["template"]["spec"]["containers"][0]
+    assert operator["command"] == ["kubemint", "operator"]
+    assert server["command"] == ["kubemint", "token-server"]
+    assert operator["image"] == server["image"] == "kubemint/kubemint:0.1.0"
+    assert server["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert server["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+
+
+def test_token_server_spreads_over_nodes_by_default(rendered: dict[str, str]) -> None:
+    spec = deployment(rendered["default"], "token-server")["spec"]["template"]["spec"]
+    (constraint,) = spec["topologySpreadConstraints"]
+    assert constraint["topologyKey"] == "kubernetes.io/hostname"
+    assert constraint["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "token-server"
+    )
+
+
+def test_ha_values_autoscale_the_token_server_and_protect_both(rendered: dict[str, str]) -> None:
+    manifest = rendered["ha"]
+    (hpa,) = by_kind(manifest, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["minReplicas"] == 3
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "kubemint-token-server"
+    assert "replicas" not in deployment(manifest, "token-server")["spec"]
+    assert deployment(manifest, "operator")["spec"]["replicas"] == 2
+    assert env_of(deployment(manifest, "operator"))["KUBEMINT_LEADER_ELECTION"] == "true"
+    budgets = {p["metadata"]["name"]: p["spec"] for p in by_kind(manifest, "PodDisruptionBudget")}
+    assert budgets["kubemint-operator"]["maxUnavailable"] == 1
+    assert budgets["kubemint-token-server"]["maxUnavailable"] == "25%"
+
+
+def test_ingress_monitoring_and_network_policies_render(rendered: dict[str, str]) -> None:
+    manifest = rendered["ingress-monitoring-netpol"]
+    (ingress,) = by_kind(manifest, "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] == "auth.example.com"
+    assert ingress["spec"]["tls"][0]["secretName"] == "auth-tls"
+    (monitor,) = by_kind(manifest, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(manifest, "NetworkPolicy")}
+    server = policies["kubemint-token-server"]
+    assert server["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert len(server["ingress"][0]["from"]) == 2
+    assert policies["kubemint-operator"]["ingress"] == []
+    assert server["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    issuer = "https://auth.example.com"
+    assert env_of(deployment(manifest, "token-server"))["KUBEMINT_ISSUER"] == issuer
+
+
+def test_gateway_route_and_custom_issuer_render(rendered: dict[str, str]) -> None:
+    manifest = rendered["gateway-custom-issuer"]
+    (route,) = by_kind(manifest, "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "kubemint-token-server", "port": 8080}
+    ]
+    operator = deployment(manifest, "operator")
+    assert env_of(operator)["KUBEMINT_ISSUER"] == "https://tokens.example.org"
+    assert env_of(operator)["KUBEMINT_TOKEN_URL"] == "https://tokens.example.org/oauth2/token"
+    image = operator["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "kubemint/kubemint@sha256:" + "a" * 64
+    (key,) = by_kind(manifest, "SigningKey")
+    assert key["spec"] == {
+        "algorithm": "RS256",
+        "use": "sig",
+        "keySize": 3072,
+        "rotation": {"every": "720h", "prePublish": "24h", "retainAfter": "24h"},
+    }
+    assert "annotations" not in key["metadata"]
+
+
+def test_minimal_values_leave_out_the_optional_objects(rendered: dict[str, str]) -> None:
+    manifest = rendered["minimal"]
+    assert not {"SigningKey", "PodDisruptionBudget", "HorizontalPodAutoscaler"} & set(
+        kinds(manifest)
+    )
+    names = [r["metadata"]["name"] for r in by_kind(manifest, "Role")]
+    assert names == ["kubemint-token-server"]  # no leader-election Role without election
+    spec = deployment(manifest, "token-server")["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" not in spec
+
+
+@pytest.mark.parametrize(("name", "kinds_"), sorted(KINDS_WITHOUT_CRDS.items()))
+def test_kinds_skipped_in_the_dry_run_are_rendered(
+    rendered: dict[str, str], name: str, kinds_: set[str]
+) -> None:
+    assert kinds_ <= set(kinds(rendered[name]))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param(
+            {"tokenServer": {"replicas": 0}},
+            "/tokenServer/replicas",
+            id="zero token-server replicas",
+        ),
+        pytest.param(
+            {"signingKey": {"algorithm": "HS256"}},
+            "/signingKey/algorithm",
+            id="an algorithm kubemint does not support",
+        ),
+        pytest.param(
+            {"tokenserver": {"replicas": 3}},
+            "'tokenserver' not allowed",
+            id="a misspelt top-level key",
+        ),
+        pytest.param(
+            {"operator": {"recheckInterval": "30s"}},
+            "/operator/recheckInterval",
+            id="a string where a number of seconds belongs",
+        ),
+        pytest.param(
+            {"operator": {"leaderelection": {"enabled": True}}},
+            "'leaderelection' not allowed",
+            id="a misspelt nested key",
+        ),
+        pytest.param(
+            {"image": {"pullPolicy": "Sometimes"}},
+            "/image/pullPolicy",
+            id="an unknown pull policy",
+        ),
+        pytest.param(
+            {"signingKey": {"rotation": {"every": "30d"}}},
+            "/signingKey/rotation/every",
+            id="a rotation period in days",
+        ),
+        pytest.param(
+            {"tokenServer": {"httpRoute": {"enabled": True}}},
+            "/tokenServer/httpRoute/parentRefs",
+            id="an HTTPRoute without a Gateway",
+        ),
+        pytest.param(
+            {"issuer": "auth.example.com"},
+            "/issuer",
+            id="an issuer that is not a URL",
+        ),
+        pytest.param(
+            {"operator": {"replicas": 2, "leaderElection": {"enabled": False}}},
+            "operator.replicas > 1 needs operator.leaderElection.enabled",
+            id="several operators without leader election",
+        ),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(
+    helm: Path, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    result = helm_run(helm, "template", RELEASE, str(CHART), values=values, tmp=tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert message in result.stderr
