@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from tests.integration.conftest import RunningOperator
 from tests.integration.kube_helpers import (
@@ -244,6 +245,7 @@ def test_the_first_namespace_to_claim_an_audience_owns_it(
 
     intruder_ns = f"{namespace}-x"
     cluster.kubectl("create", "namespace", intruder_ns)
+    time.sleep(1.1)  # creation times have 1 s precision; same-second claims tie (unit-tested)
     try:
         apply(
             cluster,

@@ -335,6 +335,7 @@ def test_the_audience_owner_decides_and_a_grab_from_another_namespace_grants_not
         ),
     )
     wait_ready(operator.cluster, "AccessRule", calendar, "owner")
+    time.sleep(1.1)  # older by at least a second: a same-second claim would be a tie (unit-tested)
     # ...and the client's own namespace tries to grant itself access to that audience.
     apply(
         operator.cluster,

@@ -1,8 +1,11 @@
 """AccessRule decisions: audience ownership, `when` compilation, subject resolution.
 
-One namespace owns an audience: the namespace of the oldest AccessRule naming it (ties broken
-by namespace/name, so every replica and the token server decide alike). A rule elsewhere that
-claims an owned audience is not Ready (AudienceConflict) and grants nothing.
+One namespace owns an audience: the namespace of the oldest AccessRule naming it. Creation
+times have one-second precision, so rules from different namespaces created in the same
+second tie; a tie is not broken by anything an intruder could choose (such as a namespace
+name): the audience is contested and nobody owns it until only one namespace claims it
+first. A rule that does not own its audience is not Ready (AudienceConflict) and grants
+nothing. The operator and the token server decide with this same function.
 """
 
 from __future__ import annotations
@@ -49,9 +52,14 @@ class RuleSpec:
 
 
 def audience_owner(claims: Iterable[RuleClaim]) -> str | None:
-    """The namespace owning an audience, given every rule that names it."""
-    oldest = min(claims, key=lambda c: (c.created, c.namespace, c.name), default=None)
-    return oldest.namespace if oldest else None
+    """The namespace owning an audience, given every rule that names it; None when no rule
+    names it or when the oldest claims come from several namespaces (contested)."""
+    claims = list(claims)
+    if not claims:
+        return None
+    oldest = min(c.created for c in claims)
+    first = {c.namespace for c in claims if c.created == oldest}
+    return first.pop() if len(first) == 1 else None
 
 
 def check_rule(spec: RuleSpec, owner: str | None) -> Outcome:
@@ -60,7 +68,14 @@ def check_rule(spec: RuleSpec, owner: str | None) -> Outcome:
             compile_condition(spec.when)
         except ExpressionError as exc:
             return Outcome(False, "InvalidExpression", str(exc))
-    if owner is not None and owner != spec.namespace:
+    if owner is None:
+        return Outcome(
+            False,
+            "AudienceConflict",
+            f"spec.audience: {spec.audience!r} was claimed by several namespaces in the same "
+            "second; nobody owns it until all but one remove their rules",
+        )
+    if owner != spec.namespace:
         return Outcome(
             False,
             "AudienceConflict",

@@ -165,14 +165,29 @@ def test_account_checks(
     assert field in outcome.message
 
 
-def test_the_oldest_rule_owns_an_audience_ties_broken_by_name() -> None:
-    claims = [
-        RuleClaim("b", "r", T0),
-        RuleClaim("a", "r", T0 + datetime.timedelta(seconds=1)),
-        RuleClaim("c", "r", T0),
-    ]
-    assert audience_owner(claims) == "b"
+def test_the_oldest_rule_owns_an_audience() -> None:
+    later = T0 + datetime.timedelta(seconds=1)
+    assert audience_owner([RuleClaim("b", "r", T0), RuleClaim("a", "r", later)]) == "b"
+    assert audience_owner([RuleClaim("b", "r", T0), RuleClaim("b", "s", T0)]) == "b"
     assert audience_owner([]) is None
+
+
+def test_namespaces_claiming_an_audience_in_the_same_second_own_nothing() -> None:
+    """No tie-break an intruder could game (e.g. a namespace that sorts first)."""
+    claims = [RuleClaim("calendar", "r", T0), RuleClaim("aaa-intruder", "r", T0)]
+    assert audience_owner(claims) is None
+    spec = RuleSpec.from_body(
+        {
+            "metadata": {"namespace": "calendar", "name": "r"},
+            "spec": {
+                "audience": "https://cal",
+                "subjects": [{"kind": "OAuth2Client", "name": "x"}],
+            },
+        }
+    )
+    outcome = check_rule(spec, owner=None)
+    assert outcome.reason == "AudienceConflict"
+    assert "same second" in outcome.message
 
 
 def test_a_rule_in_another_namespace_than_the_owner_conflicts() -> None:
