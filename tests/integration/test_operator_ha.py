@@ -37,10 +37,11 @@ def _ready_count(cluster: ControlPlane, namespace: str) -> int:
     return sum(condition(item).get("status") == "True" for item in listing["items"])
 
 
-def _secrets(cluster: ControlPlane, namespace: str, role: str) -> list[str]:
-    listing = cluster.get_json(
-        f"/api/v1/namespaces/{namespace}/secrets?labelSelector=kubemint.io/role%3D{role}"
-    )
+def _secrets(cluster: ControlPlane, namespace: str, role: str, owner_namespace: str) -> list[str]:
+    """Managed Secrets of one role for clients of one namespace (a cluster-wide operator also
+    writes records for other tests' clients whose namespaces are still terminating)."""
+    selector = f"kubemint.io/role%3D{role},kubemint.io/owner-namespace%3D{owner_namespace}"
+    listing = cluster.get_json(f"/api/v1/namespaces/{namespace}/secrets?labelSelector={selector}")
     return sorted(item["metadata"]["name"] for item in listing["items"])
 
 
@@ -88,8 +89,8 @@ def test_an_operator_killed_mid_way_converges_without_duplicates(
     try:
         # The killed replica never released its Lease: the new one waits for it to expire.
         wait_for(lambda: _ready_count(cluster, namespace) == count, "all clients Ready", timeout=90)
-        credentials = _secrets(cluster, namespace, "client-credentials")
-        records = _secrets(cluster, server_namespace, "client-verification")
+        credentials = _secrets(cluster, namespace, "client-credentials", namespace)
+        records = _secrets(cluster, server_namespace, "client-verification", namespace)
         assert credentials == sorted(f"bulk{i}-credentials" for i in range(count))
         assert records == sorted(f"client-{namespace}-bulk{i}" for i in range(count))
         for i in range(count):  # each record verifies exactly the mounted secret
