@@ -19,6 +19,14 @@ def _default_namespace() -> str:
         return "kubemint-system"
 
 
+def _namespace_and_issuer(env: Mapping[str, str]) -> tuple[str, str]:
+    """KUBEMINT_NAMESPACE (default: the pod's) and KUBEMINT_ISSUER (default: the in-cluster
+    Service URL), shared by both processes so they always agree."""
+    namespace = env.get("KUBEMINT_NAMESPACE") or _default_namespace()
+    issuer = env.get("KUBEMINT_ISSUER") or f"https://kubemint-token-server.{namespace}.svc"
+    return namespace, issuer.rstrip("/")
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str
@@ -39,10 +47,7 @@ class OperatorSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
-        namespace = env.get("KUBEMINT_NAMESPACE") or _default_namespace()
-        issuer = (
-            env.get("KUBEMINT_ISSUER") or f"https://kubemint-token-server.{namespace}.svc"
-        ).rstrip("/")
+        namespace, issuer = _namespace_and_issuer(env)
         return cls(
             namespace=namespace,
             issuer=issuer,
@@ -80,10 +85,7 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerSettings:
-        namespace = env.get("KUBEMINT_NAMESPACE") or _default_namespace()
-        issuer = (
-            env.get("KUBEMINT_ISSUER") or f"https://kubemint-token-server.{namespace}.svc"
-        ).rstrip("/")
+        namespace, issuer = _namespace_and_issuer(env)
         return cls(
             namespace=namespace,
             issuer=issuer,

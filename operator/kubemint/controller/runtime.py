@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import kopf
 
-from kubemint.api.meta import GROUP, VERSION, Outcome, format_time, ready_condition
+from kubemint.api.meta import (
+    GROUP,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_OWNER_NAMESPACE,
+    LABEL_ROLE,
+    VERSION,
+    Outcome,
+    format_time,
+    ready_condition,
+)
 from kubemint.config import OperatorSettings
 from kubemint.controller.kube import Kube
 
@@ -27,6 +37,22 @@ class Runtime:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.locks.pop((kind, namespace, name), None)
+
+
+def owner_labels(kind: str, namespace: str, name: str, role: str) -> dict[str, str]:
+    """Labels on every Secret kubemint writes: its role and owner (label values ≤ 63)."""
+    return {
+        LABEL_ROLE: role,
+        LABEL_OWNER_KIND: kind,
+        LABEL_OWNER_NAMESPACE: namespace,
+        LABEL_OWNER_NAME: name[:63],
+    }
+
+
+def post_events(body: Mapping[str, Any], events: Iterable[tuple[str, str]]) -> None:
+    """Kubernetes Events for what a reconcile did (reasons and kids, never a secret)."""
+    for reason, message in events:
+        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
 
 
 def now() -> datetime.datetime:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from kubemint.api.meta import (
     GROUP,
     KIND_CLIENT,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    LABEL_OWNER_NAMESPACE,
-    LABEL_ROLE,
     ROLE_CLIENT_CREDENTIALS,
     ROLE_CLIENT_VERIFICATION,
     VERSION,
@@ -27,6 +23,8 @@ from kubemint.controller.runtime import (
     iso,
     needs_recheck,
     now,
+    owner_labels,
+    post_events,
     reconciler,
     status_update,
 )
@@ -48,15 +46,6 @@ PENDING = ("nextSecretRotationAt", "previousSecretExpiresAt")
 
 def verification_name(namespace: str, name: str) -> str:
     return verification_secret_name("client", namespace, name)
-
-
-def _owner_labels(spec: ClientSpec, role: str) -> dict[str, str]:
-    return {
-        LABEL_ROLE: role,
-        LABEL_OWNER_KIND: KIND_CLIENT,
-        LABEL_OWNER_NAMESPACE: spec.namespace,
-        LABEL_OWNER_NAME: spec.name[:63],
-    }
 
 
 async def reconcile(
@@ -97,7 +86,10 @@ async def reconcile(
             spec.namespace,
             spec.secret_name,
             credentials_data(spec, plan, settings.issuer, settings.token_url),
-            labels={**spec.template_labels, **_owner_labels(spec, ROLE_CLIENT_CREDENTIALS)},
+            labels={
+                **spec.template_labels,
+                **owner_labels(KIND_CLIENT, spec.namespace, spec.name, ROLE_CLIENT_CREDENTIALS),
+            },
             annotations=spec.template_annotations,
             owner=body,
             live=live,
@@ -111,11 +103,10 @@ async def reconcile(
             settings.namespace,
             record_name,
             {RECORD_FIELD: json.dumps(document, sort_keys=True)},
-            labels=_owner_labels(spec, ROLE_CLIENT_VERIFICATION),
+            labels=owner_labels(KIND_CLIENT, spec.namespace, spec.name, ROLE_CLIENT_VERIFICATION),
             live=record,
         )
-    for reason, message in plan.events if plan else ():
-        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
+    post_events(body, plan.events if plan else ())
     return status_update(
         body,
         outcome,

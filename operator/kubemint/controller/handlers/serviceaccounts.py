@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from kubemint.api.meta import (
     GROUP,
     KIND_ACCOUNT,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    LABEL_OWNER_NAMESPACE,
-    LABEL_ROLE,
     ROLE_ACCOUNT_VERIFICATION,
     ROLE_APP_PASSWORD,
     VERSION,
@@ -26,6 +22,8 @@ from kubemint.controller.runtime import (
     iso,
     needs_recheck,
     now,
+    owner_labels,
+    post_events,
     reconciler,
     status_update,
 )
@@ -47,15 +45,6 @@ PENDING = ("nextPasswordRotationAt",)
 
 def verification_name(namespace: str, name: str) -> str:
     return verification_secret_name("account", namespace, name)
-
-
-def _labels(spec: AccountSpec, role: str) -> dict[str, str]:
-    return {
-        LABEL_ROLE: role,
-        LABEL_OWNER_KIND: KIND_ACCOUNT,
-        LABEL_OWNER_NAMESPACE: spec.namespace,
-        LABEL_OWNER_NAME: spec.name[:63],
-    }
 
 
 async def reconcile(
@@ -93,7 +82,10 @@ async def reconcile(
                 spec.namespace,
                 spec.app_passwords.secret_name,
                 {"username": spec.name, "password": plan.plaintext},
-                labels={**spec.app_passwords.labels, **_labels(spec, ROLE_APP_PASSWORD)},
+                labels={
+                    **spec.app_passwords.labels,
+                    **owner_labels(KIND_ACCOUNT, spec.namespace, spec.name, ROLE_APP_PASSWORD),
+                },
                 annotations=spec.app_passwords.annotations,
                 owner=body,
                 live=live,
@@ -107,11 +99,10 @@ async def reconcile(
             settings.namespace,
             record_name,
             {RECORD_FIELD: json.dumps(document, sort_keys=True)},
-            labels=_labels(spec, ROLE_ACCOUNT_VERIFICATION),
+            labels=owner_labels(KIND_ACCOUNT, spec.namespace, spec.name, ROLE_ACCOUNT_VERIFICATION),
             live=record,
         )
-    for reason, message in plan.events if plan else ():
-        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
+    post_events(body, plan.events if plan else ())
     return status_update(
         body,
         outcome,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -12,16 +12,20 @@ from kubemint.api.meta import (
     ANNOTATION_ROTATE,
     GROUP,
     KIND_SIGNING_KEY,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    LABEL_OWNER_NAMESPACE,
-    LABEL_ROLE,
     ROLE_SIGNING_KEYS,
     VERSION,
     Outcome,
 )
 from kubemint.controller.kube import decoded
-from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
+from kubemint.controller.runtime import (
+    Runtime,
+    changed,
+    now,
+    owner_labels,
+    post_events,
+    reconciler,
+    status_update,
+)
 from kubemint.reconcile.signingkeys import (
     KEYS_FIELD,
     SigningKeySpec,
@@ -63,17 +67,11 @@ async def reconcile(
             namespace,
             spec.secret_name,
             {KEYS_FIELD: json.dumps({"keys": [k.to_json() for k in plan.keys]})},
-            labels={
-                LABEL_ROLE: ROLE_SIGNING_KEYS,
-                LABEL_OWNER_KIND: KIND_SIGNING_KEY,
-                LABEL_OWNER_NAMESPACE: namespace,
-                LABEL_OWNER_NAME: name,
-            },
+            labels=owner_labels(KIND_SIGNING_KEY, namespace, name, ROLE_SIGNING_KEYS),
             owner=body,
             live=live,
         )
-    for reason, message in plan.events:
-        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
+    post_events(body, plan.events)
     outcome = check_retention(spec, lifetimes) or Outcome.ok(
         f"active key {plan.active.material.kid}, next rotation at {plan.status()['nextRotationAt']}"
     )
