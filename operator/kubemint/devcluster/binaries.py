@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,51 +124,84 @@ def resolve_binaries(*, build: bool = True, log: bool = True) -> Binaries:
 
 
 def _build(module_dir: Path, target: Path, *, log: bool) -> Binaries:
+    versions = read_versions(module_dir / "go.mod")
+    programs = [
+        GoProgram(name, PACKAGES[name], _ldflags(name, versions), _version_of(name, versions))
+        for name in NAMES
+    ]
+    build_programs(
+        module_dir,
+        target,
+        programs,
+        what="the control plane",
+        alternative="KUBEBUILDER_ASSETS",
+        error=BinariesError,
+        log=log,
+    )
+    built = _complete(target)
+    assert built is not None, target
+    return built
+
+
+@dataclass(frozen=True)
+class GoProgram:
+    name: str  # the file name in the target directory
+    package: str
+    ldflags: str
+    version: str
+
+
+def build_programs(
+    module_dir: Path,
+    target: Path,
+    programs: Sequence[GoProgram],
+    *,
+    what: str,
+    alternative: str,
+    error: type[Exception],
+    log: bool,
+) -> None:
+    """`go build` each program from a wrapper module into a staging directory that becomes
+    `target` only when all succeeded (a cache directory is complete or absent)."""
     go = shutil.which("go")
     if go is None:
-        raise BinariesError(
-            "building the control plane needs the Go toolchain (>= the go line of "
-            f"{module_dir / 'go.mod'}); install Go or set KUBEBUILDER_ASSETS"
+        raise error(
+            f"building {what} needs the Go toolchain (>= the go line of "
+            f"{module_dir / 'go.mod'}); install Go or set {alternative}"
         )
-    versions = read_versions(module_dir / "go.mod")
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     started = time.monotonic()
     try:
-        for name in NAMES:
+        for program in programs:
             if log:
-                print(
-                    f"kubemint: building {name} ({_version_of(name, versions)})…", file=sys.stderr
-                )
+                print(f"kubemint: building {program.name} ({program.version})…", file=sys.stderr)
             cmd = [
                 go,
                 "build",
                 "-trimpath",
                 "-buildvcs=false",
                 "-ldflags",
-                _ldflags(name, versions),
+                program.ldflags,
                 "-o",
-                str(staging / name),
-                PACKAGES[name],
+                str(staging / program.name),
+                program.package,
             ]
             result = subprocess.run(
                 cmd, cwd=module_dir, env=env, capture_output=True, text=True, check=False
             )
             if result.returncode != 0:
-                raise BinariesError(f"go build {PACKAGES[name]} failed:\n{result.stderr[-4000:]}")
+                raise error(f"go build {program.package} failed:\n{result.stderr[-4000:]}")
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if log:
         print(
-            f"kubemint: built control plane in {time.monotonic() - started:.0f}s → {target}",
+            f"kubemint: built {what} in {time.monotonic() - started:.0f}s → {target}",
             file=sys.stderr,
         )
-    built = _complete(target)
-    assert built is not None, target
-    return built
 
 
 def _ldflags(name: str, versions: Versions) -> str:

@@ -12,15 +12,11 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from kubemint.devcluster import layout
-from kubemint.devcluster.binaries import _is_executable, _lock
+from kubemint.devcluster.binaries import GoProgram, _is_executable, _lock, build_programs
 
 HELM_MODULE = "helm.sh/helm/v3"
 CLIENT_GO_MODULE = "k8s.io/client-go"
@@ -90,46 +86,12 @@ def resolve_helm(*, build: bool = True, log: bool = True) -> Path:
 
 
 def _build(directory: Path, target: Path, *, log: bool) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        raise HelmError(
-            "building helm needs the Go toolchain (>= the go line of "
-            f"{directory / 'go.mod'}); install Go or set HELM"
-        )
     version = read_version(directory / "go.mod")
     client_go = read_version(directory / "go.mod", CLIENT_GO_MODULE)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    started = time.monotonic()
-    if log:
-        print(f"kubemint: building helm ({version})…", file=sys.stderr)
-    try:
-        cmd = [
-            go,
-            "build",
-            "-trimpath",
-            "-buildvcs=false",
-            "-ldflags",
-            _ldflags(version, client_go),
-            "-o",
-            str(staging / "helm"),
-            PACKAGE,
-        ]
-        result = subprocess.run(
-            cmd, cwd=directory, env=env, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise HelmError(f"go build {PACKAGE} failed:\n{result.stderr[-4000:]}")
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if log:
-        print(
-            f"kubemint: built helm in {time.monotonic() - started:.0f}s → {target}",
-            file=sys.stderr,
-        )
+    program = GoProgram("helm", PACKAGE, _ldflags(version, client_go), version)
+    build_programs(
+        directory, target, [program], what="helm", alternative="HELM", error=HelmError, log=log
+    )
     return target / "helm"
 
 
