@@ -36,6 +36,7 @@ from kubemint.oauth.introspection import introspect as introspect_token
 from kubemint.oauth.introspection import read_token
 from kubemint.oauth.ratelimit import FailureLimiter
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
+from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.store.revocations import RevocationStore
 from kubemint.store.view import View
@@ -227,6 +228,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
+        *forward_auth_routes(settings.issuer, view, metrics),
     ]
     app = Starlette(
         routes=routes,

@@ -26,6 +26,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.forward_auth = Counter(
+            "kubemint_forward_auth_total",
+            "Forward-auth decisions by proxy convention and outcome (allowed or why not).",
+            ["proxy", "decision"],
+            registry=self.registry,
+        )
         self.stale = Gauge(
             "kubemint_view_stale_seconds",
             "Seconds since the view of the Kubernetes API last had a live watch (0 = current).",

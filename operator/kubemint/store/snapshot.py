@@ -26,6 +26,7 @@ from kubemint.api.meta import (
     ObjectRef,
     parse_time,
 )
+from kubemint.authz.rules import HttpRule
 from kubemint.crypto.jwt import (
     Decrypter,
     Encrypter,
@@ -98,7 +99,7 @@ class RuleView:
     subjects: frozenset[ObjectRef]
     scopes: frozenset[str]
     condition: Condition | None
-    http: tuple[Mapping[str, Any], ...]
+    http: tuple[HttpRule, ...]  # spec.http, for the forward-auth endpoints
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
                 ),
                 scopes=frozenset(raw.get("scopes") or []),
                 condition=condition,
-                http=tuple(raw.get("http") or []),
+                http=tuple(HttpRule.from_spec(h) for h in raw.get("http") or ()),
             )
         )
     owned: dict[str, tuple[RuleView, ...]] = {}

@@ -1,0 +1,1 @@
+"""Forward-auth for proxies: AccessRule `spec.http` decisions over kubemint tokens."""

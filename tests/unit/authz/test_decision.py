@@ -1,0 +1,239 @@
+"""Forward-auth decisions on a hand-built snapshot: identity on success, RFC 6750 challenges,
+and the attacks (another namespace's rule, a token for another audience, a revoked or
+tampered token, a disabled client)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from kubemint.authz.decision import authorize
+from kubemint.authz.requests import OriginalRequest
+from kubemint.crypto import keys
+from kubemint.reconcile.signingkeys import StoredKey
+from kubemint.store.snapshot import Snapshot, build_snapshot
+
+ISSUER = "https://kubemint.test"
+CALENDAR = "https://calendar.example.com"
+EVIL = "https://evil.example.com"
+HOST = "calendar.example.com"
+NOW = datetime.datetime.now(datetime.UTC)
+OLD, NEW = "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"
+
+
+def _meta(namespace: str, name: str, created: str = OLD) -> dict[str, Any]:
+    return {"namespace": namespace, "name": name, "creationTimestamp": created}
+
+
+def _rule(namespace: str, audience: str, http: list[dict[str, Any]], created: str = OLD) -> Any:
+    return {
+        "metadata": _meta(namespace, f"{namespace}-rule", created),
+        "spec": {"audience": audience, "scopes": ["event.view"], "http": http, "subjects": []},
+    }
+
+
+CALENDAR_HTTP = [
+    {"paths": ["/api/events"], "methods": ["GET", "HEAD"], "scopes": ["event.view"]},
+    {"paths": ["/api/events"], "methods": ["POST"], "scopes": ["event.create"]},
+    {"paths": ["/api/admin"], "scopes": ["event.admin"]},
+    {"paths": ["/api/ping"]},
+]
+
+
+@pytest.fixture(scope="module")
+def snapshot() -> Snapshot:
+    signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
+    record = {"keys": [signing.to_json()]}
+    return build_snapshot(
+        server_namespace="kubemint-system",
+        clients=[
+            {"metadata": _meta("tasks", "task-service"), "spec": {"audiences": [CALENDAR]}},
+            {
+                "metadata": _meta("tasks", "off"),
+                "spec": {"audiences": [CALENDAR], "disabled": True},
+            },
+        ],
+        accounts=[],
+        rules=[
+            _rule("calendar", CALENDAR, CALENDAR_HTTP),
+            # An intruder claims the same audience later (owned by nobody but calendar) and
+            # tries to open the calendar host from its own audience.
+            _rule("intruder", CALENDAR, [{"paths": ["/"]}], created=NEW),
+            _rule("evil", EVIL, [{"hosts": [HOST], "paths": ["/"]}]),
+        ],
+        signing_keys=[
+            {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
+        ],
+        secrets=[
+            {
+                "metadata": {
+                    "labels": {
+                        "kubemint.io/role": "signing-keys",
+                        "kubemint.io/owner-namespace": "kubemint-system",
+                        "kubemint.io/owner-name": "default",
+                    }
+                },
+                "data": {"keys.json": base64.b64encode(json.dumps(record).encode()).decode()},
+            }
+        ],
+        revocations=[
+            {
+                "metadata": {"name": "kubemint-revoked-x"},
+                "data": {"revoked-jti": str(int(time.time()) + 600)},
+            }
+        ],
+    )
+
+
+def _token(snapshot: Snapshot, **overrides: Any) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "tasks.task-service",
+        "client_id": "tasks.task-service",
+        "aud": CALENDAR,
+        "scope": "event.view",
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+    }
+    claims.update(overrides)
+    signer = snapshot.keys["default"].signer
+    assert signer is not None
+    return signer.sign({k: v for k, v in claims.items() if v is not None})
+
+
+def _decide(
+    snapshot: Snapshot,
+    token: str | None,
+    path: str = "/api/events",
+    method: str = "GET",
+    audience: str = CALENDAR,
+) -> Any:
+    return authorize(
+        snapshot,
+        issuer=ISSUER,
+        audience=audience,
+        authorization=None if token is None else f"Bearer {token}",
+        request=OriginalRequest(method, HOST, path),
+        now=time.time(),
+    )
+
+
+def test_allowed_with_identity_headers(snapshot: Snapshot) -> None:
+    decision = _decide(snapshot, _token(snapshot, scope="event.view event.create"))
+    assert decision.status == 200
+    assert decision.headers == {
+        "X-Auth-Subject": "tasks.task-service",
+        "X-Auth-Client-Id": "tasks.task-service",
+        "X-Auth-Scope": "event.create event.view",
+        "X-Auth-Audience": CALENDAR,
+    }
+
+
+def test_an_entry_without_scopes_needs_only_a_token_for_the_audience(snapshot: Snapshot) -> None:
+    assert _decide(snapshot, _token(snapshot, scope=None), "/api/ping").status == 200
+
+
+def test_no_token_is_a_bare_challenge(snapshot: Snapshot) -> None:
+    decision = _decide(snapshot, None)
+    assert decision.status == 401
+    assert decision.headers["WWW-Authenticate"] == f'Bearer realm="{CALENDAR}"'
+    assert "error" not in decision.body
+
+
+def test_a_basic_header_is_not_a_bearer_token(snapshot: Snapshot) -> None:
+    decision = authorize(
+        snapshot,
+        issuer=ISSUER,
+        audience=CALENDAR,
+        authorization="Basic dXNlcjpwYXNz",
+        request=OriginalRequest("GET", HOST, "/api/events"),
+        now=time.time(),
+    )
+    assert decision.status == 401
+    assert decision.reason == "missing_token"
+
+
+def test_missing_scope_is_403_naming_the_scope(snapshot: Snapshot) -> None:
+    decision = _decide(snapshot, _token(snapshot), method="POST")
+    assert decision.status == 403
+    assert decision.headers["WWW-Authenticate"] == (
+        f'Bearer realm="{CALENDAR}", error="insufficient_scope", '
+        f'error_description="POST {HOST}/api/events needs scope event.create", '
+        'scope="event.create"'
+    )
+    assert decision.body["error"] == "insufficient_scope"
+
+
+def test_a_request_no_entry_covers_is_denied(snapshot: Snapshot) -> None:
+    decision = _decide(snapshot, _token(snapshot), "/api/other")
+    assert (decision.status, decision.body["error"]) == (403, "access_denied")
+    assert "WWW-Authenticate" not in decision.headers
+    assert decision.reason == "no_rule"
+
+
+def test_an_anonymous_caller_learns_nothing_about_rules(snapshot: Snapshot) -> None:
+    assert _decide(snapshot, None, "/api/other").status == 401
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"exp": int(time.time()) - 120}, "expired"),
+        ({"iss": "https://other-issuer.test"}, "issuer"),
+        ({"aud": EVIL}, f"the token is not for {CALENDAR}"),
+        ({"jti": "revoked-jti"}, "revoked"),
+        ({"client_id": "tasks.off", "sub": "tasks.off"}, "disabled"),
+    ],
+)
+def test_bad_tokens_are_401_invalid_token(
+    snapshot: Snapshot, overrides: dict[str, Any], message: str
+) -> None:
+    decision = _decide(snapshot, _token(snapshot, **overrides))
+    assert decision.status == 401
+    assert decision.body["error"] == "invalid_token"
+    assert message in decision.body["error_description"]
+    assert 'error="invalid_token"' in decision.headers["WWW-Authenticate"]
+
+
+def test_a_tampered_token_is_refused(snapshot: Snapshot) -> None:
+    header, payload, signature = _token(snapshot).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["scope"] = "event.view event.create event.admin"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    decision = _decide(snapshot, f"{header}.{forged}.{signature}", "/api/admin")
+    assert decision.status == 401
+
+
+def test_a_token_from_another_key_is_refused(snapshot: Snapshot) -> None:
+    from kubemint.crypto.jwt import Signer
+
+    foreign = Signer(keys.generate("ES256"))
+    now = int(time.time())
+    token = foreign.sign(
+        {"iss": ISSUER, "aud": CALENDAR, "scope": "event.view", "exp": now + 60, "jti": "x"}
+    )
+    assert _decide(snapshot, token).status == 401
+
+
+def test_another_audience_s_rule_cannot_open_this_host(snapshot: Snapshot) -> None:
+    """evil's rule covers the calendar host with no scopes; a token for evil's audience must
+    still not pass the calendar's forward-auth, which names its own audience."""
+    evil_token = _token(snapshot, aud=EVIL, scope=None)
+    assert _decide(snapshot, evil_token, "/api/admin").status == 401
+    # ...and asking with evil's audience only ever applies evil's own entries.
+    assert _decide(snapshot, evil_token, "/api/admin", audience=EVIL).status == 200
+
+
+def test_a_later_claim_on_the_audience_adds_no_entries(snapshot: Snapshot) -> None:
+    """The intruder's rule for the calendar audience would cover every path with no scopes;
+    the calendar namespace owns the audience, so only its entries apply."""
+    assert _decide(snapshot, _token(snapshot, scope=None), "/api/other").status == 403
+    assert _decide(snapshot, _token(snapshot, scope=None), "/api/admin").status == 403
