@@ -1,4 +1,5 @@
-"""The `kubemint` command: operator, token server, and a local development cluster."""
+"""The `kubemint` command: operator, token server, workload helpers (token, verify), and a
+local development cluster."""
 
 from __future__ import annotations
 
@@ -60,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--watch", action="store_true", help="keep --out fresh until stopped")
     token.add_argument("--out", type=Path, help="token file to write (with --watch)")
     token.set_defaults(run=_token)
+
+    verify = commands.add_parser(
+        "verify",
+        help="verify an access token against the issuer's JWKS and print its claims",
+        description=(
+            "Check a kubemint access token the way a resource server does (kubemint.verify): "
+            "signature against the issuer's JWKS with a pinned algorithm, typ at+jwt, issuer, "
+            "audience, expiry and, with --scope, the scopes a call needs. Prints the claims as "
+            "JSON and exits 0, or prints why not and exits 1."
+        ),
+    )
+    verify.add_argument("token", nargs="?", help="the token (default: read standard input)")
+    verify.add_argument("--issuer", required=True, help="the kubemint issuer URL")
+    verify.add_argument("--audience", required=True, help="the audience you answer to")
+    verify.add_argument("--scope", default="", help="space-separated scopes the call needs")
+    verify.set_defaults(run=_verify)
 
     dev = commands.add_parser("dev", help="local development helpers")
     dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
@@ -128,6 +145,29 @@ def _token(args: argparse.Namespace) -> int:
     except (CredentialsError, TokenError) as exc:
         print(f"kubemint token: {exc}", file=sys.stderr)
         return 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    from kubemint.verify import InvalidToken, Verifier
+
+    token = (args.token or sys.stdin.read()).strip()
+    try:
+        claims = Verifier(issuer=args.issuer, audience=args.audience).verify(
+            token, args.scope.split()
+        )
+    except InvalidToken as exc:
+        missing = f" (missing: {' '.join(exc.scopes)})" if exc.scopes else ""
+        print(f"kubemint verify: {exc.message}{missing}", file=sys.stderr)
+        return 1
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"kubemint verify: cannot read the issuer's JWKS: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(claims, sort_keys=True))
+    return 0
 
 
 def _operator(_: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -111,6 +112,34 @@ def test_kubemint_token_prints_a_token_from_a_mounted_secret(
     )
     assert missing.returncode == 1
     assert "mount the client's Secret" in missing.stderr
+
+
+def test_kubemint_verify_checks_a_token_like_a_resource_server(
+    token_server: RunningServer, mounted: tuple[Path, str]
+) -> None:
+    volume, audience = mounted
+    with TokenSource(Credentials.from_directory(volume), scope="read") as source:
+        token = source.token()
+
+    def verify(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "kubemint", "verify", "--issuer", token_server.issuer]
+        return subprocess.run(
+            [*command, *args], input=stdin, capture_output=True, text=True, timeout=30
+        )
+
+    good = verify("--audience", audience, "--scope", "read", token)
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["aud"] == audience
+    assert verify("--audience", audience, stdin=token + "\n").returncode == 0
+    wrong_audience = verify("--audience", "https://elsewhere.test", token)
+    assert (wrong_audience.returncode, wrong_audience.stdout) == (1, "")
+    assert "audience" in wrong_audience.stderr
+    no_scope = verify("--audience", audience, "--scope", "read write", token)
+    assert no_scope.returncode == 1
+    assert "insufficient scope (missing: write)" in no_scope.stderr
+    tampered = verify("--audience", audience, token[:-6] + "AAAAAA")
+    assert tampered.returncode == 1
+    assert token not in tampered.stderr
 
 
 def test_a_projected_token_file_works_with_kubemint_token(
