@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `kubemint operator` need not l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
@@ -28,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The `kubemint` command line (also read by the tests that check the image and the chart)."""
     parser = argparse.ArgumentParser(prog="kubemint", description=__doc__)
     parser.add_argument("--version", action="version", version=f"kubemint {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -72,7 +73,11 @@ def _parser() -> argparse.ArgumentParser:
             "JSON and exits 0, or prints why not and exits 1."
         ),
     )
-    verify.add_argument("token", nargs="?", help="the token (default: read standard input)")
+    verify.add_argument(
+        "token",
+        nargs="?",
+        help="the token, or a token response (JSON); default: read standard input",
+    )
     verify.add_argument("--issuer", required=True, help="the kubemint issuer URL")
     verify.add_argument("--audience", required=True, help="the audience you answer to")
     verify.add_argument("--scope", default="", help="space-separated scopes the call needs")
@@ -155,6 +160,12 @@ def _verify(args: argparse.Namespace) -> int:
     from kubemint.verify import InvalidToken, Verifier
 
     token = (args.token or sys.stdin.read()).strip()
+    if token.startswith("{"):  # a whole token response piped from curl
+        try:
+            token = str(json.loads(token)["access_token"])
+        except (ValueError, KeyError, TypeError):
+            print("kubemint verify: the input is JSON without an access_token", file=sys.stderr)
+            return 1
     try:
         claims = Verifier(issuer=args.issuer, audience=args.audience).verify(
             token, args.scope.split()

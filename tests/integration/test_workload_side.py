@@ -131,6 +131,9 @@ def test_kubemint_verify_checks_a_token_like_a_resource_server(
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["aud"] == audience
     assert verify("--audience", audience, stdin=token + "\n").returncode == 0
+    response = json.dumps({"access_token": token, "token_type": "Bearer"})
+    assert verify("--audience", audience, stdin=response).returncode == 0
+    assert verify("--audience", audience, stdin='{"error": "invalid_client"}').returncode == 1
     wrong_audience = verify("--audience", "https://elsewhere.test", token)
     assert (wrong_audience.returncode, wrong_audience.stdout) == (1, "")
     assert "audience" in wrong_audience.stderr
