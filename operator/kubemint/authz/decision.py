@@ -14,6 +14,8 @@ scopes, 403 `access_denied` when no entry covers the request.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,7 @@ CLIENT_ID = "X-Auth-Client-Id"
 SCOPE = "X-Auth-Scope"
 AUDIENCE = "X-Auth-Audience"
 IDENTITY_HEADERS = (SUBJECT, CLIENT_ID, SCOPE, AUDIENCE)
+EXPIRY_LEEWAY = 30  # seconds: what read_token (verify_jwt's default) allows, kept when cached
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,35 @@ class Decision:
         return self.status == 200
 
 
+class VerifiedTokens:
+    """Claims of tokens already verified against one snapshot, so a client's repeated calls
+    cost a dict lookup instead of a signature check. Cleared whenever the snapshot changes
+    (a removed key or client must take effect at once); expiry, revocation, client and
+    audience are still checked on every call. Bounded: oldest entries go first."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._snapshot: Snapshot | None = None
+        self._claims: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, token: str, snapshot: Snapshot, issuer: str, now: float) -> dict[str, Any]:
+        with self._lock:
+            if snapshot is not self._snapshot:
+                self._snapshot, self._claims = snapshot, OrderedDict()
+            claims = self._claims.get(token)
+        if claims is None:
+            claims = read_token(token, snapshot, issuer, now)  # raises InvalidJWT
+            with self._lock:
+                if snapshot is self._snapshot:
+                    self._claims[token] = claims
+                    if len(self._claims) > self.size:
+                        self._claims.popitem(last=False)
+        elif claims["exp"] + EXPIRY_LEEWAY <= now:  # read_token required an int exp
+            raise InvalidJWT("token expired")
+        return claims
+
+
 def authorize(
     snapshot: Snapshot,
     *,
@@ -52,13 +84,17 @@ def authorize(
     authorization: str | None,
     request: OriginalRequest,
     now: float,
+    tokens: VerifiedTokens | None = None,
 ) -> Decision:
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return _challenge(audience, "missing_token", None, "a Bearer token is required")
     try:
-        claims = read_token(token, snapshot, issuer, now)
+        if tokens is None:
+            claims = read_token(token, snapshot, issuer, now)
+        else:
+            claims = tokens.read(token, snapshot, issuer, now)
     except InvalidJWT as exc:
         return _challenge(audience, "invalid_token", "invalid_token", str(exc))
     if str(claims.get("jti")) in snapshot.revoked:

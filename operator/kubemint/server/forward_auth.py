@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kubemint.authz.decision import Decision, authorize
+from kubemint.authz.decision import Decision, VerifiedTokens, authorize
 from kubemint.authz.requests import (
     BadRequest,
     OriginalRequest,
@@ -53,6 +53,8 @@ def _envoy(request: Request) -> tuple[str | None, OriginalRequest]:
 
 
 def forward_auth_routes(issuer: str, view: View, metrics: Metrics) -> list[Route]:
+    tokens = VerifiedTokens()
+
     def endpoint(proxy: str, read: Reader) -> Callable[[Request], Awaitable[Response]]:
         async def decide(request: Request) -> Response:
             try:
@@ -77,6 +79,7 @@ def forward_auth_routes(issuer: str, view: View, metrics: Metrics) -> list[Route
                 authorization=request.headers.get("authorization"),
                 request=original,
                 now=time.time(),
+                tokens=tokens,
             )
             metrics.forward_auth.labels(proxy, decision.reason).inc()
             _audit(proxy, audience, original, decision)

@@ -9,11 +9,12 @@ import datetime
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from kubemint.authz.decision import authorize
+from kubemint.authz.decision import EXPIRY_LEEWAY, VerifiedTokens, authorize
 from kubemint.authz.requests import OriginalRequest
 from kubemint.crypto import keys
 from kubemint.reconcile.signingkeys import StoredKey
@@ -237,3 +238,43 @@ def test_a_later_claim_on_the_audience_adds_no_entries(snapshot: Snapshot) -> No
     the calendar namespace owns the audience, so only its entries apply."""
     assert _decide(snapshot, _token(snapshot, scope=None), "/api/other").status == 403
     assert _decide(snapshot, _token(snapshot, scope=None), "/api/admin").status == 403
+
+
+def _cached(snapshot: Snapshot, token: str, tokens: VerifiedTokens, now: float) -> Any:
+    return authorize(
+        snapshot,
+        issuer=ISSUER,
+        audience=CALENDAR,
+        authorization=f"Bearer {token}",
+        request=OriginalRequest("GET", HOST, "/api/events"),
+        now=now,
+        tokens=tokens,
+    )
+
+
+def test_verified_tokens_are_reused_but_still_expire(snapshot: Snapshot) -> None:
+    tokens = VerifiedTokens()
+    now = time.time()
+    token = _token(snapshot, exp=int(now) + 60)
+    assert _cached(snapshot, token, tokens, now).status == 200
+    assert token in tokens._claims
+    assert _cached(snapshot, token, tokens, now + 1).status == 200
+    expired = _cached(snapshot, token, tokens, now + 60 + EXPIRY_LEEWAY + 1)
+    assert (expired.status, expired.body["error_description"]) == (401, "token expired")
+
+
+def test_the_cache_forgets_everything_when_the_snapshot_changes(snapshot: Snapshot) -> None:
+    tokens = VerifiedTokens()
+    token = _token(snapshot)
+    assert _cached(snapshot, token, tokens, time.time()).status == 200
+    keyless = replace(snapshot, keys={}, verification_keys=None)  # a compromised key deleted
+    assert _cached(keyless, token, tokens, time.time()).status == 401
+    assert token not in tokens._claims
+
+
+def test_the_cache_is_bounded(snapshot: Snapshot) -> None:
+    tokens = VerifiedTokens(size=2)
+    issued = [_token(snapshot) for _ in range(3)]
+    for token in issued:
+        assert _cached(snapshot, token, tokens, time.time()).status == 200
+    assert list(tokens._claims) == issued[1:]
