@@ -4,6 +4,7 @@
 --   BENCH_METHOD         GET or POST (default POST)
 --   BENCH_BODY           request body (default grant_type=client_credentials) for POST
 --   BENCH_AUTHORIZATION  Authorization header value, e.g. "Basic <base64(id:secret)>"
+--   BENCH_HEADERS        more headers, one "Name: value" per line
 --
 -- No request()/response() functions: defining them makes wrk call into Lua per request.
 
@@ -15,6 +16,12 @@ end
 local authorization = os.getenv("BENCH_AUTHORIZATION")
 if authorization and authorization ~= "" then
   wrk.headers["Authorization"] = authorization
+end
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
 
 function done(summary, latency, requests)

@@ -23,7 +23,11 @@ load generator in a child process):
 - POST /oauth2/introspect (RFC 7662) with `token=<an ES256 access token>` and HTTP Basic as
   the client the token was issued to. The token is obtained at set-up (a fresh one when it
   would expire during a run); before and after every run it must introspect as HTTP 200 with
-  `"active": true`, since an inactive answer is a 200 too.
+  `"active": true`, since an inactive answer is a 200 too;
+- GET /authz/auth-request (forward-auth, nginx convention) for an `X-Original-URL` the
+  AccessRule's `spec.http` covers, with `Authorization: Bearer <that ES256 token>`; it must
+  answer 200 before and after every run. The same token is presented on every request, as a
+  client calling an API would, so this measures the verified-token cache's hit path.
 
 For every run it reports requests/s, p50/p90/p99 latency (wrk's, i.e. closed-loop: the time
 from sending a request to its response on a busy connection), the server's CPU time per request
@@ -97,6 +101,7 @@ SCOPES = ["read", "write"]
 CONDITION = "request.grant_type == 'client_credentials' && request.audience.startsWith('https://')"
 LEASE = "kubemint-operator"
 FORM_BODY = "grant_type=client_credentials"
+FORWARD_AUTH_PATH = "/api/items"
 
 # algorithm → extra SigningKey spec
 ALGORITHMS: dict[str, dict[str, Any]] = {
@@ -185,6 +190,7 @@ class Target:
     method: str = "POST"
     authorization: str = ""
     body: str = FORM_BODY
+    headers: tuple[tuple[str, str], ...] = ()
     before: Callable[[int], None] | None = None
     after: Callable[[], None] | None = None
 
@@ -267,6 +273,7 @@ def load(target: Target, duration: int, options: Options) -> LoadResult:
         "BENCH_METHOD": target.method,
         "BENCH_BODY": target.body,
         "BENCH_AUTHORIZATION": target.authorization,
+        "BENCH_HEADERS": "\n".join(f"{name}: {value}" for name, value in target.headers),
     }
     if options.loadgen == "wrk":
         argv = [
@@ -352,7 +359,8 @@ def loadgen_child(url: str, connections: int, duration: float) -> int:
     parsed = urllib.parse.urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     method = os.environ.get("BENCH_METHOD", "POST")
-    headers = [f"{method} {parsed.path or '/'} HTTP/1.1", f"Host: {host}:{port}"]
+    target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+    headers = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}"]
     body = b""
     if method == "POST":
         body = os.environ.get("BENCH_BODY", FORM_BODY).encode()
@@ -362,6 +370,7 @@ def loadgen_child(url: str, connections: int, duration: float) -> int:
         ]
     if os.environ.get("BENCH_AUTHORIZATION"):
         headers.append("Authorization: " + os.environ["BENCH_AUTHORIZATION"])
+    headers += [line for line in os.environ.get("BENCH_HEADERS", "").split("\n") if line]
     request = ("\r\n".join(headers) + "\r\n\r\n").encode() + body
     latencies: list[float] = []
     errors = {"connect": 0, "read": 0, "status": 0}
@@ -483,6 +492,7 @@ def manifests(algorithms: Sequence[str]) -> tuple[str, str]:
                 ],
                 "scopes": SCOPES,
                 "when": CONDITION,
+                "http": [{"paths": [FORWARD_AUTH_PATH], "methods": ["GET"], "scopes": SCOPES[:1]}],
             },
         }
     )
@@ -506,15 +516,21 @@ def read_credentials(plane: ControlPlane, alg: str, timeout: float = 60) -> str:
 
 
 def http_request(
-    url: str, method: str = "GET", body: str | None = None, authorization: str = ""
+    url: str,
+    method: str = "GET",
+    body: str | None = None,
+    authorization: str = "",
+    extra: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, bytes]:
     parsed = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
     headers = {"Content-Type": "application/x-www-form-urlencoded"} if body is not None else {}
     if authorization:
         headers["Authorization"] = authorization
+    headers.update(extra)
+    target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
     try:
-        connection.request(method, parsed.path, body=body, headers=headers)
+        connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -556,29 +572,31 @@ def wait_for_token(target: Target, alg: str, issuer: str, timeout: float = 60) -
     return dict(response)
 
 
-class Introspection:
-    """POST /oauth2/introspect of one access token, authenticated (HTTP Basic) as the client
-    it was issued to. Before every load the token must have `duration` + TOKEN_MARGIN seconds
-    to live (else a fresh one is fetched from `token_target`, the same client's token
-    endpoint) and introspect as `"active": true` with HTTP 200; after the load it must still:
-    an inactive answer is a 200 too, so the load generators' status counts would miss it."""
+class PresentedToken:
+    """A target that presents one access token (introspection, forward-auth). Before every
+    load the token must have `duration` + TOKEN_MARGIN seconds to live (else a fresh one is
+    fetched from `token_target`, the same client's token endpoint) and the target must answer
+    as expected; after the load it must still: an inactive introspection answer is a 200 too,
+    so the load generators' status counts would miss it."""
 
-    def __init__(self, token_target: Target, response: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        token_target: Target,
+        response: dict[str, Any],
+        target: Target,
+        present: Callable[[Target, str], None],
+        accept: Callable[[int, bytes], bool],
+        expected: str,
+    ) -> None:
         self.token_target = token_target
-        self.target = Target(
-            "kubemint introspect",
-            token_target.url.removesuffix("/oauth2/token") + "/oauth2/introspect",
-            token_target.server,
-            "POST",
-            token_target.authorization,
-            before=self.before,
-            after=partial(self.check, "after the load"),
-        )
+        self.target = target
+        self.target.before, self.target.after = self.before, partial(self.check, "after the load")
+        self.present, self.accept, self.expected = present, accept, expected
         self.expires_at = 0.0
         self.use(response)
 
     def use(self, response: dict[str, Any]) -> None:
-        self.target.body = urllib.parse.urlencode({"token": response["access_token"]})
+        self.present(self.target, response["access_token"])
         self.expires_at = time.time() + float(response.get("expires_in", 0))
 
     def before(self, duration: int) -> None:
@@ -586,23 +604,63 @@ class Introspection:
             target = self.token_target
             status, body = http_request(target.url, "POST", target.body, target.authorization)
             if status != 200:
-                raise BenchError(f"{target.label}: a fresh token for introspection: HTTP {status}")
+                raise BenchError(f"{target.label}: a fresh token for {self.target.label}: {status}")
             self.use(json.loads(body))
         self.check("before the load")
 
     def check(self, when: str) -> None:
         target = self.target
-        status, body = http_request(target.url, "POST", target.body, target.authorization)
-        try:
-            active = status == 200 and json.loads(body).get("active") is True
-        except (ValueError, AttributeError):
-            active = False
-        if not active:
+        body_or_none = target.body if target.method == "POST" else None
+        status, body = http_request(
+            target.url, target.method, body_or_none, target.authorization, target.headers
+        )
+        if not self.accept(status, body):
             raise BenchError(
-                f"{target.label} {when}: HTTP {status} {body[:200]!r}, expected 200 with "
-                f'"active": true\n--- {target.server.name} log ends with:\n'
-                f"{target.server.log_tail(10)}"
+                f"{target.label} {when}: HTTP {status} {body[:200]!r}, expected {self.expected}"
+                f"\n--- {target.server.name} log ends with:\n{target.server.log_tail(10)}"
             )
+
+
+def introspection(token_target: Target, response: dict[str, Any]) -> PresentedToken:
+    """POST /oauth2/introspect of the token, authenticated (HTTP Basic) as its client."""
+
+    def present(target: Target, token: str) -> None:
+        target.body = urllib.parse.urlencode({"token": token})
+
+    def active(status: int, body: bytes) -> bool:
+        try:
+            return status == 200 and json.loads(body).get("active") is True
+        except (ValueError, AttributeError):
+            return False
+
+    target = Target(
+        "kubemint introspect",
+        token_target.url.removesuffix("/oauth2/token") + "/oauth2/introspect",
+        token_target.server,
+        "POST",
+        token_target.authorization,
+    )
+    return PresentedToken(token_target, response, target, present, active, '200 "active": true')
+
+
+def forward_auth(token_target: Target, response: dict[str, Any], issuer: str) -> PresentedToken:
+    """GET /authz/auth-request with the token as Bearer for a request spec.http covers."""
+
+    def present(target: Target, token: str) -> None:
+        target.authorization = "Bearer " + token
+
+    target = Target(
+        "kubemint forward-auth",
+        f"{issuer}/authz/auth-request?audience={urllib.parse.quote(AUDIENCE, safe='')}",
+        token_target.server,
+        "GET",
+        body="",
+        headers=(
+            ("X-Original-URL", f"https://api.bench.example.com{FORWARD_AUTH_PATH}/1"),
+            ("X-Original-Method", "GET"),
+        ),
+    )
+    return PresentedToken(token_target, response, target, present, lambda s, _: s == 200, "200")
 
 
 @contextlib.contextmanager
@@ -681,10 +739,14 @@ def run(options: Options, log_dir: Path) -> list[RoundResult]:
             # One ES256 access token (the first algorithm's when ES256 is not benchmarked),
             # introspected by the client it was issued to.
             introspected_alg = "ES256" if "ES256" in options.algorithms else options.algorithms[0]
-            introspection = Introspection(
+            introspected = introspection(
                 targets[f"kubemint {introspected_alg}"], tokens[introspected_alg]
             )
-            introspection.check("at set-up")
+            introspected.check("at set-up")
+            authz = forward_auth(
+                targets[f"kubemint {introspected_alg}"], tokens[introspected_alg], issuer
+            )
+            authz.check("at set-up")
             if not options.keep_operator:
                 operator.stop()
             stack.enter_context(running(bare))
@@ -696,7 +758,7 @@ def run(options: Options, log_dir: Path) -> list[RoundResult]:
                     ordered.append(Target(f"bare {alg}", f"{bare_url}/token/{alg}", bare))
                 ordered.append(targets[f"kubemint {alg}"])
             jwks = Target("kubemint JWKS", issuer + "/oauth2/jwks", server, "GET", body="")
-            ordered += [jwks, introspection.target]
+            ordered += [jwks, introspected.target, authz.target]
             print(
                 f"set-up {time.monotonic() - started:.1f}s: tokens verified for "
                 f"{', '.join(options.algorithms)}; introspection of a {introspected_alg} "
