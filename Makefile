@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup binaries helm lint typecheck unit integration test run bench bench-operator clean
+.PHONY: help setup binaries helm lint typecheck unit integration test run bench bench-operator clean docs nginx
 
 help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
@@ -19,6 +19,7 @@ help:
 	@echo "             (options: BENCH_ARGS='--clients N --rounds R …', see --help)"
 	@echo "make bench-token  token endpoint tokens/s and p50/p99 per algorithm over HTTP (wrk),"
 	@echo "             vs a bare Starlette+joserfc endpoint (TOKEN_BENCH_ARGS='--rounds R …')"
+	@echo "make docs    regenerate docs/crd-reference.md from crds/*.yaml"
 	@echo "make lint | typecheck | binaries | clean"
 
 $(STAMP): pyproject.toml
@@ -39,9 +40,20 @@ binaries: setup
 helm: setup
 	$(BIN)/python -c "from kubemint.devcluster.helm import resolve_helm; print(resolve_helm())"
 
+# nginx for the forward-auth test through a real proxy (tests/integration/
+# test_nginx_forward_auth.py): installed with apt-get when missing (Debian's `nginx` package
+# carries the binary and auth_request; run as root). The test starts its own nginx on 127.0.0.1.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx \
+	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null 2>&1 \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1) \
+	  || { echo "nginx could not be installed: install it (e.g. apt-get install nginx) and retry"; exit 1; }
+
 lint: setup
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/hadolint --failure-threshold style Dockerfile
 
 typecheck: setup
 	$(BIN)/mypy
@@ -49,10 +61,10 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: binaries
+integration: binaries nginx
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: binaries helm lint typecheck
+test: binaries helm lint typecheck nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries
@@ -77,6 +89,65 @@ bench-token: binaries
 	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1) \
 	  || echo "wrk could not be installed: bench-token uses its Python load generator"
 	$(BIN)/python -m bench.token_bench $(TOKEN_BENCH_ARGS)
+
+# Container image (Dockerfile): its runtime dependencies, hash-locked for CPython 3.11 on Linux
+# (one resolution serves x86_64 and aarch64; the hashes cover every file of each pinned version).
+# image-lock resolves pyproject.toml's [project].dependencies with pip-tools in a throwaway venv,
+# keeping pins that still fit (IMAGE_LOCK_ARGS=--upgrade moves all to the newest allowed).
+# image-check installs the lock as the Dockerfile does, into a throwaway venv, and runs the
+# commands the chart runs; then it fetches the locked wheels for x86_64 and aarch64 (glibc <=
+# 2.36, Debian bookworm) with their hashes checked: no package needs a compiler on either.
+IMAGE_PYTHON ?= python3.11
+IMAGE_LOCK := requirements/image.txt
+IMAGE_LOCK_ARGS ?=
+.PHONY: image-lock image-check
+
+image-lock:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	mkdir -p $(dir $(IMAGE_LOCK)); \
+	if [ -f $(IMAGE_LOCK) ]; then cp $(IMAGE_LOCK) "$$tmp/image.txt"; fi; \
+	$(IMAGE_PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check 'pip-tools==7.6.2'; \
+	CUSTOM_COMPILE_COMMAND="make image-lock" "$$tmp/venv/bin/pip-compile" --quiet \
+	  --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --no-emit-trusted-host --cache-dir "$$tmp/cache" $(IMAGE_LOCK_ARGS) \
+	  --output-file "$$tmp/image.txt" pyproject.toml; \
+	{ echo "# Runtime dependencies of the container image (Dockerfile): pinned, with the hashes"; \
+	  echo "# of every file of each version, for CPython 3.11 on Linux x86_64 and aarch64."; \
+	  echo "# Installed with pip install --require-hashes --no-deps. Do not edit by hand:"; \
+	  echo "# regenerate with 'make image-lock' after changing [project].dependencies in"; \
+	  echo "# pyproject.toml (IMAGE_LOCK_ARGS=--upgrade for the newest), then 'make image-check'."; \
+	  cat "$$tmp/image.txt"; } > $(IMAGE_LOCK)
+
+image-check:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	mkdir "$$tmp/src"; cp -R pyproject.toml README.md operator "$$tmp/src/"; \
+	find "$$tmp/src" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +; \
+	$(IMAGE_PYTHON) -m venv "$$tmp/kubemint"; \
+	"$$tmp/kubemint/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+	  --require-hashes --no-deps -r $(IMAGE_LOCK); \
+	"$$tmp/kubemint/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+	  --no-deps "$$tmp/src"; \
+	"$$tmp/kubemint/bin/pip" check; \
+	(cd "$$tmp" \
+	  && "$$tmp/kubemint/bin/python" -c "import kubemint.controller.main, kubemint.server.main" \
+	  && "$$tmp/kubemint/bin/kubemint" --version \
+	  && "$$tmp/kubemint/bin/kubemint" operator --help >/dev/null \
+	  && "$$tmp/kubemint/bin/kubemint" token-server --help >/dev/null); \
+	for arch in x86_64 aarch64; do \
+	  platforms="--platform manylinux2014_$$arch"; \
+	  for v in $$(seq 17 36); do \
+	    platforms="$$platforms --platform manylinux_2_$${v}_$$arch"; done; \
+	  "$$tmp/kubemint/bin/pip" download --quiet --disable-pip-version-check --no-cache-dir \
+	    --no-deps --require-hashes --only-binary=:all: --implementation cp --python-version 3.11 \
+	    --abi cp311 $$platforms -d "$$tmp/wheels-$$arch" -r $(IMAGE_LOCK); \
+	  echo "image-check: $$(ls "$$tmp/wheels-$$arch" | wc -l) wheels for $$arch, hashes match"; \
+	done; \
+	echo "image-check: the lock installs and kubemint runs"
+
+# docs/crd-reference.md from crds/*.yaml (a unit test fails when it is stale).
+docs: setup
+	$(BIN)/python -m kubemint.api.reference docs/crd-reference.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -86,9 +86,15 @@ def from_traefik(headers: Mapping[str, str]) -> OriginalRequest:
 
 def from_nginx(headers: Mapping[str, str]) -> OriginalRequest:
     """nginx auth_request: ingress-nginx sends X-Original-URL and X-Original-Method; a plain
-    nginx location may instead set X-Original-URI with X-Forwarded-Host (or Host)."""
+    nginx location may instead set X-Original-URI with X-Forwarded-Host (or Host).
+
+    The auth subrequest carries every header the client sent, so a proxy sets one of the two
+    and a client may have sent the other: both present is refused, never resolved in favour
+    of one (a client's X-Original-URL must not describe a request it is not making)."""
     method = canonical_method(_required(headers, "x-original-method"))
     url = headers.get("x-original-url")
+    if url and headers.get("x-original-uri"):
+        raise BadRequest("both X-Original-URL and X-Original-URI: the proxy must set exactly one")
     if url:
         parts = urllib.parse.urlsplit(url)
         if not parts.netloc:

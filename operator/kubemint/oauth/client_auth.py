@@ -4,6 +4,8 @@ The caller is a client (authenticated with its own credential: RFC 6749 §2.3.1 
 RFC 7523 §2.2 client_secret_jwt/private_key_jwt) or a kubemint ServiceAccount acting
 through one of its clients (authentik-style app password as `username`/`password`).
 Every failure is the same `invalid_client` to the caller; the reason goes to the audit log.
+Whether a client is disabled is told only to a caller that proved it is that client, so
+client ids cannot be probed; a credential presented alongside an app password must be right.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from kubemint.oauth.federation import FederationContext, KeyLookup, federated_ac
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+FAILED = "client authentication failed"  # the one description every failure gets
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,17 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
 
 
+def claimed_client_id(request: TokenRequest) -> str:
+    """The client id a request claims (form or Basic), for audit and rate limits only."""
+    if request.form.get("client_id"):
+        return request.form["client_id"]
+    try:
+        basic = basic_credentials(request.authorization)
+    except InvalidClient:
+        return ""
+    return basic[0] if basic else ""
+
+
 def has_credentials(request: TokenRequest) -> bool:
     form = request.form
     return bool(request.authorization or "client_secret" in form or "client_assertion" in form)
@@ -123,19 +137,35 @@ def authenticate(request: TokenRequest, ctx: AuthContext) -> Caller:
         raise InvalidRequest("client_id does not match the authenticated client")
     client = ctx.snapshot.clients.get(client_id)
     if client is None:
-        raise InvalidClient("client authentication failed")
-    if client.disabled:
-        raise UnauthorizedClient("the client is disabled")
-
+        raise InvalidClient(FAILED, reason="unknown client")
     if "username" in form or "password" in form:
-        return _app_password(client, form, basic, ctx)
+        # `Basic base64("id:")` is how some libraries name a public client: no credential.
+        presented = bool(basic and basic[1]) or "client_secret" in form or assertion
+        if presented and _own_credential(client, request, basic, ctx).account:
+            raise InvalidClient(FAILED, reason="a federated assertion with an app password")
+        caller = _app_password(client, form, basic, ctx)
+    else:
+        caller = _own_credential(client, request, basic, ctx)
+    if client.disabled:  # only now: an unauthenticated caller must not learn it
+        raise UnauthorizedClient("the client is disabled")
+    return caller
+
+
+def _own_credential(
+    client: ClientView, request: TokenRequest, basic: tuple[str, str] | None, ctx: AuthContext
+) -> Caller:
     for method in METHODS.values():
         caller = method(client, request, basic, ctx)
         if caller is not None:
             if caller.account is None and client.auth_method != caller.method:
-                raise InvalidClient("client authentication failed")
+                raise InvalidClient(
+                    FAILED,
+                    reason=f"{caller.method} used; the client's authMethod is {client.auth_method}",
+                )
             return caller
-    raise InvalidClient("client authentication failed")
+    raise InvalidClient(
+        FAILED, reason=f"no credential; the client's authMethod is {client.auth_method}"
+    )
 
 
 def _secret_basic(
@@ -146,7 +176,7 @@ def _secret_basic(
     if not secrets.verify(basic[1], client.secret_digests(ctx.now)):
         if looks_like_jwt(basic[1]):  # authentik: a JWT where the secret goes
             return federated(client, basic[1], ctx)
-        raise InvalidClient("client authentication failed")
+        raise InvalidClient(FAILED, reason="wrong client secret")
     return Caller(client, "client_secret_basic")
 
 
@@ -159,7 +189,7 @@ def _secret_post(
     if not secrets.verify(secret, client.secret_digests(ctx.now)):
         if looks_like_jwt(secret):  # authentik: a JWT where the secret goes
             return federated(client, secret, ctx)
-        raise InvalidClient("client authentication failed")
+        raise InvalidClient(FAILED, reason="wrong client secret")
     return Caller(client, "client_secret_post")
 
 
@@ -200,7 +230,9 @@ def _assertion(
             now=ctx.now.timestamp(),
         )
         return Caller(client, "private_key_jwt", claims=claims)
-    raise InvalidClient("client authentication failed")
+    raise InvalidClient(
+        FAILED, reason=f"client assertion; the client's authMethod is {client.auth_method}"
+    )
 
 
 def _app_password(
@@ -217,7 +249,7 @@ def _app_password(
         or client.ref.name not in account.clients
         or not secrets.verify(password, account.password_digests(ctx.now))
     ):
-        raise InvalidClient("client authentication failed")
+        raise InvalidClient(FAILED, reason="wrong username or app password")
     return Caller(client, "app_password", account=account)
 
 

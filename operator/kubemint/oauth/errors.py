@@ -2,7 +2,8 @@
 
 Each error is a class carrying its `error` code and HTTP status; one exception handler in the
 web layer renders all of them. Descriptions are written for the caller and never contain a
-secret, a token, or which part of a credential was wrong.
+secret, a token, or which part of a credential was wrong; `reason` says that for the audit
+log only (what an operator needs to fix a client; still never a secret).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ class OAuth2Error(Exception):
     error: ClassVar[str] = "invalid_request"
     status_code: ClassVar[int] = 400
 
-    def __init__(self, description: str = "", *, retry_after: int | None = None) -> None:
+    def __init__(
+        self, description: str = "", *, retry_after: int | None = None, reason: str = ""
+    ) -> None:
         super().__init__(description)
         self.description = description
         self.retry_after = retry_after
+        self.reason = reason or description
 
     def body(self) -> dict[str, str]:
         body = {"error": self.error}

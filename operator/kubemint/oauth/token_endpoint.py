@@ -19,6 +19,7 @@ from kubemint.oauth.client_auth import (
     Caller,
     TokenRequest,
     authenticate,
+    claimed_client_id,
     has_credentials,
 )
 from kubemint.oauth.errors import (
@@ -63,6 +64,7 @@ class Audit:
     method: str = ""
     outcome: str = "refused"
     error: str = ""
+    reason: str = ""  # why, for whoever runs the server (never shown to the caller)
     source: str = ""
 
     def fields(self) -> dict[str, Any]:
@@ -94,7 +96,7 @@ class TokenService:
         if grant_type not in SUPPORTED_GRANTS:
             raise UnsupportedGrantType("this grant type is not supported")
         snapshot, now = self.snapshot(), self.clock()
-        audit.client_id = request.form.get("client_id", "")
+        audit.client_id = claimed_client_id(request)
         ctx = AuthContext(snapshot, self.issuer, self.token_endpoint, self.replay, now, self.keys)
         if grant_type in (JWT_BEARER, TOKEN_EXCHANGE):
             caller = self._assertion_grant(grant_type, request, ctx)
@@ -140,12 +142,12 @@ class TokenService:
             named = ctx.snapshot.clients.get(form.get("client_id", ""))
             if named is None or named.auth_method != "none":
                 raise InvalidClient("client authentication required")
-            if named.disabled:
-                raise UnauthorizedClient("the client is disabled")
             client = named
         account, claims = federated_account(
             token, client, ctx.snapshot, ctx.federation(), InvalidGrant
         )
+        if client.disabled:  # after the assertion proved the caller: ids cannot be probed
+            raise UnauthorizedClient("the client is disabled")
         return Caller(client, grant_type.rsplit(":", 1)[-1], account=account, claims=claims)
 
     def _grant(
@@ -201,4 +203,4 @@ class TokenService:
 
 
 def audit_error(audit: Audit, error: OAuth2Error) -> None:
-    audit.outcome, audit.error = "refused", error.error
+    audit.outcome, audit.error, audit.reason = "refused", error.error, error.reason

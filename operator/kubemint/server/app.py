@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from kubemint.config import ServerSettings
 from kubemint.crypto.jwt import InvalidJWT
-from kubemint.oauth.client_auth import Caller, TokenRequest, basic_credentials
+from kubemint.oauth.client_auth import Caller, TokenRequest, claimed_client_id
 from kubemint.oauth.errors import (
     InvalidClient,
     InvalidRequest,
@@ -68,16 +68,14 @@ def create_app(
         response: Response
         try:
             form = await _form(request, settings.max_body)
-            claimed = form.get("client_id") or _basic_client_id(
-                request.headers.get("authorization")
-            )
+            tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
+            claimed = claimed_client_id(tr)
             wait = max(
                 per_client.retry_after(claimed) or 0, per_source.retry_after(audit.source) or 0
             )
             if wait:
                 metrics.auth_failures.labels("rate_limited").inc()
                 raise TooManyRequests("too many failed attempts", retry_after=wait)
-            tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
             try:
                 body = service.issue(tr, audit)
             except InvalidClient:
@@ -109,7 +107,9 @@ def create_app(
     async def caller_of(request: Request, form: dict[str, str]) -> Caller:
         """Authenticate an introspection/revocation caller, rate-limited like the token path."""
         source = request.client.host if request.client else ""
-        claimed = form.get("client_id") or _basic_client_id(request.headers.get("authorization"))
+        claimed = claimed_client_id(
+            TokenRequest(form, request.headers.get("authorization"), source)
+        )
         wait = max(per_client.retry_after(claimed) or 0, per_source.retry_after(source) or 0)
         if wait:
             raise TooManyRequests("too many failed attempts", retry_after=wait)
@@ -303,15 +303,6 @@ class _TooLarge(InvalidRequest):
 
     def __init__(self) -> None:
         super().__init__("request body too large")
-
-
-def _basic_client_id(authorization: str | None) -> str:
-    """The client id a Basic header claims (for rate limiting only; not authentication)."""
-    try:
-        credentials = basic_credentials(authorization)
-    except OAuth2Error:
-        return ""
-    return credentials[0] if credentials else ""
 
 
 def _error(error: OAuth2Error) -> Response:

@@ -120,6 +120,15 @@ def test_plain_nginx_sends_uri_and_host() -> None:
         ({"X-Original-URL": "https://c.example.com/"}, "X-Original-Method header is required"),
         ({"X-Original-Method": "GET"}, "X-Original-URL"),
         ({"X-Original-Method": "GET", "X-Original-URL": "/relative"}, "absolute URL"),
+        (
+            {
+                "X-Original-Method": "GET",
+                "X-Original-URI": "/api/admin",
+                "X-Original-URL": "https://c.example.com/api/public",  # sent by the client
+                "X-Forwarded-Host": "c.example.com",
+            },
+            "both X-Original-URL and X-Original-URI",
+        ),
     ],
 )
 def test_nginx_names_what_is_missing(headers: dict[str, str], message: str) -> None:
