@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print an access token using mounted credentials (or keep a token file fresh)",
         description=(
             "Obtain a client_credentials token with a mounted OAuth2Client Secret "
-            "(--credentials DIR holding client-id, client-secret, token-url) or a projected "
+            "(--credentials DIR holding client-id, client-secret, token-url, auth-method; "
+            "client_secret_jwt assertions are signed with the secret, private_key_jwt ones "
+            "with --private-key or DIR/private-key) or a projected "
             "ServiceAccount token (--projected-token PATH with --client-id and --token-url). "
             "Prints the token; with --watch --out FILE, rewrites FILE atomically before "
             "each expiry until interrupted."
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--credentials", type=Path, help="directory of the mounted client Secret")
     token.add_argument("--projected-token", type=Path, help="a projected ServiceAccount token")
+    token.add_argument(
+        "--private-key",
+        type=Path,
+        help="the client's private key (PEM or JWK) for private_key_jwt clients",
+    )
     token.add_argument("--client-id", help="client id (with --projected-token)")
     token.add_argument("--token-url", help="token endpoint URL (with --projected-token)")
     token.add_argument("--scope", help="space-separated scopes to request")
@@ -123,7 +130,7 @@ def _token(args: argparse.Namespace) -> int:
 
     try:
         if args.credentials:
-            credentials = Credentials.from_directory(args.credentials)
+            credentials = Credentials.from_directory(args.credentials, args.private_key)
         elif args.projected_token and args.client_id and args.token_url:
             credentials = Credentials.from_projected_token(
                 args.projected_token, args.client_id, args.token_url

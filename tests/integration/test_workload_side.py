@@ -145,6 +145,73 @@ def test_kubemint_verify_checks_a_token_like_a_resource_server(
     assert token not in tampered.stderr
 
 
+def test_kubemint_token_signs_client_assertions_for_jwt_clients(
+    operator: RunningOperator, token_server: RunningServer, namespace: str, tmp_path: Path
+) -> None:
+    """client_secret_jwt signs with the mounted secret; private_key_jwt with the client's key."""
+    audience = f"https://{namespace}.jwt.test"
+    key = keys.generate("ES256")
+    apply(
+        operator.cluster,
+        custom(
+            "OAuth2Client",
+            "hmac",
+            namespace,
+            audiences=[audience],
+            scopes=["read"],
+            authMethod="client_secret_jwt",
+        ),
+        custom(
+            "OAuth2Client",
+            "signer",
+            namespace,
+            audiences=[audience],
+            scopes=["read"],
+            authMethod="private_key_jwt",
+            jwks={"keys": [key.public_jwk()]},
+        ),
+        custom(
+            "AccessRule",
+            "jwt",
+            namespace,
+            audience=audience,
+            scopes=["read"],
+            subjects=[{"kind": "OAuth2Client", "name": n} for n in ("hmac", "signer")],
+        ),
+    )
+    directories = {}
+    for name in ("hmac", "signer"):
+        wait_ready(operator.cluster, "OAuth2Client", namespace, name)
+        directories[name] = tmp_path / name
+        directories[name].mkdir()
+        data = secret_data(operator.cluster, namespace, f"{name}-credentials") or {}
+        for item, value in data.items():
+            (directories[name] / item).write_text(value)
+    private_key = tmp_path / "signer.pem"
+    private_key.write_text(key.private_pem)
+
+    def token(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kubemint", "token", "--scope", "read", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    for name, extra in (("hmac", []), ("signer", ["--private-key", str(private_key)])):
+        args = ["--credentials", str(directories[name]), *extra]
+        result = wait_for(
+            lambda args=args: (r := token(*args)).returncode == 0 and r, "a token", timeout=20
+        )
+        claims = Verifier(issuer=token_server.issuer, audience=audience).verify(
+            result.stdout.strip(), ["read"]
+        )
+        assert claims["client_id"] == (directories[name] / "client-id").read_text()
+    keyless = token("--credentials", str(directories["signer"]))
+    assert keyless.returncode == 1
+    assert "needs the client's private key" in keyless.stderr
+
+
 def test_a_projected_token_file_works_with_kubemint_token(
     operator: RunningOperator, token_server: RunningServer, namespace: str, tmp_path: Path
 ) -> None:

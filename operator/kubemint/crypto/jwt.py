@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwe, jws
+from joserfc import jwt as joserfc_jwt
 from joserfc.errors import (
     BadSignatureError,
     ClaimError,
@@ -237,6 +238,14 @@ def verify_hmac_jwt(
 
 
 # --- structure ------------------------------------------------------------------------------
+
+
+def sign_with_header(header: dict[str, Any], claims: dict[str, Any], key: Key) -> str:
+    """A compact JWS with a caller-chosen header (client assertions: a client's own `kid`,
+    or none); `header["alg"]` must fit `key`. Tokens kubemint issues use `Signer`."""
+    alg = str(header["alg"])
+    with _allow_eddsa(alg):
+        return joserfc_jwt.encode(header, claims, key, algorithms=[alg])
 
 
 def _b64encode(data: bytes) -> bytes:
