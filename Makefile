@@ -51,8 +51,8 @@ nginx:
 	  || { echo "nginx could not be installed: install it (e.g. apt-get install nginx) and retry"; exit 1; }
 
 lint: setup
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench examples
+	$(BIN)/ruff format --check operator tests bench examples
 	$(BIN)/hadolint --failure-threshold style Dockerfile
 
 typecheck: setup
