@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubemint.server.sources import Network, parse_networks
+
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -78,6 +80,9 @@ class ServerSettings:
     failures_per_source: int = 100
     """Failed client authentications allowed per source address per minute (higher: many
     clients may share one address behind a proxy or node)."""
+    trusted_proxies: tuple[Network, ...] = ()
+    """Proxies (e.g. the ingress controllers' pod network) whose X-Forwarded-For names the
+    source address; empty: X-Forwarded-For is ignored."""
 
     @property
     def token_endpoint(self) -> str:
@@ -95,4 +100,5 @@ class ServerSettings:
             stale_after=float(env.get("KUBEMINT_STALE_AFTER", "60")),
             failures_per_client=int(env.get("KUBEMINT_AUTH_FAILURES_PER_CLIENT", "10")),
             failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
+            trusted_proxies=parse_networks(env.get("KUBEMINT_TRUSTED_PROXIES", "")),
         )

@@ -75,6 +75,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "hosts": ["auth.example.com"],
                 "tls": [{"hosts": ["auth.example.com"], "secretName": "auth-tls"}],
             },
+            "trustedProxies": ["10.42.0.0/16", "fd00::/8"],
         },
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "networkPolicy": {

@@ -136,7 +136,10 @@ def test_ingress_monitoring_and_network_policies_render(rendered: dict[str, str]
     assert policies["kubemint-operator"]["ingress"] == []
     assert server["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
     issuer = "https://auth.example.com"
-    assert env_of(deployment(manifest, "token-server"))["KUBEMINT_ISSUER"] == issuer
+    env = env_of(deployment(manifest, "token-server"))
+    assert env["KUBEMINT_ISSUER"] == issuer
+    assert env["KUBEMINT_TRUSTED_PROXIES"] == "10.42.0.0/16,fd00::/8"
+    assert "KUBEMINT_TRUSTED_PROXIES" not in env_of(deployment(rendered["default"], "token-server"))
 
 
 def test_gateway_route_and_custom_issuer_render(rendered: dict[str, str]) -> None:
@@ -221,6 +224,11 @@ def test_kinds_skipped_in_the_dry_run_are_rendered(
             {"tokenServer": {"httpRoute": {"enabled": True}}},
             "/tokenServer/httpRoute/parentRefs",
             id="an HTTPRoute without a Gateway",
+        ),
+        pytest.param(
+            {"tokenServer": {"trustedProxies": ["ingress-nginx"]}},
+            "/tokenServer/trustedProxies/0",
+            id="a proxy named instead of a CIDR",
         ),
         pytest.param(
             {"issuer": "auth.example.com"},

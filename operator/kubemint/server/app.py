@@ -38,6 +38,7 @@ from kubemint.oauth.ratelimit import FailureLimiter
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
+from kubemint.server.sources import source_address
 from kubemint.store.revocations import RevocationStore
 from kubemint.store.view import View
 
@@ -62,9 +63,14 @@ def create_app(
     per_client = FailureLimiter(max_failures=settings.failures_per_client)
     per_source = FailureLimiter(max_failures=settings.failures_per_source)
 
+    def source_of(request: Request) -> str:
+        peer = request.client.host if request.client else ""
+        forwarded = request.headers.getlist("x-forwarded-for")
+        return source_address(peer, forwarded, settings.trusted_proxies)
+
     async def token(request: Request) -> Response:
         started = time.perf_counter()
-        audit = Audit(source=request.client.host if request.client else "")
+        audit = Audit(source=source_of(request))
         response: Response
         try:
             form = await _form(request, settings.max_body)
@@ -106,7 +112,7 @@ def create_app(
 
     async def caller_of(request: Request, form: dict[str, str]) -> Caller:
         """Authenticate an introspection/revocation caller, rate-limited like the token path."""
-        source = request.client.host if request.client else ""
+        source = source_of(request)
         claimed = claimed_client_id(
             TokenRequest(form, request.headers.get("authorization"), source)
         )

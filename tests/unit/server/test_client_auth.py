@@ -17,6 +17,7 @@ from kubemint.config import ServerSettings
 from kubemint.crypto import keys, secrets
 from kubemint.reconcile.signingkeys import StoredKey
 from kubemint.server.app import create_app
+from kubemint.server.sources import parse_networks
 from kubemint.store.snapshot import build_snapshot
 from kubemint.store.view import StaticView
 
@@ -162,3 +163,38 @@ def test_the_audit_line_names_the_claimed_client_and_the_reason(
     assert line["error"] == "invalid_client"
     assert line["reason"] == "wrong client secret"
     assert "wrong-secret" not in caplog.text
+
+
+def test_behind_a_trusted_proxy_one_attacker_locks_out_only_itself() -> None:
+    settings = ServerSettings(
+        namespace="kubemint-system",
+        issuer=ISSUER,
+        failures_per_source=3,
+        trusted_proxies=parse_networks("10.0.0.0/8"),
+    )
+    app = create_app(
+        settings,
+        StaticView(
+            build_snapshot(
+                server_namespace="kubemint-system",
+                clients=[],
+                accounts=[],
+                rules=[],
+                signing_keys=[],
+                secrets=[],
+            )
+        ),
+    )
+    with TestClient(app, client=("10.0.0.5", 40000)) as ingress:
+
+        def attempt(source: str) -> int:
+            response = ingress.post(
+                "/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(f"tasks.{source}", "wrong"),
+                headers={"X-Forwarded-For": source},
+            )
+            return response.status_code
+
+        assert [attempt("203.0.113.7") for _ in range(4)] == [401, 401, 401, 429]
+        assert attempt("198.51.100.1") == 401  # another client behind the same ingress
