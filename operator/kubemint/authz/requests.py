@@ -45,7 +45,10 @@ def canonical_path(raw: str) -> str:
         raise BadRequest("the request path must start with /")
     if _AMBIGUOUS.search(path):
         raise BadRequest("the request path holds an encoded /, \\ or NUL")
-    decoded = urllib.parse.unquote(path, errors="strict")
+    try:
+        decoded = urllib.parse.unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not UTF-8 once decoded") from None
     if "\\" in decoded or "\x00" in decoded:
         raise BadRequest("the request path holds \\ or NUL")
     segments = [s for s in decoded.split("/") if s]
@@ -96,7 +99,10 @@ def from_nginx(headers: Mapping[str, str]) -> OriginalRequest:
     if url and headers.get("x-original-uri"):
         raise BadRequest("both X-Original-URL and X-Original-URI: the proxy must set exactly one")
     if url:
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:  # e.g. a malformed [IPv6] host
+            raise BadRequest("X-Original-URL is not a valid URL") from None
         if not parts.netloc:
             raise BadRequest("X-Original-URL must be an absolute URL")
         target = parts.path or "/"

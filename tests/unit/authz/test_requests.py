@@ -49,6 +49,7 @@ def test_paths_are_decoded_and_normalised(raw: str, expected: str) -> None:
         ("api/events", "must start with /"),
         ("", "must start with /"),
         ("http://evil/admin", "must start with /"),
+        ("/a%FF", "not UTF-8"),
     ],
 )
 def test_ambiguous_paths_are_refused(raw: str, why: str) -> None:
