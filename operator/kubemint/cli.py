@@ -164,7 +164,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     import httpx
 
-    from kubemint.verify import InvalidToken, Verifier
+    from kubemint.verify import InvalidToken, VerificationUnavailable, Verifier
 
     token = (args.token or sys.stdin.read()).strip()
     if token.startswith("{"):  # a whole token response piped from curl
@@ -181,7 +181,7 @@ def _verify(args: argparse.Namespace) -> int:
         missing = f" (missing: {' '.join(exc.scopes)})" if exc.scopes else ""
         print(f"kubemint verify: {exc.message}{missing}", file=sys.stderr)
         return 1
-    except (httpx.HTTPError, ValueError) as exc:
+    except (VerificationUnavailable, httpx.HTTPError) as exc:
         print(f"kubemint verify: cannot read the issuer's JWKS: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(claims, sort_keys=True))

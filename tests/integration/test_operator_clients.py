@@ -236,7 +236,11 @@ def test_a_client_id_already_taken_is_refused_for_the_newer_client(
     apply(cluster, _client("second", namespace, clientId=f"shared-{namespace}"))
     obj = wait_ready(cluster, "OAuth2Client", namespace, "second", status="False")
     assert condition(obj)["reason"] == "ClientIdConflict"
-    assert f"{namespace}/first" in condition(obj)["message"]
+    message = condition(obj)["message"]
+    assert (
+        message == f"spec.clientId: 'shared-{namespace}' is already used by an older OAuth2Client"
+    )
+    assert "first" not in message  # another tenant's client name is not revealed
     assert secret(cluster, operator.namespace, f"client-{namespace}-second") is None
 
 

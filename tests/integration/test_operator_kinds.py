@@ -126,6 +126,99 @@ def test_retain_after_shorter_than_a_token_lifetime_is_reported(
     assert "spec.rotation.retainAfter" in condition(obj)["message"]
 
 
+def test_an_encryption_key_without_use_is_inferred_from_its_algorithm(
+    operator: RunningOperator, namespace: str
+) -> None:
+    cluster, ns = operator.cluster, operator.namespace
+    apply(cluster, custom("SigningKey", "sealing", ns, algorithm="RSA-OAEP-256"))
+    obj = wait_ready(cluster, "SigningKey", ns, "sealing")
+    assert "use" not in obj["spec"]
+    assert obj["status"]["active"]["use"] == "enc"
+    assert {(k["alg"], k["use"]) for k in _keys(operator, "sealing")} == {("RSA-OAEP-256", "enc")}
+    # The OAuth2Client check sees it as an encryption key (and the default key as a signing one).
+    apply(
+        cluster,
+        custom(
+            "OAuth2Client",
+            "sealed",
+            namespace,
+            audiences=["https://api.test"],
+            encryptionKey="sealing",
+        ),
+    )
+    client = wait_ready(cluster, "OAuth2Client", namespace, "sealed")
+    assert condition(client)["reason"] == "Reconciled"
+    apply(
+        cluster,
+        custom(
+            "OAuth2Client",
+            "misused",
+            namespace,
+            audiences=["https://api.test"],
+            signingKey="sealing",
+        ),
+    )
+    misused = wait_ready(cluster, "OAuth2Client", namespace, "misused", status="False")
+    assert condition(misused)["reason"] == "SigningKeyWrongUse"
+
+
+def test_a_derived_client_id_conflict_names_metadata_name_and_not_the_holder(
+    operator: RunningOperator, namespace: str
+) -> None:
+    cluster = operator.cluster
+    apply(
+        cluster,
+        custom(
+            "OAuth2Client",
+            "holder",
+            namespace,
+            audiences=["https://api.test"],
+            clientId=f"{namespace}.derived",
+        ),
+    )
+    wait_ready(cluster, "OAuth2Client", namespace, "holder")
+    apply(cluster, custom("OAuth2Client", "derived", namespace, audiences=["https://api.test"]))
+    obj = wait_ready(cluster, "OAuth2Client", namespace, "derived", status="False")
+    message = condition(obj)["message"]
+    assert condition(obj)["reason"] == "ClientIdConflict"
+    assert message.startswith(f"metadata.name: the client id '{namespace}.derived'")
+    assert "already used by an older OAuth2Client" in message
+    assert "holder" not in message
+
+
+def test_a_service_account_with_a_broken_issuer_condition_is_not_ready(
+    operator: RunningOperator, namespace: str
+) -> None:
+    cluster = operator.cluster
+    issuer = {"issuer": "https://ci.test", "jwksUri": "https://ci.test/jwks"}
+    apply(
+        cluster,
+        custom("OAuth2Client", "ci-gateway", namespace, audiences=["https://api.test"]),
+        custom(
+            "ServiceAccount",
+            "ci",
+            namespace,
+            clients=["ci-gateway"],
+            federation={"issuers": [{**issuer, "when": "claims.ref == "}]},
+        ),
+    )
+    obj = wait_ready(cluster, "ServiceAccount", namespace, "ci", status="False")
+    assert condition(obj)["reason"] == "InvalidExpression"
+    assert condition(obj)["message"].startswith("spec.federation.issuers[0].when: ")
+    fixed = {**issuer, "when": "claims.ref == 'refs/heads/main' && request.client_id != ''"}
+    apply(
+        cluster,
+        custom(
+            "ServiceAccount",
+            "ci",
+            namespace,
+            clients=["ci-gateway"],
+            federation={"issuers": [fixed]},
+        ),
+    )
+    wait_ready(cluster, "ServiceAccount", namespace, "ci")
+
+
 def test_a_service_account_gets_app_passwords_and_a_subject(
     operator: RunningOperator, namespace: str
 ) -> None:

@@ -14,6 +14,8 @@ import httpx
 import jwt
 import pytest
 
+from kubemint.crypto import keys
+from kubemint.crypto.jwt import Signer
 from kubemint.devcluster.components import token_server_process, wait_for_http
 from kubemint.devcluster.controlplane import free_port
 from tests.integration.conftest import RunningOperator, RunningServer
@@ -788,3 +790,101 @@ def test_a_revoked_token_fails_introspection_on_every_replica(
         )
     finally:
         replica.stop()
+
+
+def test_an_external_issuer_s_when_sees_the_request(
+    operator: RunningOperator,
+    token_server: RunningServer,
+    namespace: str,
+    calendar: str,
+    http: httpx.Client,
+) -> None:
+    """A CI job's OIDC token: accepted only from main (claims) and only for the calendar
+    audience with the jwt-bearer grant (request), as the issuer's `when` says."""
+    ci_key = keys.generate("ES256")
+    jwks = json.dumps({"keys": [ci_key.public_jwk()]})
+    operator.cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "ci-keys",
+        "-n",
+        namespace,
+        f"--from-literal=jwks.json={jwks}",
+    )
+    jwt_bearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    audience = _audience(calendar)
+    when = (
+        f"claims.ref == 'refs/heads/main' && request.grant_type == '{jwt_bearer}' "
+        f"&& request.audience == '{audience}' && request.subject.endsWith(':ci')"
+    )
+    apply(
+        operator.cluster,
+        custom(
+            "OAuth2Client",
+            "ci-gateway",
+            namespace,
+            audiences=[audience, "https://elsewhere.test"],
+            authMethod="none",
+            grantTypes=[jwt_bearer],
+            scopes=["event.view"],
+        ),
+        custom(
+            "ServiceAccount",
+            "ci",
+            namespace,
+            clients=["ci-gateway"],
+            federation={
+                "issuers": [
+                    {
+                        "issuer": "https://ci.test",
+                        "jwksSecretRef": {"name": "ci-keys"},
+                        "subject": "repo:example/tasks",
+                        "when": when,
+                    }
+                ]
+            },
+        ),
+        custom(
+            "AccessRule",
+            "ci",
+            calendar,
+            audience=audience,
+            subjects=[{"kind": "ServiceAccount", "namespace": namespace, "name": "ci"}],
+            scopes=["event.view"],
+        ),
+    )
+    wait_ready(operator.cluster, "ServiceAccount", namespace, "ci")
+    signer = Signer(ci_key)
+
+    def assertion(ref: str) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": "https://ci.test",
+            "sub": "repo:example/tasks",
+            "aud": token_server.issuer,
+            "ref": ref,
+            "iat": now,
+            "exp": now + 300,
+            "jti": uuid.uuid4().hex,
+        }
+        return signer.sign(claims, typ="JWT")
+
+    def form(ref: str, target: str) -> dict[str, str]:
+        return {
+            "grant_type": jwt_bearer,
+            "client_id": f"{namespace}.ci-gateway",
+            "assertion": assertion(ref),
+            "audience": target,
+        }
+
+    accepted = _post_until(http, token_server.token_url, form("refs/heads/main", audience))
+    assert accepted.status_code == 200, accepted.text
+    claims = _verify(accepted.json()["access_token"], token_server, audience)
+    assert claims["sub"] == f"kubemint:serviceaccount:{namespace}:ci"
+    for ref, target in (
+        ("refs/heads/dev", audience),
+        ("refs/heads/main", "https://elsewhere.test"),
+    ):
+        refused = http.post(token_server.token_url, data=form(ref, target))
+        assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant"), ref

@@ -348,7 +348,6 @@ class Default:
 DEFAULTS: tuple[Default, ...] = (
     Default("SigningKey", ".spec", {}),
     Default("SigningKey", ".spec.algorithm", "ES256"),
-    Default("SigningKey", ".spec.use", "sig"),
     Default("SigningKey", ".spec.rotation", {}),
     Default("SigningKey", ".spec.rotation.every", "720h"),
     Default("SigningKey", ".spec.rotation.prePublish", "24h"),

@@ -20,7 +20,7 @@ try:
     token = sys.argv[1] if len(sys.argv) > 1 else env["KUBEMINT_TOKEN"]
     scope = env.get("KUBEMINT_REQUIRED_SCOPE")
     # Checks typ at+jwt, the signature, iss, aud, exp/nbf, and the required scopes; raises
-    # InvalidToken (or an httpx error when the JWKS cannot be fetched).
+    # InvalidToken, or VerificationUnavailable when the JWKS cannot be fetched.
     claims = verifier.verify(token, required_scopes=[scope] if scope else [])
 except Exception as error:
     sys.exit(f"invalid token: {type(error).__name__}: {error}")

@@ -22,7 +22,12 @@ from kubemint.crypto import secrets
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.oauth.assertions import ReplayCache, peek_unverified, verify_client_assertion
 from kubemint.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedClient
-from kubemint.oauth.federation import FederationContext, KeyLookup, federated_account
+from kubemint.oauth.federation import (
+    FederationContext,
+    KeyLookup,
+    federated_account,
+    request_context,
+)
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -82,10 +87,15 @@ def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2 and len(value) > 40 and not value.startswith("kmint_")
 
 
-def federated(client: ClientView, token: str, ctx: AuthContext) -> Caller:
+def federated(client: ClientView, token: str, request: TokenRequest, ctx: AuthContext) -> Caller:
     """A foreign JWT (Kubernetes projected token, federated issuer) authenticates an account."""
     account, claims = federated_account(
-        token, client, ctx.snapshot, ctx.federation(), InvalidClient
+        token,
+        client,
+        ctx.snapshot,
+        ctx.federation(),
+        InvalidClient,
+        request=request_context(request.form, request.source, client),
     )
     return Caller(client, "federated_assertion", account=account, claims=claims)
 
@@ -175,7 +185,7 @@ def _secret_basic(
         return None
     if not secrets.verify(basic[1], client.secret_digests(ctx.now)):
         if looks_like_jwt(basic[1]):  # authentik: a JWT where the secret goes
-            return federated(client, basic[1], ctx)
+            return federated(client, basic[1], request, ctx)
         raise InvalidClient(FAILED, reason="wrong client secret")
     return Caller(client, "client_secret_basic")
 
@@ -188,7 +198,7 @@ def _secret_post(
         return None
     if not secrets.verify(secret, client.secret_digests(ctx.now)):
         if looks_like_jwt(secret):  # authentik: a JWT where the secret goes
-            return federated(client, secret, ctx)
+            return federated(client, secret, request, ctx)
         raise InvalidClient(FAILED, reason="wrong client secret")
     return Caller(client, "client_secret_post")
 
@@ -207,7 +217,7 @@ def _assertion(
         raise InvalidClient("client assertion rejected: malformed") from None
     if unverified.get("iss") != client.client_id:
         # Not the client's own assertion (RFC 7523 §3: iss = sub = client_id): federation.
-        return federated(client, assertion, ctx)
+        return federated(client, assertion, request, ctx)
     if client.auth_method == "client_secret_jwt":
         claims = verify_client_assertion(
             assertion,

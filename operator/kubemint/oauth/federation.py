@@ -4,10 +4,15 @@ Two kinds of foreign JWTs are accepted:
 - a Kubernetes projected ServiceAccount token whose audience is the kubemint issuer, from a
   ServiceAccount listed in an account's `spec.federation.kubernetes` (same namespace);
 - a JWT from an external issuer in an account's `spec.federation.issuers`, checked against
-  its keys, the required `sub`/`aud`, and the optional CEL `when` over its claims
-  (authentik's JWT authentication; `exp` must be in the future).
+  its keys, the required `sub`/`aud`, and the optional CEL `when` over its claims and the
+  token request (authentik's JWT authentication; `exp` must be in the future).
 The account must list the client the request came through. The JWT's `iss` only routes the
 lookup; everything is verified before it is trusted.
+
+An issuer's `when` sees `claims` (the JWT's verified claims) and `request`: the same fields an
+AccessRule's `when` gets (grant_type, client_id, subject, scopes, audience, source), built by
+`request_context` from the token request, with `subject` the candidate account's. A `when`
+that does not compile accepts nothing (the operator reports it as InvalidExpression).
 """
 
 from __future__ import annotations
@@ -39,14 +44,40 @@ class FederationContext:
     now: float
 
 
+def request_context(form: Mapping[str, str], source: str, client: ClientView) -> dict[str, Any]:
+    """What an issuer's `when` sees as `request`, from the token request's form parameters
+    and source address: the fields an AccessRule's `when` sees, but known before the grant is
+    decided. `audience` is the one audience the request names (`audience` or `resource`), or
+    the client's only audience when it names none; None when that is ambiguous (the request
+    then fails with invalid_target anyway). `subject` is added per candidate account."""
+    named = {v for v in (form.get("audience"), form.get("resource")) if v}
+    if len(named) == 1:
+        audience: str | None = named.pop()
+    elif not named and len(client.audiences) == 1:
+        audience = client.audiences[0]
+    else:
+        audience = None
+    return {
+        "grant_type": form.get("grant_type"),
+        "client_id": client.client_id,
+        "audience": audience,
+        "scopes": sorted(set((form.get("scope") or "").split())),
+        "source": source,
+    }
+
+
 def federated_account(
     token: str,
     client: ClientView,
     snapshot: Snapshot,
     ctx: FederationContext,
     error: type[OAuth2Error],
+    request: Mapping[str, Any] | None = None,
 ) -> tuple[AccountView, dict[str, Any]]:
-    """The account `token` authenticates through `client`, and its verified claims."""
+    """The account `token` authenticates through `client`, and its verified claims.
+
+    `request` is what issuers' `when` conditions see as `request` (see `request_context`);
+    without it they see only `request.subject`."""
     try:
         _, unverified = decode_unverified(token)
     except InvalidJWT:
@@ -55,7 +86,7 @@ def federated_account(
     cluster_issuer, cluster_keys = ctx.keys.get(KUBERNETES)
     if cluster_issuer is not None and iss == cluster_issuer:
         return _kubernetes(token, client, snapshot, ctx, error, cluster_issuer, cluster_keys)
-    return _external(token, str(iss), client, snapshot, ctx, error)
+    return _external(token, str(iss), client, snapshot, ctx, error, request or {})
 
 
 def _kubernetes(
@@ -85,6 +116,7 @@ def _external(
     snapshot: Snapshot,
     ctx: FederationContext,
     error: type[OAuth2Error],
+    request: Mapping[str, Any],
 ) -> tuple[AccountView, dict[str, Any]]:
     for account in snapshot.accounts_by_client.get((client.ref.namespace, client.ref.name), ()):
         if account.disabled:
@@ -99,7 +131,9 @@ def _external(
             claims = _verify(token, keys, iss, issuer.audience or ctx.issuer, ctx, source, error)
             if issuer.subject is not None and claims.get("sub") != issuer.subject:
                 continue
-            if issuer.when and not _allows(issuer.when, claims):
+            if issuer.when and not _allows(
+                issuer.when, {**request, "subject": account.subject}, claims
+            ):
                 continue
             return account, claims
     raise error("the assertion's issuer is not federated with this client")
@@ -134,9 +168,9 @@ def _verify(
         raise error(f"assertion rejected: {exc}") from None
 
 
-def _allows(source: str, claims: dict[str, Any]) -> bool:
+def _allows(source: str, request: dict[str, Any], claims: dict[str, Any]) -> bool:
     condition = _condition(source)
-    return condition is not None and condition.allows({}, claims)
+    return condition is not None and condition.allows(request, claims)
 
 
 @functools.lru_cache(maxsize=256)

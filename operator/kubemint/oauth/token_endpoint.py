@@ -31,7 +31,7 @@ from kubemint.oauth.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from kubemint.oauth.federation import KeyLookup, federated_account
+from kubemint.oauth.federation import KeyLookup, federated_account, request_context
 from kubemint.oauth.policy import choose_audience, decide, requested_scopes
 from kubemint.oauth.tokens import access_token_claims, token_response
 from kubemint.store.snapshot import KeyRing, Snapshot
@@ -144,7 +144,12 @@ class TokenService:
                 raise InvalidClient("client authentication required")
             client = named
         account, claims = federated_account(
-            token, client, ctx.snapshot, ctx.federation(), InvalidGrant
+            token,
+            client,
+            ctx.snapshot,
+            ctx.federation(),
+            InvalidGrant,
+            request=request_context(form, request.source, client),
         )
         if client.disabled:  # after the assertion proved the caller: ids cannot be probed
             raise UnauthorizedClient("the client is disabled")

@@ -41,6 +41,7 @@ class ClientSpec:
     overlap: datetime.timedelta
     template_labels: Mapping[str, str] = field(default_factory=dict)
     template_annotations: Mapping[str, str] = field(default_factory=dict)
+    explicit_client_id: bool = False  # spec.clientId is set (else the id is derived)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ClientSpec:
@@ -65,6 +66,7 @@ class ClientSpec:
             overlap=parse_duration(secret.get("overlap", DEFAULT_OVERLAP)),
             template_labels=dict(template.get("labels") or {}),
             template_annotations=dict(template.get("annotations") or {}),
+            explicit_client_id=bool(spec.get("clientId")),
         )
 
     @property
@@ -163,15 +165,21 @@ def _client_keys_valid(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
 
 
 def _client_id_unique(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
+    """The message never names the holder: it may live in a namespace this tenant cannot see.
+    It names the field the id comes from: spec.clientId, or metadata.name for the derived
+    `<namespace>.<name>` (which another client may have set explicitly)."""
     holder = ctx.client_id_holder
     if holder is None or (holder.namespace, holder.name) == (spec.namespace, spec.name):
         return None
-    return Outcome(
-        False,
-        "ClientIdConflict",
-        f"spec.clientId: {spec.client_id!r} is already used by OAuth2Client "
-        f"{holder.namespace}/{holder.name}",
-    )
+    if spec.explicit_client_id:
+        message = f"spec.clientId: {spec.client_id!r} is already used by an older OAuth2Client"
+    else:
+        message = (
+            f"metadata.name: the client id {spec.client_id!r}, derived from namespace and name, "
+            "is already used by an older OAuth2Client; recreate this client with spec.clientId "
+            "set or with another name"
+        )
+    return Outcome(False, "ClientIdConflict", message)
 
 
 CHECKS: tuple[Check[ClientSpec, ClientContext], ...] = (

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubemint.api.meta import Outcome, parse_duration
 from kubemint.crypto.jwks import InvalidJWKS, parse_key_document
+from kubemint.policy.expressions import ExpressionError, compile_condition
 from kubemint.reconcile.checks import Check, evaluate
 from kubemint.reconcile.rotating_secret import SecretPlan, SecretPolicy
 
@@ -169,6 +170,19 @@ def _kubernetes_accounts_exist(spec: AccountSpec, ctx: AccountContext) -> Outcom
     return None
 
 
+def _issuer_conditions_compile(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    """Each issuer's `when` must compile: one that does not accepts no token (the token
+    server skips it), which the status must say rather than leave to a silent refusal."""
+    for index, issuer in enumerate(spec.issuers):
+        if not issuer.when:
+            continue
+        try:
+            compile_condition(issuer.when, f"spec.federation.issuers[{index}].when")
+        except ExpressionError as exc:
+            return Outcome(False, "InvalidExpression", str(exc))
+    return None
+
+
 def _issuer_keys_valid(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
     try:
         issuer_keys(spec, ctx)
@@ -183,6 +197,7 @@ CHECKS: tuple[Check[AccountSpec, AccountContext], ...] = (
     _clients_exist,
     _has_credentials,
     _grants_usable,
+    _issuer_conditions_compile,
     _kubernetes_accounts_exist,
     _issuer_keys_valid,
 )

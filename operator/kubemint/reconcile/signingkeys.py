@@ -41,15 +41,26 @@ class SigningKeySpec:
         spec = body.get("spec") or {}
         rotation = spec.get("rotation") or {}
         algorithm = spec.get("algorithm", "ES256")
+        keys.use_of(algorithm)  # UnsupportedAlgorithm (a ValueError) for anything unknown
         return cls(
             algorithm=algorithm,
-            use=spec.get("use") or keys.use_of(algorithm),
+            use=key_use(spec),
             key_size=spec.get("keySize"),
             every=parse_duration(rotation.get("every", DEFAULT_EVERY)),
             pre_publish=parse_duration(rotation.get("prePublish", DEFAULT_PRE_PUBLISH)),
             retain_after=parse_duration(rotation.get("retainAfter", DEFAULT_RETAIN_AFTER)),
             secret_name=spec.get("secretName") or f"{body['metadata']['name']}-signing-keys",
         )
+
+
+def key_use(spec: Mapping[str, Any]) -> str:
+    """A SigningKey's use: `spec.use`, or what `spec.algorithm` implies when it is unset
+    ("enc" for RSA-OAEP-256, "sig" for every other algorithm; admission keeps them in step).
+    The CRD has no default for `use`, so an omitted one reaches here and is inferred."""
+    use = spec.get("use")
+    if use:
+        return str(use)
+    return "enc" if spec.get("algorithm") in keys.ENCRYPTION_ALGORITHMS else "sig"
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,7 @@ class RotationPlan:
             "active": {
                 "kid": active.material.kid,
                 "algorithm": active.material.algorithm,
+                "use": active.material.use,
                 "createdAt": format_time(active.created_at),
                 "activatedAt": format_time(active.activated_at or active.created_at),
             },

@@ -1,7 +1,9 @@
 """Starlette integration: a middleware that verifies Bearer tokens, and a scope decorator.
 
 Failures answer RFC 6750 §3: 401 with `WWW-Authenticate: Bearer error="invalid_token"`, or
-403 with `error="insufficient_scope"` and the scopes needed.
+403 with `error="insufficient_scope"` and the scopes needed. When the token cannot be checked
+at all (the issuer's keys cannot be fetched), the answer is 503 with `Retry-After` and
+`{"error": "temporarily_unavailable"}`, and no challenge: the token was not found wanting.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kubemint.verify.verifier import InvalidToken, Verifier
+from kubemint.verify.verifier import InvalidToken, VerificationUnavailable, Verifier
 
 
 def challenge(error: InvalidToken, realm: str = "kubemint") -> Response:
@@ -26,6 +28,15 @@ def challenge(error: InvalidToken, realm: str = "kubemint") -> Response:
         {"error": code, "error_description": error.message},
         status_code=error.status,
         headers={"WWW-Authenticate": value},
+    )
+
+
+def unavailable(error: VerificationUnavailable) -> Response:
+    """503 for a token that cannot be verified now; says nothing about the token."""
+    return JSONResponse(
+        {"error": "temporarily_unavailable", "error_description": error.message},
+        status_code=503,
+        headers={"Retry-After": str(error.retry_after)},
     )
 
 
@@ -54,6 +65,9 @@ class BearerAuthMiddleware:
             claims = self.verifier.verify(bearer_token(request.headers.get("authorization")))
         except InvalidToken as error:
             await challenge(error)(scope, receive, send)
+            return
+        except VerificationUnavailable as error:
+            await unavailable(error)(scope, receive, send)
             return
         scope.setdefault("state", {})["claims"] = claims
         await self.app(scope, receive, send)

@@ -2,6 +2,10 @@
 
 Every option is explicit: the issuer, the audience this resource server answers to, the
 algorithms it accepts (never `none`, never HMAC), the leeway, and the scopes a call needs.
+
+Two outcomes besides the claims: `InvalidToken` is a verdict on the token (401/403), while
+`VerificationUnavailable` means it cannot be checked now because the issuer's keys cannot be
+fetched (answer 503 and let the caller retry; never treat it as either verdict).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kubemint.crypto.jwt import InvalidJWT, protected_header, verify_jwt
-from kubemint.verify.jwks_cache import JWKSCache
+from kubemint.verify.jwks_cache import JWKSCache, VerificationUnavailable
+
+__all__ = ["DEFAULT_ALGORITHMS", "InvalidToken", "VerificationUnavailable", "Verifier"]
 
 DEFAULT_ALGORITHMS = ("ES256", "ES384", "RS256", "PS256", "EdDSA")
 
@@ -45,7 +51,8 @@ class Verifier:
         self.clock = clock
 
     def verify(self, token: str, required_scopes: Iterable[str] = ()) -> dict[str, Any]:
-        """The token's claims, or InvalidToken (401) / missing scopes (403)."""
+        """The token's claims, or InvalidToken (401) / missing scopes (403); or
+        VerificationUnavailable when the issuer's keys cannot be fetched right now."""
         try:
             header = protected_header(token)
         except InvalidJWT as exc:

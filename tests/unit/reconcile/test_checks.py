@@ -64,7 +64,17 @@ CTX = ClientContext({"default": "sig", "enc": "enc"}, "kubemint-system")
                 client_id_holder=ObjectRef("OAuth2Client", "other", "svc"),
             ),
             "ClientIdConflict",
-            "spec.clientId",
+            "metadata.name",
+        ),
+        (
+            {"clientId": "shared"},
+            ClientContext(
+                {"default": "sig"},
+                "kubemint-system",
+                client_id_holder=ObjectRef("OAuth2Client", "other", "svc"),
+            ),
+            "ClientIdConflict",
+            "spec.clientId: 'shared'",
         ),
     ],
     ids=[
@@ -75,7 +85,8 @@ CTX = ClientContext({"default": "sig", "enc": "enc"}, "kubemint-system")
         "a signing key cannot encrypt",
         "a missing JWKS Secret is named",
         "a private key in jwks is refused",
-        "a client id held by an older client conflicts",
+        "a derived client id held by an older client conflicts on metadata.name",
+        "an explicit client id held by an older client conflicts on spec.clientId",
     ],
 )
 def test_client_checks(
@@ -84,6 +95,30 @@ def test_client_checks(
     outcome = check_client(_client(**spec), context)
     assert outcome.reason == reason
     assert field in outcome.message
+
+
+@pytest.mark.parametrize("spec", [{}, {"clientId": "shared"}], ids=["derived", "explicit"])
+def test_a_client_id_conflict_does_not_reveal_the_holder(spec: dict[str, Any]) -> None:
+    """The holder may live in a namespace the tenant cannot read: neither it nor its name
+    appears, and the message names the field the id comes from (and only that one)."""
+    holder = ObjectRef("OAuth2Client", "secret-team", "billing-gateway")
+    context = ClientContext({"default": "sig"}, "kubemint-system", client_id_holder=holder)
+    outcome = check_client(_client(**spec), context)
+    assert outcome.reason == "ClientIdConflict"
+    assert "secret-team" not in outcome.message
+    assert "billing-gateway" not in outcome.message
+    assert "already used by an older OAuth2Client" in outcome.message
+    field = "spec.clientId" if spec else "metadata.name"
+    assert outcome.message.startswith(f"{field}: ")
+    if not spec:
+        assert "spec.clientId:" not in outcome.message
+        assert "'tasks.svc'" in outcome.message
+
+
+def test_the_holder_of_a_client_id_is_not_in_conflict_with_itself() -> None:
+    holder = ObjectRef("OAuth2Client", "tasks", "svc")
+    context = ClientContext({"default": "sig"}, "kubemint-system", client_id_holder=holder)
+    assert check_client(_client(), context).ready
 
 
 def test_the_default_client_id_is_namespace_dot_name() -> None:
@@ -105,6 +140,7 @@ def _account(**spec: Any) -> AccountSpec:
 
 
 PASSWORDS = {"appPasswords": {"secretName": "bot-password"}}
+CI_ISSUER = {"issuer": "https://ci", "jwksUri": "https://ci/jwks"}
 GW_ALL = {"gw": ("password", "client_credentials")}
 
 
@@ -142,6 +178,33 @@ GW_ALL = {"gw": ("password", "client_credentials")}
             "IssuerKeysNotFound",
             "spec.federation.issuers[0].jwksSecretRef",
         ),
+        (
+            {"federation": {"issuers": [CI_ISSUER, {**CI_ISSUER, "when": "claims.ref == "}]}},
+            GW_ALL,
+            (),
+            "InvalidExpression",
+            "spec.federation.issuers[1].when: ",
+        ),
+        (
+            {"federation": {"issuers": [{**CI_ISSUER, "when": "claim.ref == 'main'"}]}},
+            GW_ALL,
+            (),
+            "InvalidExpression",
+            "spec.federation.issuers[0].when: unknown variable claim; use request and claims",
+        ),
+        (
+            {
+                "federation": {
+                    "issuers": [
+                        {**CI_ISSUER, "when": "claims.ref == 'main' && request.subject != ''"}
+                    ]
+                }
+            },
+            GW_ALL,
+            (),
+            "Reconciled",
+            "",
+        ),
     ],
     ids=[
         "an account with app passwords through a password client is ready",
@@ -151,6 +214,9 @@ GW_ALL = {"gw": ("password", "client_credentials")}
         "federation needs an assertion-capable client",
         "a missing Kubernetes ServiceAccount is named",
         "a missing issuer key Secret is named",
+        "an issuer condition that does not compile is named by index",
+        "an issuer condition with an unknown variable is named",
+        "an issuer condition over claims and request compiles",
     ],
 )
 def test_account_checks(

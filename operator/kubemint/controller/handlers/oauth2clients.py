@@ -38,6 +38,7 @@ from kubemint.reconcile.oauth2clients import (
     verification_secret_name,
 )
 from kubemint.reconcile.rotating_secret import generations_from_record, plan_secret
+from kubemint.reconcile.signingkeys import key_use
 
 PLURAL = "oauth2clients"
 RECORD_FIELD = "client.json"
@@ -153,8 +154,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def signing_key_uses(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
         if meta["namespace"] != settings.namespace:
             return {}
-        spec = body.get("spec") or {}
-        return {meta["name"]: spec.get("use") or "sig"}
+        return {meta["name"]: key_use(body.get("spec") or {})}
 
     @reconciler(
         registry, PLURAL, id="oauth2_client", interval=settings.recheck_interval, when=pending
