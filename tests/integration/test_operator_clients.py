@@ -233,6 +233,7 @@ def test_a_client_id_already_taken_is_refused_for_the_newer_client(
     cluster = operator.cluster
     apply(cluster, _client("first", namespace, clientId=f"shared-{namespace}"))
     wait_ready(cluster, "OAuth2Client", namespace, "first")
+    time.sleep(1.1)  # creationTimestamps have seconds: same-second claims are contested
     apply(cluster, _client("second", namespace, clientId=f"shared-{namespace}"))
     obj = wait_ready(cluster, "OAuth2Client", namespace, "second", status="False")
     assert condition(obj)["reason"] == "ClientIdConflict"

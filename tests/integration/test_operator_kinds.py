@@ -177,6 +177,7 @@ def test_a_derived_client_id_conflict_names_metadata_name_and_not_the_holder(
         ),
     )
     wait_ready(cluster, "OAuth2Client", namespace, "holder")
+    time.sleep(1.1)  # creationTimestamps have seconds: same-second claims are contested
     apply(cluster, custom("OAuth2Client", "derived", namespace, audiences=["https://api.test"]))
     obj = wait_ready(cluster, "OAuth2Client", namespace, "derived", status="False")
     message = condition(obj)["message"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,23 @@ class ClientContext:
     signing_keys: Mapping[str, str]  # SigningKey name → use ("sig" | "enc"), server namespace
     server_namespace: str
     jwks_secret_text: str | None = None  # the referenced Secret key's content, None if absent
-    client_id_holder: ObjectRef | None = None  # an older client with the same client id
+    client_id_holder: ObjectRef | None = None  # the oldest client claiming the client id
+    client_id_contested: bool = False  # several claimed it first, in the same second
+
+
+def client_id_holder(claims: Iterable[tuple[str, str, str]]) -> tuple[ObjectRef | None, bool]:
+    """Who holds a client id, given every (creationTimestamp, namespace, name) claiming it:
+    (the oldest claimant, False), or (None, True) when several claimed it in the same second
+    (timestamps have second resolution). No tie-break by name: a newcomer could pick a name
+    that sorts first and take over an id someone else was given in that second."""
+    claims = list(claims)
+    if not claims:
+        return None, False
+    oldest = min(created for created, _, _ in claims)
+    first = [(namespace, name) for created, namespace, name in claims if created == oldest]
+    if len(first) > 1:
+        return None, True
+    return ObjectRef("OAuth2Client", *first[0]), False
 
 
 def effective_client_id(namespace: str, name: str, spec: Mapping[str, Any]) -> str:
@@ -168,6 +184,14 @@ def _client_id_unique(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
     """The message never names the holder: it may live in a namespace this tenant cannot see.
     It names the field the id comes from: spec.clientId, or metadata.name for the derived
     `<namespace>.<name>` (which another client may have set explicitly)."""
+    field = "spec.clientId" if spec.explicit_client_id else "metadata.name"
+    if ctx.client_id_contested:
+        return Outcome(
+            False,
+            "ClientIdConflict",
+            f"{field}: the client id {spec.client_id!r} was claimed by several OAuth2Clients "
+            "created in the same second; nobody holds it until all but one are deleted",
+        )
     holder = ctx.client_id_holder
     if holder is None or (holder.namespace, holder.name) == (spec.namespace, spec.name):
         return None

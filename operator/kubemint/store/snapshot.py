@@ -39,7 +39,7 @@ from kubemint.crypto.keys import KeyMaterial
 from kubemint.crypto.opaque import OpaqueKey
 from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
 from kubemint.reconcile.accessrules import RuleClaim, audience_owner
-from kubemint.reconcile.oauth2clients import ClientSpec
+from kubemint.reconcile.oauth2clients import ClientSpec, client_id_holder
 from kubemint.reconcile.rotating_secret import Generation, generations_from_record
 from kubemint.reconcile.serviceaccounts import AccountSpec, IssuerSpec
 from kubemint.reconcile.signingkeys import KEYS_FIELD, SigningKeySpec, StoredKey
@@ -228,7 +228,7 @@ def _records(secrets: Iterable[Body]) -> dict[str, dict[tuple[str, str], dict[st
 def _clients(
     bodies: Iterable[Body], records: Mapping[tuple[str, str], dict[str, str]]
 ) -> dict[str, ClientView]:
-    views: dict[str, tuple[str, ClientView]] = {}
+    claims: dict[str, list[tuple[str, ClientView]]] = {}
     for body in bodies:
         try:
             spec = ClientSpec.from_body(body)
@@ -255,11 +255,16 @@ def _clients(
             log.warning("skipping OAuth2Client %s: %s", _name(body), type(exc).__name__)
             continue
         created = body["metadata"].get("creationTimestamp", "")
-        held = views.get(view.client_id)
-        # The oldest claimant keeps a client id (as the operator decides).
-        if held is None or (created, str(view.ref)) < (held[0], str(held[1].ref)):
-            views[view.client_id] = (created, view)
-    return {client_id: view for client_id, (_, view) in views.items()}
+        claims.setdefault(view.client_id, []).append((created, view))
+    # The oldest claimant keeps a client id; same-second claimants are contested and nobody
+    # authenticates as it (as the operator decides, with the same function).
+    held: dict[str, ClientView] = {}
+    for client_id, candidates in claims.items():
+        by_ref = {(v.ref.namespace, v.ref.name): v for _, v in candidates}
+        holder, _ = client_id_holder((c, v.ref.namespace, v.ref.name) for c, v in candidates)
+        if holder is not None:
+            held[client_id] = by_ref[(holder.namespace, holder.name)]
+    return held
 
 
 def _accounts(

@@ -20,6 +20,7 @@ from kubemint.reconcile.oauth2clients import (
     ClientContext,
     ClientSpec,
     check_client,
+    client_id_holder,
     verification_secret_name,
 )
 from kubemint.reconcile.serviceaccounts import AccountContext, AccountSpec, check_account
@@ -119,6 +120,37 @@ def test_the_holder_of_a_client_id_is_not_in_conflict_with_itself() -> None:
     holder = ObjectRef("OAuth2Client", "tasks", "svc")
     context = ClientContext({"default": "sig"}, "kubemint-system", client_id_holder=holder)
     assert check_client(_client(), context).ready
+
+
+S0, S1 = "2026-11-22T10:00:00Z", "2026-11-22T10:00:01Z"  # creationTimestamps
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ([], (None, False)),
+        ([(S0, "tasks", "svc")], (ObjectRef("OAuth2Client", "tasks", "svc"), False)),
+        (
+            [(S1, "aaa", "intruder"), (S0, "tasks", "svc")],
+            (ObjectRef("OAuth2Client", "tasks", "svc"), False),
+        ),
+        # Same second: no tie-break by a name the newcomer could choose ("aaa" sorts first).
+        ([(S0, "aaa", "intruder"), (S0, "tasks", "svc")], (None, True)),
+        ([(S0, "tasks", "derived"), (S0, "tasks", "holder"), (S1, "x", "y")], (None, True)),
+    ],
+)
+def test_client_id_holder(
+    claims: list[tuple[str, str, str]], expected: tuple[ObjectRef | None, bool]
+) -> None:
+    assert client_id_holder(claims) == expected
+
+
+def test_a_contested_client_id_is_refused_to_every_claimant() -> None:
+    context = ClientContext({"default": "sig"}, "kubemint-system", client_id_contested=True)
+    outcome = check_client(_client(clientId="shared"), context)
+    assert outcome.reason == "ClientIdConflict"
+    assert outcome.message.startswith("spec.clientId: the client id 'shared' was claimed by ")
+    assert "same second" in outcome.message
 
 
 def test_the_default_client_id_is_namespace_dot_name() -> None:

@@ -32,6 +32,7 @@ from kubemint.reconcile.oauth2clients import (
     ClientContext,
     ClientSpec,
     check_client,
+    client_id_holder,
     client_jwks,
     credentials_data,
     verification_record,
@@ -53,7 +54,8 @@ async def reconcile(
     runtime: Runtime,
     body: kopf.Body | dict[str, Any],
     signing_keys: dict[str, str],
-    client_id_holder: ObjectRef | None,
+    holder: ObjectRef | None,
+    contested: bool = False,
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
     spec = ClientSpec.from_body(body)
@@ -61,7 +63,7 @@ async def reconcile(
     if spec.jwks_secret_ref is not None:
         secret_name, key = spec.jwks_secret_ref
         jwks_text = (decoded(await kube.read_secret(spec.namespace, secret_name)) or {}).get(key)
-    context = ClientContext(signing_keys, settings.namespace, jwks_text, client_id_holder)
+    context = ClientContext(signing_keys, settings.namespace, jwks_text, holder, contested)
     outcome = check_client(spec, context)
     record_name = verification_name(spec.namespace, spec.name)
 
@@ -124,15 +126,6 @@ async def reconcile(
     )
 
 
-def holder_of(client_id: str, index: kopf.Index[str, Any]) -> ObjectRef | None:
-    """The oldest client claiming `client_id` (it keeps it; later claimants conflict)."""
-    claims = sorted(index.get(client_id, []))
-    if not claims:
-        return None
-    _, namespace, name = claims[0]
-    return ObjectRef(KIND_CLIENT, namespace, name)
-
-
 def pending(*, status: kopf.Status, **_: Any) -> bool:
     """Re-check while not Ready or while a rotation or an overlap is scheduled."""
     return needs_recheck(status, *PENDING)
@@ -161,8 +154,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     )
     async def oauth2_client(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         keys = {name: next(iter(uses)) for name, uses in kwargs["signing_key_uses"].items()}
-        holder = holder_of(ClientSpec.from_body(body).client_id, kwargs["client_ids"])
-        status = await reconcile(runtime, body, keys, holder)
+        claims = kwargs["client_ids"].get(ClientSpec.from_body(body).client_id, [])
+        status = await reconcile(runtime, body, keys, *client_id_holder(claims))
         patch.status.update(changed(body, status))
 
     @kopf.on.delete(
