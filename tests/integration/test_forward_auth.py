@@ -11,13 +11,8 @@ import httpx
 import pytest
 
 from tests.integration.conftest import RunningOperator, RunningServer
-from tests.integration.kube_helpers import apply, custom, secret_data, wait_for, wait_ready
-
-HOST = "calendar.example.com"
-HTTP_RULES = [
-    {"hosts": [HOST], "paths": ["/api/events"], "methods": ["GET"], "scopes": ["event.view"]},
-    {"hosts": [HOST], "paths": ["/api/events"], "methods": ["POST"], "scopes": ["event.create"]},
-]
+from tests.integration.forward_auth_setup import HOST, HTTP_RULES, calendar_client
+from tests.integration.kube_helpers import apply, custom, wait_for
 
 
 @dataclass
@@ -72,41 +67,9 @@ def _bearer(token: str) -> dict[str, str]:
 def calendar(
     operator: RunningOperator, token_server: RunningServer, namespace: str
 ) -> Iterator[Calendar]:
-    audience = f"https://{namespace}.calendar.test"
-    apply(
-        operator.cluster,
-        custom(
-            "OAuth2Client",
-            "web",
-            namespace,
-            audiences=[audience],
-            scopes=["event.view", "event.create"],
-        ),
-        custom(
-            "AccessRule",
-            "calendar",
-            namespace,
-            audience=audience,
-            scopes=["event.view"],
-            subjects=[{"kind": "OAuth2Client", "name": "web"}],
-            http=HTTP_RULES,
-        ),
-    )
-    wait_ready(operator.cluster, "OAuth2Client", namespace, "web")
-    wait_ready(operator.cluster, "AccessRule", namespace, "calendar")
-    credentials = secret_data(operator.cluster, namespace, "web-credentials") or {}
+    client = calendar_client(operator, token_server, namespace)
     with httpx.Client(base_url=token_server.issuer, timeout=10) as http:
-
-        def issue() -> str | None:
-            response = http.post(
-                "/oauth2/token",
-                data={"grant_type": "client_credentials", "scope": "event.view"},
-                auth=(credentials["client-id"], credentials["client-secret"]),
-            )
-            return response.json()["access_token"] if response.status_code == 200 else None
-
-        token = wait_for(issue, "a token for the calendar client", timeout=20)
-        yield Calendar(audience, namespace, token, credentials, http)
+        yield Calendar(client.audience, namespace, client.token, client.credentials, http)
 
 
 def test_every_proxy_convention_allows_with_identity_headers(calendar: Calendar) -> None:

@@ -34,14 +34,10 @@ import pytest
 from kubemint.devcluster.controlplane import free_port
 from kubemint.devcluster.processes import ManagedProcess
 from tests.integration.conftest import RunningOperator, RunningServer
-from tests.integration.kube_helpers import apply, custom, secret_data, wait_for, wait_ready
+from tests.integration.forward_auth_setup import HOST, calendar_client
+from tests.integration.kube_helpers import wait_for
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "examples/forward-auth/nginx/nginx.conf.template"
-HOST = "calendar.example.com"
-HTTP_RULES = [
-    {"hosts": [HOST], "paths": ["/api/events"], "methods": ["GET"], "scopes": ["event.view"]},
-    {"hosts": [HOST], "paths": ["/api/events"], "methods": ["POST"], "scopes": ["event.create"]},
-]
 IDENTITY = ("X-Auth-Subject", "X-Auth-Client-Id", "X-Auth-Scope", "X-Auth-Audience")
 LATENCY_REQUESTS = 300
 
@@ -224,41 +220,8 @@ def gateway(
 ) -> Iterator[Gateway]:
     """OAuth2Client `web` (holding event.view) and an AccessRule with spec.http for this test's
     audience, and nginx, from the example template, protecting the upstream with them."""
-    audience = f"https://{namespace}.calendar.test"
-    apply(
-        operator.cluster,
-        custom(
-            "OAuth2Client",
-            "web",
-            namespace,
-            audiences=[audience],
-            scopes=["event.view", "event.create"],
-        ),
-        custom(
-            "AccessRule",
-            "calendar",
-            namespace,
-            audience=audience,
-            scopes=["event.view"],
-            subjects=[{"kind": "OAuth2Client", "name": "web"}],
-            http=HTTP_RULES,
-        ),
-    )
-    wait_ready(operator.cluster, "OAuth2Client", namespace, "web")
-    wait_ready(operator.cluster, "AccessRule", namespace, "calendar")
-    credentials = secret_data(operator.cluster, namespace, "web-credentials") or {}
-    with httpx.Client(base_url=token_server.issuer, timeout=10, trust_env=False) as issuer:
-
-        def issue() -> str | None:
-            response = issuer.post(
-                "/oauth2/token",
-                data={"grant_type": "client_credentials", "scope": "event.view"},
-                auth=(credentials["client-id"], credentials["client-secret"]),
-            )
-            return response.json()["access_token"] if response.status_code == 200 else None
-
-        token = wait_for(issue, "a token for the calendar client", timeout=20)
-
+    client = calendar_client(operator, token_server, namespace)
+    audience, token = client.audience, client.token
     port = free_port()
     nginx = start_nginx(
         nginx_binary,
@@ -277,7 +240,7 @@ def gateway(
         with httpx.Client(base_url=nginx.url, timeout=10, trust_env=False) as http:
             gateway = Gateway(
                 audience,
-                credentials["client-id"],
+                client.credentials["client-id"],
                 token,
                 nginx,
                 upstream,
