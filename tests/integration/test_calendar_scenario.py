@@ -221,11 +221,11 @@ def _source(scenario: Scenario, audience: str, scope: str) -> TokenSource:
     )
 
 
-def test_the_task_service_schedules_a_task_through_both_apis(
-    scenario: Scenario, apis: tuple[Api, Api]
-) -> None:
-    calendar, files = apis
-    result = subprocess.run(
+def _run_task_service(
+    scenario: Scenario, calendar: Api, files: Api, files_audience: str
+) -> subprocess.CompletedProcess[str]:
+    """One `task_service.py --once` cycle against the two running APIs."""
+    return subprocess.run(
         [sys.executable, str(APPS / "task_service.py"), "--once"],
         env={
             **os.environ,
@@ -233,12 +233,19 @@ def test_the_task_service_schedules_a_task_through_both_apis(
             "CALENDAR_URL": calendar.url,
             "CALENDAR_AUDIENCE": scenario.calendar_audience,
             "FILES_URL": files.url,
-            "FILES_AUDIENCE": scenario.files_audience,
+            "FILES_AUDIENCE": files_audience,
         },
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_the_task_service_schedules_a_task_through_both_apis(
+    scenario: Scenario, apis: tuple[Api, Api]
+) -> None:
+    calendar, files = apis
+    result = _run_task_service(scenario, calendar, files, scenario.files_audience)
     output = result.stdout + result.stderr
     assert result.returncode == 0, (
         f"{output}\n--- calendar-api:\n{calendar.output()}\n--- files-api:\n{files.output()}"
@@ -303,20 +310,7 @@ def test_the_task_service_exits_1_and_says_why_when_a_call_fails(
     scenario: Scenario, apis: tuple[Api, Api]
 ) -> None:
     calendar, files = apis
-    result = subprocess.run(
-        [sys.executable, str(APPS / "task_service.py"), "--once"],
-        env={
-            **os.environ,
-            "KUBEMINT_CREDENTIALS": str(scenario.credentials),
-            "CALENDAR_URL": calendar.url,
-            "CALENDAR_AUDIENCE": scenario.calendar_audience,
-            "FILES_URL": files.url,
-            "FILES_AUDIENCE": "https://not-a-client-audience.test",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_task_service(scenario, calendar, files, "https://not-a-client-audience.test")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "no token from kubemint: invalid_target" in output, output

@@ -46,20 +46,20 @@ def private_key_assertion(
     """private_key_jwt: signed with the client's key, given as PEM or as a private JWK (whose
     `kid` and `alg`, when present, go into the header)."""
     header: dict[str, Any] = {"typ": "JWT"}
+    document: dict[str, Any] = {}
     try:
         if private_key.lstrip().startswith("{"):
             document = json.loads(private_key)
             key = JWKRegistry.import_key(document)
-            if document.get("kid"):
-                header["kid"] = document["kid"]
-            algorithm = document.get("alg") or _algorithm(key)
         else:
             key = jose_key(private_key)
-            algorithm = _algorithm(key)
     except (ValueError, TypeError, KeyError) as exc:  # never echo the key material
         raise ValueError(f"the private key cannot be read ({type(exc).__name__})") from None
     if not key.is_private:
         raise ValueError("the key file holds a public key; private_key_jwt needs the private")
+    if document.get("kid"):
+        header["kid"] = document["kid"]
+    algorithm = document.get("alg") or _algorithm(key)  # a clear error for unsupported keys
     header["alg"] = algorithm
     claims = _claims(client_id, token_url, time.time() if now is None else now)
     return sign_with_header(header, claims, key)
