@@ -18,6 +18,7 @@ from kubemint.devcluster.components import (
 )
 from kubemint.devcluster.controlplane import free_port
 from kubemint.devcluster.processes import ManagedProcess
+from tests.integration.tenants import tenants  # noqa: F401 — the fixture, for every test here
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

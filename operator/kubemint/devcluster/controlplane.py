@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from kubemint.devcluster.binaries import Binaries
-from kubemint.devcluster.pki import ControlPlanePKI, create_pki
+from kubemint.devcluster.pki import CertPair, ControlPlanePKI, create_pki
 from kubemint.devcluster.processes import ManagedProcess
 
 SERVICE_CIDR = "10.0.0.0/24"
@@ -337,8 +337,21 @@ class ControlPlane:
             context.load_cert_chain(str(self.pki.admin.cert), str(self.pki.admin.key))
         return context
 
-    def _write_kubeconfig(self) -> None:
+    def user_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
+        """A kubeconfig authenticating as `user` (a client certificate from the cluster CA).
+
+        The user has no rights until RBAC grants some: tests act as tenants with it."""
+        assert self.pki is not None, "control plane not started"
+        pair = self.pki.authority.issue_client(f"user-{user}", user, groups)
+        path = self.workdir / f"kubeconfig-{user}"
+        self._write_kubeconfig(path, user, pair)
+        return path
+
+    def _write_kubeconfig(
+        self, path: Path | None = None, user: str = "kubemint-admin", pair: CertPair | None = None
+    ) -> None:
         assert self.pki is not None
+        pair = pair or self.pki.admin
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -353,23 +366,24 @@ class ControlPlane:
             ],
             "users": [
                 {
-                    "name": "kubemint-admin",
+                    "name": user,
                     "user": {
-                        "client-certificate-data": _b64(self.pki.admin.cert),
-                        "client-key-data": _b64(self.pki.admin.key),
+                        "client-certificate-data": _b64(pair.cert),
+                        "client-key-data": _b64(pair.key),
                     },
                 }
             ],
             "contexts": [
                 {
                     "name": "kubemint-dev",
-                    "context": {"cluster": "kubemint-dev", "user": "kubemint-admin"},
+                    "context": {"cluster": "kubemint-dev", "user": user},
                 }
             ],
             "current-context": "kubemint-dev",
         }
-        self.kubeconfig.touch(mode=0o600)
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        path = path or self.kubeconfig
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def _served_resources(paths: Sequence[Path]) -> dict[str, set[str]]:

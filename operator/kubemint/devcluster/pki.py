@@ -37,6 +37,7 @@ class ControlPlanePKI:
     admin: CertPair
     sa_private_key: Path
     sa_public_key: Path
+    authority: CertificateAuthority  # issues further users' client certificates (tenants)
 
 
 class CertificateAuthority:
@@ -113,6 +114,7 @@ def create_pki(directory: Path) -> ControlPlanePKI:
         admin=ca.issue_client("admin", "kubemint-admin", ["system:masters"]),
         sa_private_key=sa_private,
         sa_public_key=sa_public,
+        authority=ca,
     )
 
 
