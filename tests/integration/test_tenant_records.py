@@ -129,6 +129,63 @@ def test_a_namesake_namespace_cannot_take_a_clients_identity(
         assert condition(obj)["status"] == "True", condition(obj)
 
 
+def test_a_namesake_namespace_cannot_take_a_service_accounts_identity(
+    operator: RunningOperator,
+    token_server: RunningServer,
+    tenants: TenantFactory,
+    http: httpx.Client,
+) -> None:
+    """The app-password variant: accounts `p/a-x` and `p-a/x` shared `account-p-a-x`, so the
+    attacker's own app password gave tokens with `sub: kubemint:serviceaccount:p:a-x`."""
+    cluster, prefix = operator.cluster, _prefix()
+    victim, attacker = tenants(prefix), tenants(f"{prefix}-a")
+    audience = f"https://{prefix}.test"
+    for tenant, account in ((victim, "a-x"), (attacker, "x")):
+        tenant.apply(
+            _client("gw", tenant.namespace, audience, authMethod="none", grantTypes=["password"]),
+            custom(
+                "ServiceAccount",
+                account,
+                tenant.namespace,
+                clients=["gw"],
+                appPasswords={"secretName": f"{account}-password"},
+            ),
+        )
+        wait_ready(cluster, "ServiceAccount", tenant.namespace, account)
+    victim.apply(
+        custom(
+            "AccessRule",
+            "grant",
+            prefix,
+            audience=audience,
+            subjects=[{"kind": "ServiceAccount", "namespace": prefix, "name": "a-x"}],
+            scopes=["read"],
+        )
+    )
+    passwords = {
+        ns: wait_for(lambda ns=ns, n=n: secret_data(cluster, ns, f"{n}-password"), "a password")[
+            "password"
+        ]
+        for ns, n in ((prefix, "a-x"), (f"{prefix}-a", "x"))
+    }
+
+    def ask(password: str) -> httpx.Response:
+        form = {
+            "grant_type": "password",
+            "client_id": f"{prefix}.gw",
+            "username": "a-x",
+            "password": password,
+            "audience": audience,
+            "scope": "read",
+        }
+        return http.post(token_server.token_url, data=form)
+
+    wait_for(lambda: ask(passwords[prefix]).status_code == 200, "the victim's token")
+    stolen = ask(passwords[f"{prefix}-a"])
+    assert stolen.status_code == 401, stolen.text
+    assert ask(passwords[prefix]).status_code == 200
+
+
 def test_clients_sharing_a_63_character_prefix_keep_their_own_secrets(
     operator: RunningOperator,
     token_server: RunningServer,
