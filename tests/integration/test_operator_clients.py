@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 
+from kubemint.api.records import legacy_record_name
 from kubemint.devcluster import ControlPlane
 from tests.integration.conftest import RunningOperator
 from tests.integration.kube_helpers import (
@@ -319,3 +320,33 @@ def test_reconciling_again_changes_nothing(operator: RunningOperator, namespace:
     time.sleep(3)  # several re-check intervals
     after = versions()
     assert after[:2] == before[:2], "the Secrets were rewritten without a change"
+
+
+def test_a_record_left_under_the_old_name_by_an_upgrade_is_removed(
+    cluster: ControlPlane, operator: RunningOperator, namespace: str
+) -> None:
+    """Records were named `client-<namespace>-<name>` before they were named after uids; the
+    operator removes its client's old one, and never a namesake's (another uid)."""
+    apply(cluster, _client("legacy", namespace))
+    obj = wait_ready(cluster, "OAuth2Client", namespace, "legacy")
+    uid = obj["metadata"]["uid"]
+    old = legacy_record_name("OAuth2Client", namespace, "legacy")
+    namesake = legacy_record_name("OAuth2Client", namespace, "other")
+    for name, owner_uid in ((old, uid), (namesake, "not-this-one")):
+        document = json.dumps({"uid": owner_uid, "secrets": []})
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            name,
+            "-n",
+            operator.namespace,
+            f"--from-literal=client.json={document}",
+        )
+    # The new record goes missing (as right after an upgrade): the operator writes it again
+    # and, finding none under its new name, removes the old one.
+    current = record_name_of(cluster, "OAuth2Client", namespace, "legacy")
+    cluster.kubectl("delete", "secret", current, "-n", operator.namespace)
+    wait_for(lambda: secret(cluster, operator.namespace, current), "the record to come back")
+    wait_for(lambda: secret(cluster, operator.namespace, old) is None, "the old record to go")
+    assert secret(cluster, operator.namespace, namesake) is not None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime
 import enum
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -233,6 +234,25 @@ def decode(secret: Body) -> Record:
     if meta.get("name") != record_name(kind, owner.uid):
         raise RecordError(f"Secret {meta.get('name')} is not named after its owner's uid")
     return record
+
+
+def legacy_record_name(kind: str, namespace: str, name: str) -> str:
+    """Where kubemint ≤ 0.x kept a record (`client-<namespace>-<name>`: not injective, which
+    is why records are now named after uids). Only for removing them after an upgrade."""
+    full = f"{_KINDS[kind][0].removeprefix('kubemint-')}{namespace}-{name}"
+    if len(full) <= 253:
+        return full
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:16]
+    return f"{full[:230].rstrip('.-')}-{digest}"
+
+
+def is_legacy_record_of(secret: Body, owner: Owner) -> bool:
+    """A pre-upgrade record written for exactly this object (its JSON carries the uid)."""
+    try:
+        document = json.loads(secret_text(secret).get(_KINDS[owner.kind][2]) or "")
+        return bool(document.get("uid") == owner.uid)
+    except (ValueError, AttributeError):
+        return False
 
 
 def decode_or_none(secret: Body | None) -> Record | None:

@@ -17,7 +17,14 @@ from kubemint.api.meta import (
     format_time,
     ready_condition,
 )
-from kubemint.api.records import Owner, Ownership, ownership, record_name
+from kubemint.api.records import (
+    Owner,
+    Ownership,
+    is_legacy_record_of,
+    legacy_record_name,
+    ownership,
+    record_name,
+)
 from kubemint.config import OperatorSettings
 from kubemint.controller.kube import UNREAD, Body, Kube, Unread
 
@@ -46,6 +53,16 @@ async def delete_record(
     if live is not None and ownership(live, owner, record=True) is Ownership.OURS:
         meta = live["metadata"]
         await runtime.kube.delete_secret(meta["namespace"], meta["name"], uid=meta["uid"])
+
+
+async def remove_legacy_record(runtime: Runtime, owner: Owner) -> None:
+    """After an upgrade: the record under the old, collision-prone name goes, if it is this
+    object's (its uid says so); a namesake's is left alone."""
+    namespace = runtime.settings.namespace
+    name = legacy_record_name(owner.kind, owner.namespace, owner.name)
+    live = await runtime.kube.read_secret(namespace, name)
+    if live is not None and is_legacy_record_of(live, owner):
+        await runtime.kube.delete_secret(namespace, name, uid=live["metadata"]["uid"])
 
 
 def post_events(body: Mapping[str, Any], events: Iterable[tuple[str, str]]) -> None:

@@ -31,6 +31,7 @@ from kubemint.controller.runtime import (
     now,
     post_events,
     reconciler,
+    remove_legacy_record,
     status_update,
 )
 from kubemint.reconcile.oauth2clients import (
@@ -69,6 +70,8 @@ async def reconcile(
 
     async with runtime.lock(KIND_CLIENT, spec.namespace, spec.name):
         live_record = await kube.read_secret(settings.namespace, name)
+        if live_record is None:
+            await remove_legacy_record(runtime, owner)
         if outcome.reason == "ClientIdConflict":
             # The client id belongs to another client: nothing may authenticate as it here.
             await delete_record(runtime, owner, live_record)

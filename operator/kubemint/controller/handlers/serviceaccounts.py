@@ -30,6 +30,7 @@ from kubemint.controller.runtime import (
     now,
     post_events,
     reconciler,
+    remove_legacy_record,
     status_update,
 )
 from kubemint.reconcile.ownership import record_conflict, secret_conflict
@@ -69,6 +70,8 @@ async def reconcile(
 
     async with runtime.lock(KIND_ACCOUNT, spec.namespace, spec.name):
         live_record = await kube.read_secret(settings.namespace, name)
+        if live_record is None:
+            await remove_legacy_record(runtime, owner)
         app = spec.app_passwords
         live = await kube.read_secret(spec.namespace, app.secret_name) if app else None
         conflict = record_conflict(live_record, owner, settings.namespace, name)
