@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from kubemint.api.meta import GROUP, KIND_ACCOUNT, ROLE_APP_PASSWORD, VERSION
+from kubemint.api.oauth2client import DEFAULT_GRANT_TYPES
 from kubemint.api.records import (
     AccountRecord,
     Owner,
@@ -140,7 +141,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_grants", registry=registry)
     def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
-        grants = tuple((body.get("spec") or {}).get("grantTypes") or ["client_credentials"])
+        grants = tuple((body.get("spec") or {}).get("grantTypes") or DEFAULT_GRANT_TYPES)
         return {meta["namespace"]: (meta["name"], grants)}
 
     @reconciler(
