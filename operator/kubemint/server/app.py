@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +35,7 @@ from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService,
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.server.sources import source_address
-from kubemint.store.revocations import RevocationStore
+from kubemint.store.revocations import RevocationStore, RevocationUnavailable
 from kubemint.store.view import View
 
 audit_log = logging.getLogger("kubemint.audit")
@@ -164,7 +162,7 @@ def create_app(
                 raise TemporarilyUnavailable("revocation is not available")
             try:
                 await run_in_threadpool(revocations.revoke, target.jti, target.expires)
-            except (ApiException, OSError, urllib3.exceptions.HTTPError):
+            except RevocationUnavailable:
                 raise TemporarilyUnavailable("revocation store unavailable; retry") from None
             audit_log.info("revoke %s", json.dumps({"client_id": client_id, "jti": target.jti}))
             return Response(status_code=200)
