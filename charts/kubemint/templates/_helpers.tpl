@@ -122,3 +122,16 @@ volumes:
     emptyDir:
       sizeLimit: 64Mi
 {{- end }}
+
+{{/*
+The paths the Ingress and the HTTPRoute publish: the OAuth endpoints and JWKS (/oauth2/…), the
+RFC 8414 / OIDC discovery documents, and forward-auth (/authz/…). Never /metrics, /healthz or
+/readyz: those are for the in-cluster scraper and the kubelet's probes, and /metrics is not
+for outsiders. `type` is the Ingress pathType; Prefix matches whole path segments.
+*/}}
+{{- define "kubemint.tokenServer.publicPaths" -}}
+- {path: /oauth2, type: Prefix}
+- {path: /.well-known/oauth-authorization-server, type: Exact}
+- {path: /.well-known/openid-configuration, type: Exact}
+- {path: /authz, type: Prefix}
+{{- end }}

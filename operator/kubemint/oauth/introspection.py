@@ -2,15 +2,18 @@
 
 Any of kubemint's token formats is read back: a signed JWT (verified against the server's
 own keys), a JWE-wrapped one (decrypted with the encryption key, then verified) and an
-opaque token (decrypted; only the server can). Revoked `jti`s come from the snapshot.
+opaque token (decrypted; only the server can). Revoked `jti`s come from the snapshot; what
+to revoke, and whether the caller may, is decided here and only stored by the web layer.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, protected_header, verify_jwt
 from kubemint.crypto.opaque import opaque_kid
+from kubemint.oauth.errors import InvalidRequest, UnauthorizedClient
 from kubemint.store.snapshot import Snapshot
 
 INACTIVE: dict[str, Any] = {"active": False}
@@ -55,6 +58,30 @@ def introspect(token: str, snapshot: Snapshot, issuer: str, now: float) -> dict[
         return dict(INACTIVE)
     shown = {k: claims[k] for k in SHOWN if k in claims}
     return {"active": True, "token_type": "Bearer", **shown}
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What to record: the token's `jti` until its `exp` (then it is dead anyway)."""
+
+    jti: str
+    expires: int
+
+
+def revocation(
+    token: str | None, client_id: str, snapshot: Snapshot, issuer: str, now: float
+) -> Revocation | None:
+    """RFC 7009 §2.1 for an authenticated client: a client revokes only its own tokens
+    (UnauthorizedClient otherwise); an invalid or expired token needs nothing (None, §2.2)."""
+    if not token:
+        raise InvalidRequest("token is required")
+    try:
+        claims = read_token(token, snapshot, issuer, now)
+    except InvalidJWT:
+        return None
+    if claims.get("client_id") != client_id:
+        raise UnauthorizedClient("the token was issued to another client")
+    return Revocation(str(claims["jti"]), int(claims["exp"]))
 
 
 def _jwe_kid(token: str) -> str | None:

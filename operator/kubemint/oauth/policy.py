@@ -7,7 +7,7 @@ error, never silently dropped; no scope requested means everything allowed (auth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,5 +81,17 @@ def decide(
         return Grant(audience, tuple(sorted(allowed)))
     beyond = scopes - allowed
     if beyond:
-        raise InvalidScope(f"scope not allowed: {' '.join(sorted(beyond))}")
+        raise InvalidScope(
+            f"scope not allowed: {' '.join(sorted(beyond))}",
+            reason=_beyond_reason(beyond, caller.client.scopes | granted),
+        )
     return Grant(audience, tuple(sorted(scopes)))
+
+
+def _beyond_reason(beyond: Set[str], known: Set[str]) -> str:
+    """The audit log's reason: names only scopes some client or rule defines (the caller
+    could have put anything, a token even, into `scope`)."""
+    named = sorted(beyond & known)
+    unknown = len(beyond) - len(named)
+    parts = named + ([f"{unknown} unknown"] if unknown else [])
+    return "scope not allowed: " + ", ".join(parts)

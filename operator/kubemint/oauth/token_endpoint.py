@@ -1,8 +1,11 @@
 """POST /oauth2/token as a function: authenticate, check the grant, decide scopes, sign.
 
 Grant types are dispatched by name; `password` is client_credentials with a ServiceAccount's
-app password (authentik). The result carries an audit record (who, what, outcome; never a
-secret or token) for the web layer to log.
+app password (authentik). Client authentication runs under the failed-attempt limits of
+`oauth.ratelimit`. The result carries an audit record (who, what, outcome; never a secret or
+token) for the web layer to log: its values are the server's own vocabulary or names of
+objects that exist, never what an unauthenticated caller typed (`audited_grant_type`,
+`audited_client_id`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from kubemint.oauth.errors import (
 )
 from kubemint.oauth.federation import KeyLookup, federated_account, request_context
 from kubemint.oauth.policy import choose_audience, decide, requested_scopes
+from kubemint.oauth.ratelimit import AuthLimits
 from kubemint.oauth.tokens import access_token_claims, token_response
 from kubemint.store.snapshot import KeyRing, Snapshot
 
@@ -41,6 +45,8 @@ PASSWORD = "password"  # noqa: S105 — a grant type name
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 SUPPORTED_GRANTS = (CLIENT_CREDENTIALS, PASSWORD, JWT_BEARER, TOKEN_EXCHANGE)
+UNSUPPORTED = "unsupported"  # the audit's grant type or client id for values it does not know
+UNKNOWN = "unknown"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 # RFC 8693 §3: subject tokens kubemint can verify (JWTs from federated issuers).
 SUBJECT_TOKEN_TYPES = frozenset(
@@ -54,7 +60,8 @@ SUBJECT_TOKEN_TYPES = frozenset(
 
 @dataclass
 class Audit:
-    """One line of the audit log: never a secret or a token."""
+    """One line of the audit log: never a secret or a token, nor anything else an outsider
+    chose (a caller could paste a token into any field)."""
 
     grant_type: str = ""
     client_id: str = ""
@@ -80,28 +87,31 @@ class TokenService:
     replay: ReplayCache = field(default_factory=ReplayCache)
     keys: KeyLookup = field(default_factory=lambda: NO_KEYS)
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    limits: AuthLimits = field(default_factory=AuthLimits)
 
     def authenticate(self, request: TokenRequest) -> Caller:
         """Client authentication alone (introspection and revocation callers)."""
         ctx = AuthContext(
             self.snapshot(), self.issuer, self.token_endpoint, self.replay, self.clock(), self.keys
         )
-        return authenticate(request, ctx)
+        return self.limits.guard(request, lambda: authenticate(request, ctx))
 
     def issue(self, request: TokenRequest, audit: Audit) -> dict[str, Any]:
         grant_type = request.form.get("grant_type", "")
-        audit.grant_type, audit.source = grant_type, request.source
+        audit.grant_type, audit.source = audited_grant_type(grant_type), request.source
         if not grant_type:
             raise InvalidRequest("grant_type is required")
         if grant_type not in SUPPORTED_GRANTS:
             raise UnsupportedGrantType("this grant type is not supported")
         snapshot, now = self.snapshot(), self.clock()
-        audit.client_id = claimed_client_id(request)
+        audit.client_id = audited_client_id(claimed_client_id(request), snapshot)
         ctx = AuthContext(snapshot, self.issuer, self.token_endpoint, self.replay, now, self.keys)
         if grant_type in (JWT_BEARER, TOKEN_EXCHANGE):
-            caller = self._assertion_grant(grant_type, request, ctx)
+            caller = self.limits.guard(
+                request, lambda: self._assertion_grant(grant_type, request, ctx)
+            )
         else:
-            caller = authenticate(request, ctx)
+            caller = self.limits.guard(request, lambda: authenticate(request, ctx))
         audit.client_id, audit.subject, audit.method = (
             caller.client.client_id,
             caller.subject,
@@ -209,3 +219,19 @@ class TokenService:
 
 def audit_error(audit: Audit, error: OAuth2Error) -> None:
     audit.outcome, audit.error, audit.reason = "refused", error.error, error.reason
+
+
+def audited_grant_type(grant_type: str) -> str:
+    """A supported grant type as it is; anything else as `unsupported` (a pasted token must
+    not reach the log)."""
+    if not grant_type:
+        return ""
+    return grant_type if grant_type in SUPPORTED_GRANTS else UNSUPPORTED
+
+
+def audited_client_id(claimed: str, snapshot: Snapshot) -> str:
+    """A claimed client id if a client has it, else `unknown`: before authentication the id
+    is whatever the caller typed."""
+    if not claimed:
+        return ""
+    return claimed if claimed in snapshot.clients else UNKNOWN

@@ -8,7 +8,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -18,8 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kubemint.config import ServerSettings
-from kubemint.crypto.jwt import InvalidJWT
-from kubemint.oauth.client_auth import Caller, TokenRequest, claimed_client_id
+from kubemint.oauth.client_auth import Caller, TokenRequest
 from kubemint.oauth.errors import (
     InvalidClient,
     InvalidRequest,
@@ -27,12 +26,11 @@ from kubemint.oauth.errors import (
     ServerError,
     TemporarilyUnavailable,
     TooManyRequests,
-    UnauthorizedClient,
 )
 from kubemint.oauth.federation import KeyLookup
 from kubemint.oauth.introspection import introspect as introspect_token
-from kubemint.oauth.introspection import read_token
-from kubemint.oauth.ratelimit import FailureLimiter
+from kubemint.oauth.introspection import revocation
+from kubemint.oauth.ratelimit import AuthLimits
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
@@ -43,6 +41,30 @@ from kubemint.store.view import View
 audit_log = logging.getLogger("kubemint.audit")
 log = logging.getLogger("kubemint.server")
 FORM = "application/x-www-form-urlencoded"
+T = TypeVar("T")
+# Form parameters of the endpoints (RFC 6749, 7009, 7523, 7662, 8693, 8707), by name.
+PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "username",
+        "password",
+        "assertion",
+        "subject_token",
+        "subject_token_type",
+        "actor_token",
+        "actor_token_type",
+        "requested_token_type",
+        "audience",
+        "resource",
+        "token",
+        "token_type_hint",
+    }
+)
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
 
 
@@ -55,11 +77,14 @@ def create_app(
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Starlette:
     metrics = Metrics()
-    service = TokenService(settings.issuer, settings.token_endpoint, view.snapshot)
+    service = TokenService(
+        settings.issuer,
+        settings.token_endpoint,
+        view.snapshot,
+        limits=AuthLimits.of(settings.failures_per_client, settings.failures_per_source),
+    )
     if keys is not None:
         service.keys = keys
-    per_client = FailureLimiter(max_failures=settings.failures_per_client)
-    per_source = FailureLimiter(max_failures=settings.failures_per_source)
 
     def source_of(request: Request) -> str:
         peer = request.client.host if request.client else ""
@@ -73,20 +98,7 @@ def create_app(
         try:
             form = await _form(request, settings.max_body)
             tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
-            claimed = claimed_client_id(tr)
-            wait = max(
-                per_client.retry_after(claimed) or 0, per_source.retry_after(audit.source) or 0
-            )
-            if wait:
-                metrics.auth_failures.labels("rate_limited").inc()
-                raise TooManyRequests("too many failed attempts", retry_after=wait)
-            try:
-                body = service.issue(tr, audit)
-            except InvalidClient:
-                per_client.failed(*{claimed, audit.client_id} - {""})
-                per_source.failed(audit.source)
-                metrics.auth_failures.labels("invalid_client").inc()
-                raise
+            body = count_failures(lambda: service.issue(tr, audit))
             response = JSONResponse(
                 body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
             )
@@ -97,10 +109,8 @@ def create_app(
             log.exception("token request failed")
             audit.outcome, audit.error = "refused", "server_error"
             response = _error(ServerError())
-        known = audit.client_id in view.snapshot().clients
         metrics.tokens.labels(
             audit.grant_type if audit.grant_type in SUPPORTED_GRANTS else "other",
-            audit.client_id if known else "unknown",
             audit.outcome if audit.outcome == "issued" else audit.error or "refused",
         ).inc()
         metrics.latency.observe(time.perf_counter() - started)
@@ -108,24 +118,21 @@ def create_app(
             audit_log.info("token %s", json.dumps(audit.fields()))
         return response
 
-    async def caller_of(request: Request, form: dict[str, str]) -> Caller:
-        """Authenticate an introspection/revocation caller, rate-limited like the token path."""
-        source = source_of(request)
-        claimed = claimed_client_id(
-            TokenRequest(form, request.headers.get("authorization"), source)
-        )
-        wait = max(per_client.retry_after(claimed) or 0, per_source.retry_after(source) or 0)
-        if wait:
-            raise TooManyRequests("too many failed attempts", retry_after=wait)
+    def count_failures(attempt: Callable[[], T]) -> T:
+        """`attempt()`, counting failed and rate-limited authentications in the metrics."""
         try:
-            return service.authenticate(
-                TokenRequest(form, request.headers.get("authorization"), source)
-            )
+            return attempt()
+        except TooManyRequests:
+            metrics.auth_failures.labels("rate_limited").inc()
+            raise
         except InvalidClient:
-            per_client.failed(claimed)
-            per_source.failed(source)
             metrics.auth_failures.labels("invalid_client").inc()
             raise
+
+    async def caller_of(request: Request, form: dict[str, str]) -> Caller:
+        """Authenticate an introspection/revocation caller, under the token path's limits."""
+        tr = TokenRequest(form, request.headers.get("authorization"), source_of(request))
+        return count_failures(lambda: service.authenticate(tr))
 
     async def introspect(request: Request) -> Response:
         """RFC 7662, for authenticated clients only."""
@@ -145,25 +152,19 @@ def create_app(
         try:
             form = await _form(request, settings.max_body)
             caller = await caller_of(request, form)
-            token = form.get("token")
-            if not token:
-                raise InvalidRequest("token is required")
-            try:
-                claims = read_token(token, view.snapshot(), settings.issuer, time.time())
-            except InvalidJWT:
+            client_id = caller.client.client_id
+            target = revocation(
+                form.get("token"), client_id, view.snapshot(), settings.issuer, time.time()
+            )
+            if target is None:
                 return Response(status_code=200)  # §2.2: invalid or expired: nothing to do
-            if claims.get("client_id") != caller.client.client_id:
-                raise UnauthorizedClient("the token was issued to another client")
             if revocations is None:
                 raise TemporarilyUnavailable("revocation is not available")
             try:
-                await run_in_threadpool(revocations.revoke, str(claims["jti"]), int(claims["exp"]))
+                await run_in_threadpool(revocations.revoke, target.jti, target.expires)
             except RevocationUnavailable:
                 raise TemporarilyUnavailable("revocation store unavailable; retry") from None
-            audit_log.info(
-                "revoke %s",
-                json.dumps({"client_id": caller.client.client_id, "jti": claims["jti"]}),
-            )
+            audit_log.info("revoke %s", json.dumps({"client_id": client_id, "jti": target.jti}))
             return Response(status_code=200)
         except OAuth2Error as error:
             return _error(error)
@@ -297,7 +298,11 @@ async def _form(request: Request, limit: int) -> dict[str, str]:
     form: dict[str, str] = {}
     for key, value in pairs:
         if key in form:
-            raise InvalidRequest(f"parameter {key[:40]!r} repeated")
+            # The caller sees what it sent; the audit log only names parameters we know.
+            named = f"parameter {key!r} repeated" if key in PARAMETERS else ""
+            raise InvalidRequest(
+                f"parameter {key[:40]!r} repeated", reason=named or "a parameter is repeated"
+            )
         form[key] = value
     return form
 

@@ -72,8 +72,9 @@ def forward_auth_routes(issuer: str, view: View, metrics: Metrics) -> list[Route
                         "error_description": f"the auth URL must name the audience ({where})",
                     },
                 )
+            snapshot = view.snapshot()
             decision = authorize(
-                view.snapshot(),
+                snapshot,
                 issuer=issuer,
                 audience=audience,
                 authorization=request.headers.get("authorization"),
@@ -82,7 +83,8 @@ def forward_auth_routes(issuer: str, view: View, metrics: Metrics) -> list[Route
                 tokens=tokens,
             )
             metrics.forward_auth.labels(proxy, decision.reason).inc()
-            _audit(proxy, audience, original, decision)
+            known = audience if audience in snapshot.rules else "unknown"
+            _audit(proxy, known, original, decision)
             if decision.allowed:
                 return Response(status_code=200, headers=dict(decision.headers))
             return _json(decision.status, dict(decision.body), decision.headers)
@@ -107,11 +109,15 @@ def _json(
 
 
 def _audit(proxy: str, audience: str, original: OriginalRequest, decision: Decision) -> None:
+    """One audit line per decision. The audience is one an AccessRule names (else `unknown`:
+    /authz may be published, so anyone can send one), the ids come from a verified token, and
+    the request line (method, host, path; never the query, where RFC 6750 lets a token
+    travel) is capped like an access log's."""
     if audit_log.isEnabledFor(logging.INFO):
         fields = {
             "proxy": proxy,
             "audience": audience,
-            "request": str(original),
+            "request": str(original)[:200],
             "decision": decision.reason,
             "status": decision.status,
             "client_id": decision.claims.get("client_id"),

@@ -1,4 +1,11 @@
-"""Prometheus metrics: issued tokens by grant/client/outcome, latency, failures, staleness."""
+"""Prometheus metrics: token requests by grant and outcome, latency, failures, staleness.
+
+Every label value is from the server's own small vocabulary (grant types it supports, OAuth
+error codes, decision reasons), never from a request, and no label names a client: /metrics
+answers anyone who can reach the Service (every tenant's pods can), so a client id there
+would tell each tenant which namespaces and clients the others have, and a label per client
+grows with the cluster. Per-client activity is in the audit log.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.tokens = Counter(
             "kubemint_tokens_total",
-            "Token requests by grant type, client and outcome (issued or the OAuth error code).",
-            ["grant_type", "client_id", "outcome"],
+            "Token requests by grant type and outcome (issued or the OAuth error code).",
+            ["grant_type", "outcome"],
             registry=self.registry,
         )
         self.latency = Histogram(

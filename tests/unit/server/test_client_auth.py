@@ -34,8 +34,7 @@ def _generation(value: str) -> Generation:
     return Generation(secrets.digest(value), datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
+def _snapshot() -> Any:
     signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
     grants = ["client_credentials", "password"]
     common = {"audiences": [AUDIENCE], "scopes": ["read"], "grantTypes": grants}
@@ -74,10 +73,15 @@ def client() -> Iterator[TestClient]:
             account_record("tasks", "robot", passwords=[_generation(PASSWORD)]),
         ],
     )
+    return snapshot
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
     settings = ServerSettings(
         namespace="kubemint-system", issuer=ISSUER, failures_per_client=10_000
     )
-    with TestClient(create_app(settings, StaticView(snapshot))) as test_client:
+    with TestClient(create_app(settings, StaticView(_snapshot()))) as test_client:
         yield test_client
 
 
@@ -177,3 +181,156 @@ def test_behind_a_trusted_proxy_one_attacker_locks_out_only_itself() -> None:
 
         assert [attempt("203.0.113.7") for _ in range(4)] == [401, 401, 401, 429]
         assert attempt("198.51.100.1") == 401  # another client behind the same ingress
+
+
+@pytest.fixture
+def default_limits() -> Iterator[TestClient]:
+    """The app with the default failure limits (10 per client id, 100 per source)."""
+    settings = ServerSettings(namespace="kubemint-system", issuer=ISSUER)
+    app = create_app(settings, StaticView(_snapshot()), revocations=None)
+    with TestClient(app, client=("192.0.2.1", 40000)) as test_client:
+        yield test_client
+
+
+def _from(client: TestClient, source: str) -> TestClient:
+    """The same app, seen from another peer address."""
+    return TestClient(client.app, client=(source, 40000))
+
+
+STRANGER_ATTEMPTS: list[tuple[str, tuple[str, str] | None, dict[str, str]]] = [
+    ("/oauth2/token", None, {"grant_type": "client_credentials", "client_id": "tasks.app"}),
+    ("/oauth2/token", ("tasks.app", "guess"), {"grant_type": "client_credentials"}),
+    ("/oauth2/introspect", ("tasks.app", "guess"), {"token": "x"}),
+    ("/oauth2/revoke", None, {"token": "x", "client_id": "tasks.app"}),
+]
+
+
+def test_failures_strangers_charge_to_a_client_id_never_refuse_its_correct_secret(
+    default_limits: TestClient,
+) -> None:
+    statuses = [
+        _from(default_limits, f"198.51.100.{i}").post(path, auth=auth, data=form).status_code
+        for i in range(30)
+        for path, auth, form in [STRANGER_ATTEMPTS[i % len(STRANGER_ATTEMPTS)]]
+    ]
+    assert statuses[:10] == [401] * 10
+    assert set(statuses[10:]) == {429}  # the strangers' own failures are told to slow down
+    token = _token(default_limits, ("tasks.app", SECRET))
+    assert token.status_code == 200, token.text
+    introspected = default_limits.post(
+        "/oauth2/introspect",
+        data={"token": token.json()["access_token"]},
+        auth=("tasks.app", SECRET),
+    )
+    assert introspected.json()["active"] is True
+    # A wrong secret is still refused: as 429 now, with the window's remaining time.
+    wrong = _token(default_limits, ("tasks.app", "wrong"))
+    assert wrong.status_code == 429
+    assert 0 < int(wrong.headers["retry-after"]) <= 61
+
+
+def test_an_unknown_client_id_is_throttled_exactly_like_a_known_one(
+    default_limits: TestClient,
+) -> None:
+    def statuses(client_id: str) -> list[int]:
+        return [_token(default_limits, (client_id, "guess")).status_code for _ in range(11)]
+
+    assert statuses("tasks.app") == statuses("tasks.nobody") == [401] * 10 + [429]
+
+
+def test_a_source_over_its_limit_is_refused_even_with_a_correct_secret(
+    default_limits: TestClient,
+) -> None:
+    attacker = _from(default_limits, "203.0.113.9")
+    for i in range(100):
+        assert _token(attacker, (f"tasks.guess{i}", "guess")).status_code == 401
+    assert _token(attacker, ("tasks.app", SECRET)).status_code == 429
+    assert _token(default_limits, ("tasks.app", SECRET)).status_code == 200
+
+
+def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [
+        json.loads(r.getMessage().removeprefix("token "))
+        for r in caplog.records
+        if r.name == "kubemint.audit" and r.getMessage().startswith("token ")
+    ]
+
+
+PASTED = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtc3ViamVjdC0xMjM0NTY3ODkwIn0." + "s" * 86
+
+
+@pytest.mark.parametrize(
+    ("form", "auth", "want"),
+    [
+        pytest.param(
+            {"grant_type": PASTED},
+            None,
+            {"grant_type": "unsupported", "error": "unsupported_grant_type"},
+            id="a token pasted as the grant type is logged as unsupported",
+        ),
+        pytest.param(
+            {"grant_type": "client_credentials", "client_id": PASTED},
+            None,
+            {"client_id": "unknown", "error": "invalid_client"},
+            id="a client id no client has is logged as unknown",
+        ),
+        pytest.param(
+            {"grant_type": "client_credentials"},
+            (PASTED, "guess"),
+            {"client_id": "unknown", "error": "invalid_client"},
+            id="a Basic user name no client has is logged as unknown",
+        ),
+        pytest.param(
+            {"grant_type": "client_credentials", "scope": f"read {PASTED}"},
+            ("tasks.app", SECRET),
+            {"client_id": "tasks.app", "reason": "scope not allowed: 1 unknown"},
+            id="requested scopes nothing defines are counted, not named",
+        ),
+        pytest.param(
+            {"grant_type": "client_credentials", "scope": "read write"},
+            ("tasks.nobody", "guess"),
+            {"client_id": "unknown", "reason": "unknown client"},
+            id="an unknown client's failure keeps its reason",
+        ),
+    ],
+)
+def test_the_audit_line_holds_only_known_names_never_what_the_caller_typed(
+    client: TestClient,
+    caplog: pytest.LogCaptureFixture,
+    form: dict[str, str],
+    auth: tuple[str, str] | None,
+    want: dict[str, str],
+) -> None:
+    with caplog.at_level(logging.INFO, logger="kubemint.audit"):
+        client.post("/oauth2/token", data=form, auth=auth)
+    (line,) = _audit_lines(caplog)
+    assert want.items() <= line.items(), line
+    assert PASTED[:40] not in caplog.text
+    assert PASTED.split(".")[1][:20] not in caplog.text
+
+
+def test_a_repeated_parameter_is_named_in_the_audit_log_only_if_it_is_a_known_one(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = f"grant_type=client_credentials&{PASTED}=1&{PASTED}=2&scope=a&scope=b"
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    with caplog.at_level(logging.INFO, logger="kubemint.audit"):
+        client.post("/oauth2/token", content=body, headers=headers)
+        client.post("/oauth2/token", content="scope=a&scope=b", headers=headers)
+    first, second = _audit_lines(caplog)
+    assert first["reason"] == "a parameter is repeated"
+    assert second["reason"] == "parameter 'scope' repeated"
+    assert PASTED[:20] not in caplog.text
+
+
+def test_metrics_name_no_client_not_even_one_that_got_a_token(client: TestClient) -> None:
+    assert _token(client, ("tasks.app", SECRET)).status_code == 200
+    _token(client, None, client_id="tasks.app")  # unauthenticated, claiming a real id
+    _token(client, None, client_id=PASTED)
+    _token(client, None, grant_type=PASTED)
+    metrics = client.get("/metrics").text
+    assert 'kubemint_tokens_total{grant_type="client_credentials",outcome="issued"}' in metrics
+    assert 'grant_type="other"' in metrics
+    assert "tasks.app" not in metrics
+    assert PASTED[:20] not in metrics
+    assert "client_id" not in metrics

@@ -3,6 +3,8 @@ headers get a 4xx, checked in-process over the ASGI app (seeded random inputs in
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from collections.abc import Iterator
 
@@ -91,3 +93,25 @@ def test_seeded_random_requests_never_get_a_5xx(client: TestClient) -> None:
         token = rng.choice(["", "Bearer", "Bearer ", "Basic abc", "Bearer a.b.c", "Bearer ....."])
         for status in _all_endpoints(client, path, host, method, token):
             assert status < 500, (path, host, method, token, status)
+
+
+def test_the_audit_line_logs_an_audience_no_rule_names_as_unknown_and_caps_the_request(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    pasted = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJwYXN0ZWQtaW50by1hdWRpZW5jZSJ9.c2lnbmF0dXJl"
+    with caplog.at_level(logging.INFO, logger="kubemint.audit"):
+        response = client.get(
+            "/authz/forward-auth",
+            params={"audience": pasted},
+            headers={
+                "X-Forwarded-Method": "GET",
+                "X-Forwarded-Host": "api.test",
+                "X-Forwarded-Uri": "/" + "a" * 5000 + "?access_token=" + pasted,
+            },
+        )
+    assert response.status_code == 401
+    (record,) = [r for r in caplog.records if r.name == "kubemint.audit"]
+    line = json.loads(record.getMessage().removeprefix("authz "))
+    assert line["audience"] == "unknown"
+    assert len(line["request"]) == 200
+    assert pasted not in caplog.text
