@@ -7,7 +7,7 @@ last known objects stay in place, so the token server keeps serving from what it
 `stale_for()` says for how long the view may have missed changes.
 
 For a resource with many objects of which few matter (every Kubernetes ServiceAccount in the
-cluster), an informer can ask for metadata only (`headers`), keep a reduced copy of each
+cluster), an informer can ask for metadata only (`metadata_only`), keep a reduced copy of each
 object (`transform`), list in pages (`page_size`), and tell its owner only about the changes
 that matter (`relevant`): memory and rebuilds then scale with what kubemint uses.
 """
@@ -27,6 +27,10 @@ from kubernetes.client.exceptions import ApiException
 log = logging.getLogger("kubemint.informer")
 Body = dict[str, Any]
 MAX_BACKOFF = 8.0  # reconnect soon after an API server outage; a watch is cheap
+# PartialObjectMetadata, as client-go's metadata informers ask for it: the list and the watch
+# each need their own media type (a watch sent the list's type gets no events).
+METADATA_LIST = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+METADATA_WATCH = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
 
 
 def key_of(body: Body) -> str:
@@ -43,7 +47,7 @@ class Informer:
         on_change: Callable[[], None],
         label_selector: str | None = None,
         timeout_seconds: int = 60,
-        headers: Mapping[str, str] | None = None,
+        metadata_only: bool = False,
         transform: Callable[[Body], Body] | None = None,
         relevant: Callable[[Body], bool] | None = None,
         page_size: int | None = None,
@@ -54,7 +58,7 @@ class Informer:
         self._on_change = on_change
         self._selector = label_selector
         self._timeout = timeout_seconds
-        self._headers = dict(headers) if headers else None
+        self._metadata_only = metadata_only
         self._transform = transform
         self._relevant = relevant
         self._page_size = page_size
@@ -108,7 +112,7 @@ class Informer:
         self._watch.stop()  # type: ignore[no-untyped-call]
 
     def _relist(self) -> str:
-        kwargs: dict[str, Any] = {"_preload_content": False, **self._common()}
+        kwargs: dict[str, Any] = {"_preload_content": False, **self._common(METADATA_LIST)}
         if self._page_size:
             kwargs["limit"] = self._page_size
         objects: dict[str, Body] = {}
@@ -128,13 +132,13 @@ class Informer:
         version: str = listing["metadata"]["resourceVersion"]
         return version
 
-    def _common(self) -> dict[str, Any]:
-        """Arguments that the list and the watch share."""
+    def _common(self, metadata: Mapping[str, str]) -> dict[str, Any]:
+        """Arguments that the list and the watch share (`metadata`: its Accept header)."""
         kwargs: dict[str, Any] = {}
         if self._selector:
             kwargs["label_selector"] = self._selector
-        if self._headers:
-            kwargs["_headers"] = self._headers
+        if self._metadata_only:
+            kwargs["_headers"] = dict(metadata)
         return kwargs
 
     def _reduce(self, body: Body) -> Body:
@@ -145,7 +149,7 @@ class Informer:
             "resource_version": version,
             "timeout_seconds": self._timeout,
             "allow_watch_bookmarks": True,
-            **self._common(),
+            **self._common(METADATA_WATCH),
         }
         stream = self._watch.stream(self._list_fn, *self._args, **kwargs)  # type: ignore[no-untyped-call]
         for event in stream:

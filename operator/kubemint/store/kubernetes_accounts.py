@@ -19,12 +19,6 @@ from typing import Any
 
 Body = dict[str, Any]
 
-# What client-go's metadata informers send: PartialObjectMetadata(List), full objects if not.
-METADATA_ONLY = {
-    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
-    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,"
-    "application/json"
-}
 PAGE_SIZE = 500
 
 

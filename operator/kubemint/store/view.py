@@ -102,7 +102,7 @@ class ClusterView:
                 "kubernetes-serviceaccounts",
                 core.list_service_account_for_all_namespaces,
                 on_change=self._dirty.set,
-                headers=kubernetes_accounts.METADATA_ONLY,
+                metadata_only=True,
                 transform=kubernetes_accounts.reduce,
                 relevant=lambda body: kubernetes_accounts.key(body) in self._federated,
                 page_size=kubernetes_accounts.PAGE_SIZE,

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from kubemint.store import kubernetes_accounts
-from kubemint.store.informer import Informer
+from kubemint.store.informer import METADATA_LIST, METADATA_WATCH, Informer
 
 
 def _sa(namespace: str, name: str, uid: str) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def _informer(pages: Pages, federated: set[tuple[str, str]], changes: list[int])
         "kubernetes-serviceaccounts",
         pages,
         on_change=lambda: changes.append(1),
-        headers=kubernetes_accounts.METADATA_ONLY,
+        metadata_only=True,
         transform=kubernetes_accounts.reduce,
         relevant=lambda body: kubernetes_accounts.key(body) in federated,
         page_size=2,
@@ -60,11 +60,13 @@ def test_the_list_is_paged_metadata_only_and_reduced_to_namespace_name_and_uid()
     assert informer._relist() == "42"
     assert [c.get("_continue") for c in pages.calls] == [None, "2", "4"]
     assert all(c["limit"] == 2 for c in pages.calls)
-    assert all(c["_headers"] == kubernetes_accounts.METADATA_ONLY for c in pages.calls)
+    assert all(c["_headers"] == METADATA_LIST for c in pages.calls)
     assert sorted(informer.objects(), key=lambda o: o["metadata"]["name"])[0] == {
         "metadata": {"namespace": "ns", "name": "sa0", "uid": "u0"}
     }
     assert len(informer.objects()) == 5
+    # The watch asks for single objects' metadata (the list's media type would get no events).
+    assert informer._common(METADATA_WATCH)["_headers"] == METADATA_WATCH
 
 
 def test_only_changes_to_federated_service_accounts_wake_the_rebuild() -> None:
