@@ -38,7 +38,8 @@ class ClusterKeys:
         return None
 
 
-CTX = FederationContext(ClusterKeys(), ISSUER, time.time())
+def _ctx() -> FederationContext:
+    return FederationContext(ClusterKeys(), ISSUER, time.time())
 
 
 def _snapshot(live: dict[str, str]) -> Snapshot:
@@ -89,13 +90,13 @@ def _projected(uid: str | None, name: str = "worker") -> str:
 
 
 def _federate(snapshot: Snapshot, token: str) -> tuple[Any, dict[str, Any]]:
-    return federated_account(token, snapshot.clients["tasks.pods"], snapshot, CTX, InvalidClient)
+    return federated_account(token, snapshot.clients["tasks.pods"], snapshot, _ctx(), InvalidClient)
 
 
 def test_a_projected_token_of_the_live_service_account_authenticates_its_account() -> None:
     account, claims = _federate(_snapshot({"worker": "uid-1"}), _projected("uid-1"))
     assert account.subject == "kubemint:serviceaccount:tasks:worker"
-    assert cluster_serviceaccount_uid(claims, CTX) == "uid-1"
+    assert cluster_serviceaccount_uid(claims, _ctx()) == "uid-1"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_another_issuers_kubernetes_claim_names_no_service_account_here() -> Non
         "iss": "https://other-cluster.test",
         "kubernetes.io": {"serviceaccount": {"uid": "u"}},
     }
-    assert cluster_serviceaccount_uid(claims, CTX) is None
+    assert cluster_serviceaccount_uid(claims, _ctx()) is None
 
 
 def test_tokens_issued_for_a_projected_token_name_the_objects_they_are_for() -> None:
@@ -136,7 +137,7 @@ def test_tokens_issued_for_a_projected_token_name_the_objects_they_are_for() -> 
         "federated_assertion",
         account=account,
         claims=projected,
-        kubernetes_uid=cluster_serviceaccount_uid(projected, CTX),
+        kubernetes_uid=cluster_serviceaccount_uid(projected, _ctx()),
     )
     claims = access_token_claims(caller, Grant("https://api.test", ("read",)), ISSUER, 0)
     assert claims["kubemint.io"] == {
