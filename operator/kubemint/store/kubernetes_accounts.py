@@ -10,6 +10,13 @@ kubemint uses a few. The watch therefore asks for metadata only (PartialObjectMe
 `secrets` or `imagePullSecrets` lists), pages the initial list, keeps three strings per
 object, and wakes the snapshot rebuild only for the ServiceAccounts that some kubemint
 ServiceAccount federates: churn elsewhere in the cluster costs a dict update, not a rebuild.
+
+Pods are deliberately not watched, although a token bound to a deleted pod is what TokenReview
+would also refuse: pods are the most numerous and most changing objects of a cluster (every
+rollout and Job), watching them would wake the token server for every pod event anywhere and
+need the right to list every pod, and the gain is small: a bound token lives at most its
+`expirationSeconds` (1 h by default), and deleting the ServiceAccount, or disabling the
+kubemint ServiceAccount, stops a compromised workload at once.
 """
 
 from __future__ import annotations
