@@ -72,17 +72,41 @@ def test_token_server_writes_only_configmaps_in_its_namespace(
             assert rule["resources"] == ["configmaps"]
 
 
+def _cluster_rules(manifest: str, group: str) -> list[dict[str, Any]]:
+    return [
+        rule
+        for kind, _, rule in grants(manifest, "kubemint-token-server")
+        if kind == "ClusterRole" and group in rule["apiGroups"]
+    ]
+
+
 def test_token_server_reads_the_four_kinds_cluster_wide(rendered: dict[str, str]) -> None:
     kinds = {"oauth2clients", "serviceaccounts", "signingkeys", "accessrules"}
-    cluster_rules = [
-        rule
-        for kind, _, rule in grants(rendered["default"], "kubemint-token-server")
-        if kind == "ClusterRole"
-    ]
+    cluster_rules = _cluster_rules(rendered["default"], "kubemint.io")
     assert len(cluster_rules) == 1
     assert cluster_rules[0]["apiGroups"] == ["kubemint.io"]
     assert set(cluster_rules[0]["resources"]) == kinds
     assert cluster_rules[0]["verbs"] == ["get", "list", "watch"]
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_token_server_only_lists_and_watches_core_objects_cluster_wide_and_only_service_accounts(
+    rendered: dict[str, str], name: str
+) -> None:
+    """Revocation: a deleted Kubernetes ServiceAccount's projected tokens are refused, so the
+    token server watches which ServiceAccounts exist; it may not get one, mint its tokens or
+    read anything else of the core group outside its namespace."""
+    core = _cluster_rules(rendered[name], "")
+    assert core == [
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["list", "watch"]}
+    ]
+    cluster_groups = {
+        group
+        for kind, _, rule in grants(rendered[name], "kubemint-token-server")
+        if kind == "ClusterRole"
+        for group in rule["apiGroups"]
+    }
+    assert cluster_groups == {"kubemint.io", ""}
 
 
 def test_operator_writes_secrets_and_status_and_only_its_own_lease(

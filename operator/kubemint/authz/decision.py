@@ -4,7 +4,8 @@ The proxy's configuration names the audience being protected; only the `spec.htt
 of AccessRules for that audience (owned by the namespace that owns the audience) apply, so
 a rule in another namespace can never open someone else's API. No entry matching means
 deny. The token must be one this server issued (signature, issuer, expiry; opaque and
-encrypted tokens too), not revoked, for the audience, from a client that is not disabled,
+encrypted tokens too), not revoked, for the audience, still standing (its client and account
+exist, are the objects it was issued to and are not disabled: kubemint.oauth.provenance),
 and hold the deciding entry's scopes.
 
 Answers follow RFC 6750 §3: 401 with `WWW-Authenticate: Bearer realm=...` (plus
@@ -25,6 +26,7 @@ from kubemint.authz.requests import OriginalRequest
 from kubemint.authz.rules import deciding
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.oauth.introspection import read_token
+from kubemint.oauth.provenance import withdrawn
 from kubemint.store.snapshot import Snapshot
 
 SUBJECT = "X-Auth-Subject"
@@ -51,8 +53,9 @@ class Decision:
 class VerifiedTokens:
     """Claims of tokens already verified against one snapshot, so a client's repeated calls
     cost a dict lookup instead of a signature check. Cleared whenever the snapshot changes
-    (a removed key or client must take effect at once); expiry, revocation, client and
-    audience are still checked on every call. Bounded: oldest entries go first."""
+    (a removed key or client must take effect at once); expiry, revocation, whether the
+    client and account still stand, and audience are still checked on every call. Bounded:
+    oldest entries go first."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
@@ -100,9 +103,9 @@ def authorize(
         return _challenge(audience, "invalid_token", "invalid_token", str(exc))
     if str(claims.get("jti")) in snapshot.revoked:
         return _challenge(audience, "invalid_token", "invalid_token", "the token was revoked")
-    client = snapshot.clients.get(str(claims.get("client_id")))
-    if client is not None and client.disabled:
-        return _challenge(audience, "invalid_token", "invalid_token", "the client is disabled")
+    why = withdrawn(claims, snapshot)
+    if why is not None:
+        return _challenge(audience, "invalid_token", "invalid_token", why)
     if audience not in _audiences(claims):
         return _challenge(
             audience, "invalid_token", "invalid_token", f"the token is not for {audience}"

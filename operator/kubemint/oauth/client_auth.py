@@ -25,6 +25,7 @@ from kubemint.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedCli
 from kubemint.oauth.federation import (
     FederationContext,
     KeyLookup,
+    cluster_serviceaccount_uid,
     federated_account,
     request_context,
 )
@@ -49,6 +50,9 @@ class Caller:
     method: str
     account: AccountView | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)  # the presented JWT's claims
+    # The Kubernetes ServiceAccount whose projected token authenticated `account`, if one did:
+    # its tokens then stop when that ServiceAccount goes (kubemint.oauth.provenance).
+    kubernetes_uid: str | None = None
 
     @property
     def subject(self) -> str:
@@ -97,7 +101,13 @@ def federated(client: ClientView, token: str, request: TokenRequest, ctx: AuthCo
         InvalidClient,
         request=request_context(request.form, request.source, client),
     )
-    return Caller(client, "federated_assertion", account=account, claims=claims)
+    return Caller(
+        client,
+        "federated_assertion",
+        account=account,
+        claims=claims,
+        kubernetes_uid=cluster_serviceaccount_uid(claims, ctx.federation()),
+    )
 
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:

@@ -2,7 +2,10 @@
 
 Two kinds of foreign JWTs are accepted:
 - a Kubernetes projected ServiceAccount token whose audience is the kubemint issuer, from a
-  ServiceAccount listed in an account's `spec.federation.kubernetes` (same namespace);
+  ServiceAccount listed in an account's `spec.federation.kubernetes` (same namespace) that
+  still exists: the token's `kubernetes.io.serviceaccount.uid` must be the uid of the live
+  ServiceAccount of that name (a deleted, or deleted and re-created, one is refused, as a
+  TokenReview would refuse it);
 - a JWT from an external issuer in an account's `spec.federation.issuers`, checked against
   its keys, the required `sub`/`aud`, and the optional CEL `when` over its claims and the
   token request (authentik's JWT authentication; `exp` must be in the future).
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 
 from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, decode_unverified, verify_jwt
 from kubemint.oauth.errors import OAuth2Error
+from kubemint.oauth.provenance import kubernetes_uid
 from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
@@ -105,8 +109,24 @@ def _kubernetes(
         raise error("the ServiceAccount token is not federated with this client")
     for account in snapshot.accounts_by_kubernetes.get((namespace, name), ()):
         if client.ref.name in account.clients and not account.disabled:
+            live = snapshot.kubernetes_accounts.get((namespace, name))
+            if live is None or kubernetes_uid(claims) != live:
+                raise error(
+                    "the ServiceAccount token's ServiceAccount no longer exists"
+                    " (deleted or re-created)"
+                )
             return account, claims
     raise error("the ServiceAccount token is not federated with this client")
+
+
+def cluster_serviceaccount_uid(claims: Mapping[str, Any], ctx: FederationContext) -> str | None:
+    """The Kubernetes ServiceAccount uid of `claims` if they are a projected token of this
+    cluster (routed as `federated_account` routes them: by the cluster's issuer); None for an
+    external issuer's JWT, even another cluster's, whose uids mean nothing here."""
+    cluster_issuer, _ = ctx.keys.get(KUBERNETES)
+    if cluster_issuer is None or claims.get("iss") != cluster_issuer:
+        return None
+    return kubernetes_uid(claims)
 
 
 def _external(

@@ -2,8 +2,10 @@
 
 Any of kubemint's token formats is read back: a signed JWT (verified against the server's
 own keys), a JWE-wrapped one (decrypted with the encryption key, then verified) and an
-opaque token (decrypted; only the server can). Revoked `jti`s come from the snapshot; what
-to revoke, and whether the caller may, is decided here and only stored by the web layer.
+opaque token (decrypted; only the server can). Revoked `jti`s come from the snapshot, and a
+token whose client or account was disabled, deleted or re-created is inactive
+(kubemint.oauth.provenance). What to revoke, and whether the caller may, is decided here and
+only stored by the web layer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, protected_header, verify_jwt
 from kubemint.crypto.opaque import opaque_kid
 from kubemint.oauth.errors import InvalidRequest, UnauthorizedClient
+from kubemint.oauth.provenance import withdrawn
 from kubemint.store.snapshot import Snapshot
 
 INACTIVE: dict[str, Any] = {"active": False}
@@ -54,7 +57,7 @@ def introspect(token: str, snapshot: Snapshot, issuer: str, now: float) -> dict[
         claims = read_token(token, snapshot, issuer, now)
     except InvalidJWT:
         return dict(INACTIVE)
-    if str(claims.get("jti")) in snapshot.revoked:
+    if str(claims.get("jti")) in snapshot.revoked or withdrawn(claims, snapshot):
         return dict(INACTIVE)
     shown = {k: claims[k] for k in SHOWN if k in claims}
     return {"active": True, "token_type": "Bearer", **shown}

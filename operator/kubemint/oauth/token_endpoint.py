@@ -34,7 +34,12 @@ from kubemint.oauth.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from kubemint.oauth.federation import KeyLookup, federated_account, request_context
+from kubemint.oauth.federation import (
+    KeyLookup,
+    cluster_serviceaccount_uid,
+    federated_account,
+    request_context,
+)
 from kubemint.oauth.policy import choose_audience, decide, requested_scopes
 from kubemint.oauth.ratelimit import AuthLimits
 from kubemint.oauth.tokens import access_token_claims, token_response
@@ -163,7 +168,13 @@ class TokenService:
         )
         if client.disabled:  # after the assertion proved the caller: ids cannot be probed
             raise UnauthorizedClient("the client is disabled")
-        return Caller(client, grant_type.rsplit(":", 1)[-1], account=account, claims=claims)
+        return Caller(
+            client,
+            grant_type.rsplit(":", 1)[-1],
+            account=account,
+            claims=claims,
+            kubernetes_uid=cluster_serviceaccount_uid(claims, ctx.federation()),
+        )
 
     def _grant(
         self,

@@ -5,6 +5,11 @@ watch from the list's resourceVersion with bookmarks; a 410 Gone (history compac
 relist; any other failure reconnects with capped exponential backoff. While disconnected the
 last known objects stay in place, so the token server keeps serving from what it has, and
 `stale_for()` says for how long the view may have missed changes.
+
+For a resource with many objects of which few matter (every Kubernetes ServiceAccount in the
+cluster), an informer can ask for metadata only (`metadata_only`), keep a reduced copy of each
+object (`transform`), list in pages (`page_size`), and tell its owner only about the changes
+that matter (`relevant`): memory and rebuilds then scale with what kubemint uses.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kubernetes import watch
@@ -22,6 +27,10 @@ from kubernetes.client.exceptions import ApiException
 log = logging.getLogger("kubemint.informer")
 Body = dict[str, Any]
 MAX_BACKOFF = 8.0  # reconnect soon after an API server outage; a watch is cheap
+# PartialObjectMetadata, as client-go's metadata informers ask for it: the list and the watch
+# each need their own media type (a watch sent the list's type gets no events).
+METADATA_LIST = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+METADATA_WATCH = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
 
 
 def key_of(body: Body) -> str:
@@ -38,6 +47,10 @@ class Informer:
         on_change: Callable[[], None],
         label_selector: str | None = None,
         timeout_seconds: int = 60,
+        metadata_only: bool = False,
+        transform: Callable[[Body], Body] | None = None,
+        relevant: Callable[[Body], bool] | None = None,
+        page_size: int | None = None,
     ) -> None:
         self.name = name
         self._list_fn = list_fn
@@ -45,6 +58,10 @@ class Informer:
         self._on_change = on_change
         self._selector = label_selector
         self._timeout = timeout_seconds
+        self._metadata_only = metadata_only
+        self._transform = transform
+        self._relevant = relevant
+        self._page_size = page_size
         self._lock = threading.Lock()
         self._objects: dict[str, Body] = {}
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
@@ -95,11 +112,18 @@ class Informer:
         self._watch.stop()  # type: ignore[no-untyped-call]
 
     def _relist(self) -> str:
-        kwargs: dict[str, Any] = {"_preload_content": False}
-        if self._selector:
-            kwargs["label_selector"] = self._selector
-        listing = json.loads(self._list_fn(*self._args, **kwargs).data)
-        objects = {key_of(item): item for item in listing.get("items", [])}
+        kwargs: dict[str, Any] = {"_preload_content": False, **self._common(METADATA_LIST)}
+        if self._page_size:
+            kwargs["limit"] = self._page_size
+        objects: dict[str, Body] = {}
+        while True:  # pages of one consistent list: `continue` until the server has no more
+            listing = json.loads(self._list_fn(*self._args, **kwargs).data)
+            for item in listing.get("items", []):
+                objects[key_of(item)] = self._reduce(item)
+            following = (listing.get("metadata") or {}).get("continue")
+            if not following:
+                break
+            kwargs["_continue"] = following
         with self._lock:
             self._objects = objects
         self._connected()
@@ -108,14 +132,25 @@ class Informer:
         version: str = listing["metadata"]["resourceVersion"]
         return version
 
+    def _common(self, metadata: Mapping[str, str]) -> dict[str, Any]:
+        """Arguments that the list and the watch share (`metadata`: its Accept header)."""
+        kwargs: dict[str, Any] = {}
+        if self._selector:
+            kwargs["label_selector"] = self._selector
+        if self._metadata_only:
+            kwargs["_headers"] = dict(metadata)
+        return kwargs
+
+    def _reduce(self, body: Body) -> Body:
+        return self._transform(body) if self._transform is not None else body
+
     def _events(self, version: str) -> Iterator[tuple[str, Body]]:
         kwargs: dict[str, Any] = {
             "resource_version": version,
             "timeout_seconds": self._timeout,
             "allow_watch_bookmarks": True,
+            **self._common(METADATA_WATCH),
         }
-        if self._selector:
-            kwargs["label_selector"] = self._selector
         stream = self._watch.stream(self._list_fn, *self._args, **kwargs)  # type: ignore[no-untyped-call]
         for event in stream:
             if event["type"] == "ERROR":
@@ -129,8 +164,9 @@ class Informer:
             if event_type == "DELETED":
                 self._objects.pop(key, None)
             else:
-                self._objects[key] = body
-        self._on_change()
+                self._objects[key] = self._reduce(body)
+        if self._relevant is None or self._relevant(body):
+            self._on_change()
 
     def _connected(self) -> None:
         if self._connected_since is None:

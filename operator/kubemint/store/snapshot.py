@@ -60,6 +60,7 @@ class ClientView:
     encryption_key: str | None
     secrets: tuple[Generation, ...] = ()
     jwks: Mapping[str, Any] | None = None
+    uid: str = ""  # this object's, so a re-created client of the same name is told apart
 
     def secret_digests(self, now: datetime.datetime) -> list[str]:
         """Digests of the secrets that verify at `now` (current + overlapping previous)."""
@@ -84,6 +85,7 @@ class AccountView:
     issuers: tuple[IssuerSpec, ...]
     issuer_keys: Mapping[str, Any]
     claims: Mapping[str, Any]
+    uid: str = ""  # this object's, so a re-created account of the same name is told apart
 
     def password_digests(self, now: datetime.datetime) -> list[str]:
         return [g.sha256 for g in self.passwords if g.not_after is None or g.not_after > now]
@@ -129,6 +131,11 @@ class Snapshot:
     rules: Mapping[str, tuple[RuleView, ...]] = field(default_factory=dict)  # by audience
     keys: Mapping[str, KeyRing] = field(default_factory=dict)
     revoked: Mapping[str, int] = field(default_factory=dict)  # jti → exp
+    # The kubemint ServiceAccount whose tokens carry a `sub` (see kubemint.oauth.provenance).
+    accounts_by_subject: Mapping[str, AccountView] = field(default_factory=dict)
+    # (namespace, name) → uid of the live Kubernetes ServiceAccounts that some account's
+    # spec.federation.kubernetes names; a projected token of any other is refused.
+    kubernetes_accounts: Mapping[tuple[str, str], str] = field(default_factory=dict)
     verification_keys: PreparedKeys | None = None  # parsed once: introspection verifies with it
 
     def opaque_key(self, kid: str) -> OpaqueKey | None:
@@ -173,8 +180,12 @@ def build_snapshot(
     secrets: Iterable[Body],
     key_cache: KeyCache | None = None,
     revocations: Iterable[Body] = (),
+    kubernetes_accounts: Iterable[Body] = (),
 ) -> Snapshot:
-    """The view at one moment. Objects that do not parse are skipped (and logged)."""
+    """The view at one moment. Objects that do not parse are skipped (and logged).
+
+    `kubernetes_accounts` are Kubernetes ServiceAccounts (metadata is enough); only those that
+    an account federates are kept."""
     secrets = list(secrets)
     records = _records(secrets)
     snapshot = Snapshot(
@@ -188,6 +199,13 @@ def build_snapshot(
         ),
         revoked=_revoked(revocations),
     )
+    snapshot = replace(
+        snapshot,
+        accounts_by_subject={a.subject: a for a in snapshot.accounts.values()},
+        kubernetes_accounts=_kubernetes_uids(
+            kubernetes_accounts, snapshot.accounts_by_kubernetes.keys()
+        ),
+    )
     public = snapshot.signature_keys()
     if public:
         try:
@@ -195,6 +213,20 @@ def build_snapshot(
         except InvalidJWT:
             log.warning("published keys could not be parsed for introspection")
     return snapshot
+
+
+def _kubernetes_uids(
+    bodies: Iterable[Body], federated: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """(namespace, name) → uid of the Kubernetes ServiceAccounts that accounts federate."""
+    wanted = set(federated)
+    uids: dict[tuple[str, str], str] = {}
+    for body in bodies:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if key in wanted and meta.get("uid"):
+            uids[key] = meta["uid"]
+    return uids
 
 
 def _revoked(config_maps: Iterable[Body]) -> dict[str, int]:
@@ -242,6 +274,7 @@ def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
             spec = ClientSpec.from_body(body)
             record = _record_of(body, KIND_CLIENT, records)
             view = ClientView(
+                uid=body["metadata"].get("uid", ""),
                 ref=spec.ref,
                 client_id=spec.client_id,
                 disabled=spec.disabled,
@@ -282,6 +315,7 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
             record = _record_of(body, KIND_ACCOUNT, records)
             stored = record if isinstance(record, AccountRecord) else None
             view = AccountView(
+                uid=body["metadata"].get("uid", ""),
                 ref=spec.ref,
                 subject=spec.subject,
                 disabled=spec.disabled,

@@ -2,6 +2,8 @@
 
 Rebuilds are debounced (a burst of changes costs one rebuild) and run off the event loop.
 Requests read `snapshot()` (one attribute read) and never touch the Kubernetes API.
+Kubernetes ServiceAccounts are watched too (metadata only, see
+`kubemint.store.kubernetes_accounts`), so deleting one stops its projected tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Protocol
 from kubernetes import client
 
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
+from kubemint.store import kubernetes_accounts
 from kubemint.store.informer import Informer
 from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
 from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot
@@ -61,6 +64,9 @@ class ClusterView:
         self._current = Snapshot()
         self._keys = KeyCache()
         self.rebuilt_at = 0.0
+        # Kubernetes ServiceAccounts whose changes rebuild the snapshot; published by each
+        # rebuild before it reads them, so a change is never missed (see _build).
+        self._federated: frozenset[tuple[str, str]] = frozenset()
 
         def kind(kind_name: str) -> Informer:
             plural = PLURALS[kind_name]
@@ -91,6 +97,15 @@ class ClusterView:
                 server_namespace,
                 on_change=self._dirty.set,
                 label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
+            ),
+            "kubernetes-accounts": Informer(
+                "kubernetes-serviceaccounts",
+                core.list_service_account_for_all_namespaces,
+                on_change=self._dirty.set,
+                metadata_only=True,
+                transform=kubernetes_accounts.reduce,
+                relevant=lambda body: kubernetes_accounts.key(body) in self._federated,
+                page_size=kubernetes_accounts.PAGE_SIZE,
             ),
         }
         self._threads: list[threading.Thread] = []
@@ -148,13 +163,19 @@ class ClusterView:
 
     def _build(self) -> Snapshot:
         i = self._informers
+        accounts = i["accounts"].objects()
+        # Publish what matters before reading the ServiceAccounts: a change that arrives after
+        # the read is then either relevant (and marks the view dirty again) or about a name
+        # only a newer account federates (whose own event marks it dirty).
+        self._federated = kubernetes_accounts.federated_names(accounts)
         return build_snapshot(
             server_namespace=self.namespace,
             clients=i["clients"].objects(),
-            accounts=i["accounts"].objects(),
+            accounts=accounts,
             rules=i["rules"].objects(),
             signing_keys=i["keys"].objects(),
             secrets=i["secrets"].objects(),
             key_cache=self._keys,
             revocations=i["revocations"].objects(),
+            kubernetes_accounts=i["kubernetes-accounts"].objects(),
         )

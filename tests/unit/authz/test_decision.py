@@ -1,6 +1,6 @@
 """Forward-auth decisions on a hand-built snapshot: identity on success, RFC 6750 challenges,
 and the attacks (another namespace's rule, a token for another audience, a revoked or
-tampered token, a disabled client)."""
+tampered token, a disabled, deleted or re-created client or account)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,10 @@ def snapshot() -> Snapshot:
     return build(
         server_namespace="kubemint-system",
         clients=[
-            {"metadata": _meta("tasks", "task-service"), "spec": {"audiences": [CALENDAR]}},
+            {
+                "metadata": {**_meta("tasks", "task-service"), "uid": "uid-task-service"},
+                "spec": {"audiences": [CALENDAR]},
+            },
             {
                 "metadata": _meta("tasks", "off"),
                 "spec": {"audiences": [CALENDAR], "disabled": True},
@@ -181,6 +184,19 @@ def test_an_anonymous_caller_learns_nothing_about_rules(snapshot: Snapshot) -> N
         ({"aud": EVIL}, f"the token is not for {CALENDAR}"),
         ({"jti": "revoked-jti"}, "revoked"),
         ({"client_id": "tasks.off", "sub": "tasks.off"}, "disabled"),
+        ({"client_id": "tasks.gone", "sub": "tasks.gone"}, "the client no longer exists"),
+        ({"kubemint.io": {"client": {"uid": "uid-deleted"}}}, "it was re-created"),
+        ({"sub": "kubemint:serviceaccount:tasks:gone"}, "the ServiceAccount no longer exists"),
+    ],
+    ids=[
+        "expired",
+        "another issuer",
+        "another audience",
+        "revoked",
+        "a disabled client",
+        "a deleted client",
+        "a re-created client",
+        "a deleted account",
     ],
 )
 def test_bad_tokens_are_401_invalid_token(
