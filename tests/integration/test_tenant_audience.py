@@ -48,7 +48,7 @@ class Scene:
         base = f"t{uuid.uuid4().hex[:6]}"
         self.victim: Tenant = tenants(base)
         self.attacker: Tenant = tenants(base + "-a")
-        self.audience = f"https://{base}.api.test"
+        self.audience = f"https://api-{uuid.uuid4().hex[:8]}.test"  # names no namespace
         self.api = Api(server, self.audience)
         self.mine: Credentials = client(self.victim, "app", self.audience, ["read"])
         self.victim.apply(self.victim_rule("api"))
@@ -206,4 +206,7 @@ def test_a_rule_status_says_nothing_about_other_namespaces(scene: Scene) -> None
     exists, missing = seen("probe-exists"), seen("probe-missing")
     assert exists == missing
     assert exists[0] == [f"OAuth2Client/{attacker.namespace}/later"]
-    assert victim.namespace not in exists[2]
+    assert exists[1:] == (
+        "False",
+        f"spec.subjects: OAuth2Client/{attacker.namespace}/later do not exist",
+    )

@@ -2,8 +2,9 @@
 
 Built by a pure function from the informers' objects, so tests pass in hand-made objects.
 Ownership questions are re-derived here with the operator's own functions (oldest client
-keeps a client id, oldest rule's namespace owns an audience) rather than trusted from status,
-so a rule that grabs an owned audience grants nothing even before the operator reacts.
+keeps a client id; an audience's ownership record, or its first claim where it has none)
+rather than trusted from status, so a rule that grabs an owned audience grants nothing even
+before the operator reacts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from kubemint.api import ownership
 from kubemint.api.meta import (
     LABEL_OWNER_NAME,
     LABEL_OWNER_NAMESPACE,
@@ -26,6 +28,7 @@ from kubemint.api.meta import (
     ObjectRef,
     parse_time,
 )
+from kubemint.api.ownership import FIRST_CLAIM
 from kubemint.authz.rules import HttpRule
 from kubemint.crypto.jwt import (
     Decrypter,
@@ -38,7 +41,8 @@ from kubemint.crypto.jwt import (
 from kubemint.crypto.keys import KeyMaterial
 from kubemint.crypto.opaque import OpaqueKey
 from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
-from kubemint.reconcile.accessrules import RuleClaim, audience_owner
+from kubemint.reconcile.accessrules import RuleClaim, releasing
+from kubemint.reconcile.audiences import decide
 from kubemint.reconcile.oauth2clients import ClientSpec, client_id_holder
 from kubemint.reconcile.rotating_secret import Generation, generations_from_record
 from kubemint.reconcile.serviceaccounts import AccountSpec, IssuerSpec
@@ -176,13 +180,18 @@ def build_snapshot(
     secrets: Iterable[Body],
     key_cache: KeyCache | None = None,
     revocations: Iterable[Body] = (),
+    audience_records: Iterable[Body] = (),
+    audience_ownership: str = FIRST_CLAIM,
 ) -> Snapshot:
-    """The view at one moment. Objects that do not parse are skipped (and logged)."""
+    """The view at one moment. Objects that do not parse are skipped (and logged).
+
+    `audience_records` are the ownership ConfigMaps of the server namespace
+    (kubemint.api.ownership); `audience_ownership` is the mode the operator runs in."""
     records = _records(secrets)
     snapshot = Snapshot(
         clients=_clients(clients, records.get(ROLE_CLIENT_VERIFICATION, {})),
         **_accounts(accounts, records.get(ROLE_ACCOUNT_VERIFICATION, {})),
-        rules=_rules(rules),
+        rules=_rules(rules, ownership.index(audience_records), audience_ownership),
         keys=_keyrings(
             [k for k in signing_keys if k["metadata"]["namespace"] == server_namespace],
             records.get(ROLE_SIGNING_KEYS, {}),
@@ -306,7 +315,11 @@ def _accounts(
     }
 
 
-def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
+def _rules(
+    bodies: Iterable[Body], records: Mapping[str, Mapping[str, Any]], mode: str
+) -> dict[str, tuple[RuleView, ...]]:
+    """The rules that grant, by audience: those of the owning namespace (decided with the
+    operator's function, from the record at the audience's name), except releasing ones."""
     claims: dict[str, list[RuleClaim]] = {}
     views: dict[str, list[RuleView]] = {}
     for body in bodies:
@@ -315,11 +328,22 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
         if not audience:
             continue
         try:
+            claim = RuleClaim(
+                meta["namespace"],
+                meta["name"],
+                parse_time(meta["creationTimestamp"]),
+                releasing(meta.get("annotations")),
+            )
+        except (KeyError, ValueError):
+            continue
+        # Counted as a claim even when it grants nothing (as in the operator's index).
+        claims.setdefault(audience, []).append(claim)
+        try:
             condition = compile_condition(raw["when"]) if raw.get("when") else None
-            created = parse_time(meta["creationTimestamp"])
-        except (ExpressionError, KeyError, ValueError):
+        except ExpressionError:
             continue  # an uncompilable condition grants nothing (and the operator says why)
-        claims.setdefault(audience, []).append(RuleClaim(meta["namespace"], meta["name"], created))
+        if claim.releasing:
+            continue
         views.setdefault(audience, []).append(
             RuleView(
                 ref=ObjectRef("AccessRule", meta["namespace"], meta["name"]),
@@ -335,7 +359,9 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
         )
     owned: dict[str, tuple[RuleView, ...]] = {}
     for audience, rules in views.items():
-        owner = audience_owner(claims[audience])
+        found = records.get(ownership.record_name(audience))
+        record = None if found is None else ownership.decode(found, audience)
+        owner = decide(audience, mode, record, claims[audience]).owner
         owned[audience] = tuple(r for r in rules if r.ref.namespace == owner)
     return owned
 

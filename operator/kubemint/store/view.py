@@ -15,6 +15,8 @@ from typing import Protocol
 from kubernetes import client
 
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
+from kubemint.api.ownership import FIRST_CLAIM
+from kubemint.api.ownership import SELECTOR as OWNERSHIP_SELECTOR
 from kubemint.store.informer import Informer
 from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
 from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot
@@ -51,8 +53,10 @@ class ClusterView:
         api_client: client.ApiClient,
         server_namespace: str,
         on_snapshot: Callable[[Snapshot], None] | None = None,
+        audience_ownership: str = FIRST_CLAIM,
     ) -> None:
         self.namespace = server_namespace
+        self.audience_ownership = audience_ownership
         self._on_snapshot = on_snapshot
         custom = client.CustomObjectsApi(api_client)
         core = client.CoreV1Api(api_client)
@@ -84,6 +88,13 @@ class ClusterView:
                 server_namespace,
                 on_change=self._dirty.set,
                 label_selector=REVOCATIONS_SELECTOR,
+            ),
+            "audiences": Informer(
+                "audience-records",
+                core.list_namespaced_config_map,
+                server_namespace,
+                on_change=self._dirty.set,
+                label_selector=OWNERSHIP_SELECTOR,
             ),
             "secrets": Informer(
                 "secrets",
@@ -157,4 +168,6 @@ class ClusterView:
             secrets=i["secrets"].objects(),
             key_cache=self._keys,
             revocations=i["revocations"].objects(),
+            audience_records=i["audiences"].objects(),
+            audience_ownership=self.audience_ownership,
         )
