@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubemint.api.meta import ObjectRef, Outcome
+from kubemint.api.ownership import ASSIGNED
 from kubemint.policy.expressions import ExpressionError, compile_condition
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def check_rule(spec: RuleSpec, ownership: Ownership) -> Outcome:
             f"spec.audience: {spec.audience!r} was claimed by several namespaces in the same "
             "second; nobody owns it until all but one remove their rules",
         )
-    if ownership.owner is None:
+    if ownership.mode == ASSIGNED:  # unassigned and assigned elsewhere read the same
         return Outcome(
             False,
             AUDIENCE_NOT_ASSIGNED,

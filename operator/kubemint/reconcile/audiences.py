@@ -50,18 +50,21 @@ class Ownership:
     contested: bool = False
     assigned: bool = False  # the owner holds it by an admin's assignment
     invalid: bool = False  # an unreadable record stands at the audience's name
+    mode: str = FIRST_CLAIM  # in `assigned` mode a refused rule learns only "not assigned"
 
 
 def decide(audience: str, mode: str, record: Record, claims: Iterable[RuleClaim]) -> Ownership:
     live = tuple(claims)
     if isinstance(record, InvalidRecord):
-        return Ownership(None, record, invalid=True)
+        return Ownership(None, record, invalid=True, mode=mode)
     if record is not None and (mode == FIRST_CLAIM or record.source == SOURCE_ASSIGNED):
         if not _released(record, live):
-            return Ownership(record.namespace, record, assigned=record.source == SOURCE_ASSIGNED)
+            return Ownership(
+                record.namespace, record, assigned=record.source == SOURCE_ASSIGNED, mode=mode
+            )
         record = None  # given up by its owner: the audience is free again
     if mode == ASSIGNED:
-        return Ownership(None, record)
+        return Ownership(None, record, mode=mode)
     claiming = [c for c in live if not c.releasing]
     first = audience_owner(claiming)
     if first is None:

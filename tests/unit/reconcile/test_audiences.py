@@ -177,8 +177,13 @@ RELEASE = {"kubemint.io/release-audience": "true"}
             id="a contested audience conflicts",
         ),
         pytest.param(
-            _rule(), Ownership(None, None), "AudienceNotAssigned", "not assigned",
+            _rule(), Ownership(None, None, mode=ASSIGNED), "AudienceNotAssigned", "not assigned",
             id="an unassigned audience in assigned mode is not assigned",
+        ),
+        pytest.param(
+            _rule(), Ownership("evil", assigned("evil"), assigned=True, mode=ASSIGNED),
+            "AudienceNotAssigned", "not assigned",
+            id="an audience assigned elsewhere reads exactly like an unassigned one",
         ),
         pytest.param(
             _rule(), Ownership(None, BROKEN, invalid=True), "AudienceRecordInvalid",
@@ -212,6 +217,12 @@ def test_rule_outcome(rule: RuleSpec, ownership: Ownership, reason: str, says: s
     assert outcome.reason == reason
     assert says in outcome.message
     assert "evil" not in outcome.message
+
+
+def test_in_assigned_mode_unassigned_and_assigned_elsewhere_cannot_be_told_apart() -> None:
+    nobody = decide(A, ASSIGNED, None, [claim("cal", T0)])
+    elsewhere = decide(A, ASSIGNED, assigned("evil"), [claim("cal", T0)])
+    assert check_rule(_rule(), nobody) == check_rule(_rule(), elsewhere)
 
 
 def test_the_owner_is_shown_only_to_its_own_rules() -> None:
