@@ -133,17 +133,21 @@ def check_rule(spec: RuleSpec, ownership: Ownership) -> Outcome:
 
 
 def _released_message(spec: RuleSpec, ownership: Ownership) -> str:
-    head = f"metadata.annotations: {ANNOTATION_RELEASE} is set: this rule grants nothing"
     if ownership.owner != spec.namespace:
-        return f"{head} and claims no audience"
+        return (
+            "metadata.annotations: kubemint.io/release-audience is set: this rule grants "
+            "nothing and claims no audience"
+        )
     if ownership.assigned:
         return (
-            f"{head}; spec.audience stays assigned to this namespace until a cluster admin "
+            "metadata.annotations: kubemint.io/release-audience is set: this rule grants "
+            "nothing; spec.audience stays assigned to this namespace until a cluster admin "
             "changes the assignment"
         )
     return (
-        f"{head}; this namespace keeps spec.audience while another of its rules for it lacks "
-        "the annotation"
+        "metadata.annotations: kubemint.io/release-audience is set: this rule grants nothing; "
+        "this namespace keeps spec.audience while another of its rules for it lacks the "
+        "annotation"
     )
 
 
