@@ -211,7 +211,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _assign_audience(args: argparse.Namespace) -> int:
     import json
 
-    from kubemint.api.ownership import SOURCE_ASSIGNED, InvalidRecord, OwnerRecord, decode, encode
+    from kubemint.api.audiences import SOURCE_ASSIGNED, InvalidRecord, OwnerRecord, decode, encode
 
     body = encode(OwnerRecord(args.audience, args.owner, SOURCE_ASSIGNED), args.namespace)
     if isinstance(found := decode(body, args.audience), InvalidRecord):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubemint.api.ownership import ASSIGNED, FIRST_CLAIM, SOURCE_ASSIGNED, OwnerRecord, decode
+from kubemint.api.audiences import ASSIGNED, FIRST_CLAIM, SOURCE_ASSIGNED, OwnerRecord, decode
 from tests.chart.conftest import (
     CHART,
     KINDS_WITHOUT_CRDS,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubemint.api.ownership import record_name
+from kubemint.api.audiences import record_name
 from kubemint.devcluster import ControlPlane
 from kubemint.devcluster.components import (
     operator_process,

@@ -1,8 +1,8 @@
 """AccessRule decisions: first claims, rule validity, subject resolution, `when` compilation.
 
-Who owns an audience is decided in kubemint.reconcile.audiences from the durable ownership
-record; `audience_owner` here is only its first-claim rule for audiences without a record:
-the namespace of the oldest claim. Creation times have one-second precision, so rules from
+Who owns an audience is decided in kubemint.api.audiences from the durable ownership record
+(and, where there is none, its first-claim rule `audience_owner`: the namespace of the
+oldest claim). Creation times have one-second precision, so rules from
 different namespaces created in the same second tie; a tie is not broken by anything an
 intruder could choose (such as a namespace name): the audience is contested and nobody owns
 it until only one namespace claims it first. A rule that does not own its audience is not
@@ -15,19 +15,11 @@ without naming it.
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
+from kubemint.api.accessrule import RuleSpec
+from kubemint.api.audiences import ASSIGNED, AudienceOwnership
 from kubemint.api.meta import ObjectRef, Outcome
-from kubemint.api.ownership import ASSIGNED
 from kubemint.policy.expressions import ExpressionError, compile_condition
 
-if TYPE_CHECKING:
-    from kubemint.reconcile.audiences import Ownership
-
-ANNOTATION_RELEASE = "kubemint.io/release-audience"
 AUDIENCE_CONFLICT = "AudienceConflict"
 """Another namespace owns the audience (or several claimed it in the same second)."""
 AUDIENCE_RELEASED = "AudienceReleased"
@@ -38,61 +30,7 @@ AUDIENCE_RECORD_INVALID = "AudienceRecordInvalid"
 """An unreadable ownership record stands at the audience's name."""
 
 
-def releasing(annotations: object) -> bool:
-    """Whether a rule's annotations give its audience up."""
-    return isinstance(annotations, Mapping) and annotations.get(ANNOTATION_RELEASE) == "true"
-
-
-@dataclass(frozen=True)
-class RuleClaim:
-    """One AccessRule's claim on an audience, as kept in the operator's index."""
-
-    namespace: str
-    name: str
-    created: datetime.datetime
-    releasing: bool = False  # carries kubemint.io/release-audience: claims nothing
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    namespace: str
-    name: str
-    audience: str
-    subjects: tuple[ObjectRef, ...]
-    when: str | None
-    releasing: bool = False
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> RuleSpec:
-        meta, spec = body["metadata"], body.get("spec") or {}
-        return cls(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            audience=spec.get("audience", ""),
-            subjects=tuple(
-                ObjectRef(s["kind"], s.get("namespace") or meta["namespace"], s["name"])
-                for s in spec.get("subjects") or []
-            ),
-            when=spec.get("when"),
-            releasing=releasing(meta.get("annotations")),
-        )
-
-    def claim(self, created: datetime.datetime) -> RuleClaim:
-        return RuleClaim(self.namespace, self.name, created, self.releasing)
-
-
-def audience_owner(claims: Iterable[RuleClaim]) -> str | None:
-    """The namespace owning an audience, given every rule that names it; None when no rule
-    names it or when the oldest claims come from several namespaces (contested)."""
-    claims = list(claims)
-    if not claims:
-        return None
-    oldest = min(c.created for c in claims)
-    first = {c.namespace for c in claims if c.created == oldest}
-    return first.pop() if len(first) == 1 else None
-
-
-def check_rule(spec: RuleSpec, ownership: Ownership) -> Outcome:
+def check_rule(spec: RuleSpec, ownership: AudienceOwnership) -> Outcome:
     """Ready, or the first reason the rule grants nothing. No message names, or tells apart,
     other namespaces: "owned by another namespace" is all a refused rule learns."""
     if spec.when:
@@ -132,7 +70,7 @@ def check_rule(spec: RuleSpec, ownership: Ownership) -> Outcome:
     )
 
 
-def _released_message(spec: RuleSpec, ownership: Ownership) -> str:
+def _released_message(spec: RuleSpec, ownership: AudienceOwnership) -> str:
     if ownership.owner != spec.namespace:
         return (
             "metadata.annotations: kubemint.io/release-audience is set: this rule grants "
@@ -151,7 +89,7 @@ def _released_message(spec: RuleSpec, ownership: Ownership) -> str:
     )
 
 
-def audience_owner_status(spec: RuleSpec, ownership: Ownership) -> str | None:
+def audience_owner_status(spec: RuleSpec, ownership: AudienceOwnership) -> str | None:
     """status.audienceOwner: shown only when it is the rule's own namespace."""
     return spec.namespace if ownership.owner == spec.namespace else None
 

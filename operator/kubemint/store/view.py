@@ -14,9 +14,9 @@ from typing import Protocol
 
 from kubernetes import client
 
+from kubemint.api.audiences import FIRST_CLAIM
+from kubemint.api.audiences import SELECTOR as OWNERSHIP_SELECTOR
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
-from kubemint.api.ownership import FIRST_CLAIM
-from kubemint.api.ownership import SELECTOR as OWNERSHIP_SELECTOR
 from kubemint.store.informer import Informer
 from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
 from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubemint.api.ownership import ASSIGNED, SOURCE_CLAIMED, OwnerRecord, encode, record_name
+from kubemint.api.audiences import ASSIGNED, SOURCE_CLAIMED, OwnerRecord, encode, record_name
 from kubemint.store.snapshot import build_snapshot
 
 A = "https://calendar.test"

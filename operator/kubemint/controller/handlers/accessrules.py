@@ -14,6 +14,8 @@ from typing import Any
 
 import kopf
 
+from kubemint.api.accessrule import RuleClaim, RuleSpec
+from kubemint.api.audiences import AudienceOwnership, decide
 from kubemint.api.meta import (
     GROUP,
     KIND_ACCOUNT,
@@ -23,24 +25,21 @@ from kubemint.api.meta import (
     parse_time,
     set_condition,
 )
-from kubemint.controller.ownership import Records, RecordWatcher
+from kubemint.controller.audiences import Records, RecordWatcher
 from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
 from kubemint.reconcile.accessrules import (
-    RuleClaim,
-    RuleSpec,
     audience_owner_status,
     check_rule,
     subjects_outcome,
     unresolved_subjects,
 )
-from kubemint.reconcile.audiences import Ownership, decide
 
 PLURAL = "accessrules"
 
 
 def reconcile(
     body: kopf.Body | dict[str, Any],
-    ownership: Ownership,
+    ownership: AudienceOwnership,
     existing: frozenset[ObjectRef],
 ) -> dict[str, Any]:
     spec = RuleSpec.from_body(body)

@@ -1,6 +1,6 @@
 """Audience-ownership records in the server namespace: read, write, and watch for changes.
 
-The AccessRule handler decides (kubemint.reconcile.audiences) and calls `Records.apply` to
+The AccessRule handler decides (kubemint.api.audiences) and calls `Records.apply` to
 make the live record match the decision; writes are optimistic (create fails if a record
 appeared meanwhile, replace and delete are conditional on the resourceVersion read), so a
 concurrent admin edit is never overwritten: the handler retries with what is there now.
@@ -26,19 +26,20 @@ import kopf
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from kubemint.api.meta import GROUP, VERSION
-from kubemint.api.ownership import (
+from kubemint.api.accessrule import RuleClaim
+from kubemint.api.audiences import (
     SELECTOR,
+    AudienceOwnership,
     InvalidRecord,
     OwnerRecord,
+    Record,
     audience_of,
     decode,
     encode,
     record_name,
 )
+from kubemint.api.meta import GROUP, VERSION
 from kubemint.controller.kube import Kube
-from kubemint.reconcile.accessrules import RuleClaim
-from kubemint.reconcile.audiences import Ownership, Record
 
 ANNOTATION_POKE = "kubemint.io/audience-ownership"  # value: the record's resourceVersion
 log = logging.getLogger("kubemint.ownership")
@@ -56,7 +57,9 @@ class Records:
         )
         return (None if live is None else decode(live, audience)), live
 
-    async def apply(self, current: Record, live: Body | None, decision: Ownership) -> str | None:
+    async def apply(
+        self, current: Record, live: Body | None, decision: AudienceOwnership
+    ) -> str | None:
         """Make the record match `decision`; what changed ("claimed", "moved", "released")."""
         wanted = decision.record
         if wanted == current or isinstance(wanted, InvalidRecord):

@@ -1,8 +1,10 @@
-"""The audience-ownership record: who owns an audience, kept where tenants cannot write.
+"""Audience ownership: the record that says who owns an audience, and the one decision.
 
-One ConfigMap per audience in the token server's namespace (not a Secret: ownership is no
-credential), written by the operator when a namespace first claims an audience, or by a
-cluster admin to assign one (by hand, or through the chart's `audiences.assignments`):
+**The record** (the operator ↔ token-server contract for audiences; the Secrets are in
+kubemint.api.records): one ConfigMap per audience in the token server's namespace (not a
+Secret: ownership is no credential), written by the operator when a namespace first claims an
+audience, or by a cluster admin to assign one (by hand, `kubemint assign-audience`, or the
+chart's `audiences.assignments`):
 
     metadata.name   kubemint-audience-<SHA-256 of the audience, 64 hex digits>
     labels          kubemint.io/role: audience-owner   (what the readers select on)
@@ -11,21 +13,37 @@ cluster admin to assign one (by hand, or through the chart's `audiences.assignme
     data.namespace  the owning namespace
     data.source     `claimed` (the operator wrote it on a first claim: released by the owner,
                     or with its namespace through an ownerReference) | `assigned` (an admin's;
-                    the operator never changes or deletes it)
+                    the operator never changes or deletes it; the default when absent)
 
 The name is injective in the audience (a digest, checked against the data on every read),
-so the API server itself guarantees one record per audience. Readers key records on the
-name computed from the audience they look up and trust no label beyond the selection.
+so the API server itself guarantees one record per audience. Readers look a record up by the
+name computed from the audience and trust no label beyond the selection.
+
+**The decision** (`decide`), made by the operator (which then writes the record) and by the
+token server (which grants only the owner's rules) with this same function:
+
+- A record names the owner, and it stays the owner whatever happens to its rules: deleting,
+  renaming or re-creating them changes nothing, so a rule refused earlier is never promoted.
+- A record moves only by an explicit act: the owning namespace releases a claimed record
+  (every one of its rules for the audience carries `kubemint.io/release-audience: "true"`),
+  a cluster admin edits or deletes the record, or the owning namespace is deleted (the
+  garbage collector removes a claimed record with it).
+- Without a record, in `firstClaim` mode, the oldest live claim owns the audience (and the
+  operator records it); claims from several namespaces in the same second tie and nobody owns
+  the audience until only one namespace claims it first. A releasing rule claims nothing.
+- In `assigned` mode only records an admin wrote (`source: assigned`) count: there are no
+  first claims, and claimed records from an earlier first-claim period are ignored (and kept).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubemint.api.accessrule import RuleClaim, audience_owner
 from kubemint.api.meta import LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY
 
 ROLE_AUDIENCE_OWNER = "audience-owner"
@@ -124,6 +142,57 @@ def encode(record: OwnerRecord, namespace: str, owner_uid: str | None = None) ->
     }
 
 
-def index(bodies: Any) -> dict[str, Mapping[str, Any]]:
+def by_name(bodies: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """Records by ConfigMap name, for lookups by `record_name(audience)`."""
     return {b["metadata"]["name"]: b for b in bodies if (b.get("metadata") or {}).get("name")}
+
+
+# -- the decision ------------------------------------------------------------------------------
+
+Record = OwnerRecord | InvalidRecord | None
+
+
+@dataclass(frozen=True)
+class AudienceOwnership:
+    """The decision for one audience.
+
+    `owner` is the namespace whose rules grant (None: nobody's do). `record` is the record
+    that should exist afterwards; the operator writes it when it differs from the live one
+    (it differs only for claimed records in first-claim mode). `contested` and `invalid` say
+    why nobody owns an audience that rules claim.
+    """
+
+    owner: str | None
+    record: Record
+    contested: bool = False
+    assigned: bool = False  # the owner holds it by an admin's assignment
+    invalid: bool = False  # an unreadable record stands at the audience's name
+    mode: str = FIRST_CLAIM  # in `assigned` mode a refused rule learns only "not assigned"
+
+
+def decide(
+    audience: str, mode: str, record: Record, claims: Iterable[RuleClaim]
+) -> AudienceOwnership:
+    live = tuple(claims)
+    if isinstance(record, InvalidRecord):
+        return AudienceOwnership(None, record, invalid=True, mode=mode)
+    if record is not None and (mode == FIRST_CLAIM or record.source == SOURCE_ASSIGNED):
+        if not _released(record, live):
+            return AudienceOwnership(
+                record.namespace, record, assigned=record.source == SOURCE_ASSIGNED, mode=mode
+            )
+        record = None  # given up by its owner: the audience is free again
+    if mode == ASSIGNED:
+        return AudienceOwnership(None, record, mode=mode)
+    claiming = [c for c in live if not c.releasing]
+    first = audience_owner(claiming)
+    if first is None:
+        return AudienceOwnership(None, None, contested=bool(claiming))
+    return AudienceOwnership(first, OwnerRecord(audience, first, SOURCE_CLAIMED))
+
+
+def _released(record: OwnerRecord, claims: tuple[RuleClaim, ...]) -> bool:
+    """The owner gave a claimed audience up: it has rules for it, and every one releases.
+    (Deleting every rule is no release: that is what a rename or a re-create looks like.)"""
+    own = [c for c in claims if c.namespace == record.namespace]
+    return record.source == SOURCE_CLAIMED and bool(own) and all(c.releasing for c in own)
