@@ -70,12 +70,18 @@ def claims_of(spec: RuleSpec, created: str, indexed: Iterable[RuleClaim]) -> lis
     return [c for c in indexed if (c.namespace, c.name) != (spec.namespace, spec.name)] + [own]
 
 
+async def _stop(watching: list[tuple[asyncio.Event, asyncio.Task[None]]]) -> None:
+    while watching:
+        stop, task = watching.pop()
+        stop.set()
+        await task
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
     records = Records(runtime.kube, settings.namespace)
     live: dict[str, Mapping[str, Iterable[RuleClaim]]] = {}
-    watching: list[asyncio.Task[None]] = []
-    stop = asyncio.Event()
+    watching: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     @kopf.index(GROUP, VERSION, PLURAL, id="audience_claims", registry=registry)
     def audience_claims(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, RuleClaim]:
@@ -96,15 +102,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def watch_records(**kwargs: Any) -> None:
         # kopf's indexes are live mappings: the watcher reads who names an audience from it.
         live["index"] = kwargs["audience_claims"]
-        stop.clear()
+        await _stop(watching)  # a previous leadership term's watcher, if kopf was cancelled
+        stop = asyncio.Event()
         watcher = RecordWatcher(runtime.kube, settings.namespace, lambda: live["index"])
-        watching.append(asyncio.create_task(watcher.run(stop)))
+        watching.append((stop, asyncio.create_task(watcher.run(stop))))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_watching(**_: Any) -> None:
-        stop.set()
-        while watching:
-            await watching.pop()
+        await _stop(watching)
 
     def rule_needs_recheck(*, status: kopf.Status, **_: Any) -> bool:
         return any(c.get("status") != "True" for c in status.get("conditions") or [{}])
