@@ -90,6 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--scope", default="", help="space-separated scopes the call needs")
     verify.set_defaults(run=_verify)
 
+    assign = commands.add_parser(
+        "assign-audience",
+        help="print the record that assigns an audience to a namespace (for kubectl apply)",
+        description=(
+            "Print, as JSON for `kubectl apply -f -`, the ownership record (a ConfigMap in the "
+            "token server's namespace) that assigns AUDIENCE to NAMESPACE: the namespace's "
+            "AccessRules for it are then the only ones that grant, in either ownership mode. "
+            "Delete the ConfigMap to withdraw the assignment."
+        ),
+    )
+    assign.add_argument("audience", help="the audience, e.g. https://calendar.example.com")
+    assign.add_argument("owner", metavar="NAMESPACE", help="the namespace that owns it")
+    assign.add_argument(
+        "-n",
+        "--namespace",
+        default="kubemint-system",
+        help="the token server's namespace (default: kubemint-system)",
+    )
+    assign.set_defaults(run=_assign_audience)
+
     dev = commands.add_parser("dev", help="local development helpers")
     dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
     up = dev_commands.add_parser(
@@ -185,6 +205,20 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"kubemint verify: cannot read the issuer's JWKS: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(claims, sort_keys=True))
+    return 0
+
+
+def _assign_audience(args: argparse.Namespace) -> int:
+    import json
+
+    from kubemint.api.audiences import SOURCE_ASSIGNED, InvalidRecord, OwnerRecord, decode, encode
+
+    body = encode(OwnerRecord(args.audience, args.owner, SOURCE_ASSIGNED), args.namespace)
+    if isinstance(found := decode(body, args.audience), InvalidRecord):
+        print(f"kubemint assign-audience: {found.problem}", file=sys.stderr)
+        return 2
+    body["metadata"]["labels"].pop("app.kubernetes.io/managed-by")  # an admin's, not kubemint's
+    print(json.dumps(body, indent=2))
     return 0
 
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubemint.api.audiences import FIRST_CLAIM, check_mode
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -45,6 +47,11 @@ def _namespace_and_issuer(env: Mapping[str, str]) -> tuple[str, str]:
     return namespace, issuer.rstrip("/")
 
 
+def _audience_ownership(env: Mapping[str, str]) -> str:
+    """KUBEMINT_AUDIENCE_OWNERSHIP, shared by both processes so they decide alike."""
+    return check_mode(env.get("KUBEMINT_AUDIENCE_OWNERSHIP") or FIRST_CLAIM)
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str
@@ -62,6 +69,9 @@ class OperatorSettings:
     """This replica's name in the Lease (pod name plus a random suffix)."""
     workers: int = 16
     """Threads for Kubernetes API calls (the official client is synchronous)."""
+    audience_ownership: str = "firstClaim"
+    """How a namespace comes to own an audience: `firstClaim` (its rule claims it first) or
+    `assigned` (only a cluster admin's assignment record makes an owner)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -75,6 +85,7 @@ class OperatorSettings:
             lease_name=env.get("KUBEMINT_LEASE_NAME", "kubemint-operator"),
             identity=env.get("POD_NAME", socket.gethostname()) + "-" + uuid.uuid4().hex[:6],
             workers=int(env.get("KUBEMINT_API_WORKERS", "16")),
+            audience_ownership=_audience_ownership(env),
         )
 
 
@@ -99,6 +110,8 @@ class ServerSettings:
     trusted_proxies: tuple[Network, ...] = ()
     """Proxies (e.g. the ingress controllers' pod network) whose X-Forwarded-For names the
     source address; empty: X-Forwarded-For is ignored."""
+    audience_ownership: str = "firstClaim"
+    """As the operator's: the token server decides ownership with the same rule."""
 
     @property
     def token_endpoint(self) -> str:
@@ -117,4 +130,5 @@ class ServerSettings:
             failures_per_client=int(env.get("KUBEMINT_AUTH_FAILURES_PER_CLIENT", "10")),
             failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
             trusted_proxies=parse_networks(env.get("KUBEMINT_TRUSTED_PROXIES", "")),
+            audience_ownership=_audience_ownership(env),
         )

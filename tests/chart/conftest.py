@@ -99,6 +99,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "rbac": {"bindIssuerDiscovery": True},
         "signingKey": {"algorithm": "RS256", "keySize": 3072, "keep": False},
     },
+    "assigned-audiences": {
+        "audiences": {
+            "ownership": "assigned",
+            "assignments": [
+                {"audience": "https://calendar.example.com", "namespace": "calendar"},
+                {"audience": "urn:files", "namespace": "files"},
+            ],
+        },
+    },
     "minimal": {
         "signingKey": {"create": False},
         "tokenServer": {

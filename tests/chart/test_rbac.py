@@ -137,3 +137,20 @@ def test_operator_writes_secrets_and_status_and_only_its_own_lease(
     for _, _, rule in leases:
         if rule["verbs"] != ["create"]:  # create cannot be limited by name
             assert rule["resourceNames"] == ["kubemint-operator"]
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_operator_writes_configmaps_only_in_its_namespace_and_only_reads_namespaces(
+    rendered: dict[str, str], name: str
+) -> None:
+    """Audience ownership records live in the release namespace; the operator reads the
+    owning Namespace's uid (for the record's ownerReference) and nothing else about it."""
+    rules = grants(rendered[name], "kubemint-operator")
+    configmaps = [(k, w, r) for k, w, r in rules if "configmaps" in r["resources"]]
+    assert configmaps, "the operator cannot write audience ownership records"
+    for kind, where, rule in configmaps:
+        assert (kind, where) == ("Role", NAMESPACE), rule
+        assert rule["resources"] == ["configmaps"]
+        assert set(rule["verbs"]) == {"get", "list", "watch", "create", "update", "delete"}
+    namespaces = [r for _, _, r in rules if "namespaces" in r["resources"]]
+    assert [r["verbs"] for r in namespaces] == [["get"]]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kubemint.api.audiences import ASSIGNED, FIRST_CLAIM, SOURCE_ASSIGNED, OwnerRecord, decode
 from tests.chart.conftest import (
     CHART,
     KINDS_WITHOUT_CRDS,
@@ -170,9 +171,38 @@ def test_minimal_values_leave_out_the_optional_objects(rendered: dict[str, str])
         kinds(manifest)
     )
     names = [r["metadata"]["name"] for r in by_kind(manifest, "Role")]
-    assert names == ["kubemint-token-server"]  # no leader-election Role without election
+    # no leader-election Role without election
+    assert sorted(names) == ["kubemint-operator-audiences", "kubemint-token-server"]
     spec = deployment(manifest, "token-server")["spec"]["template"]["spec"]
     assert "topologySpreadConstraints" not in spec
+
+
+def test_both_components_decide_audience_ownership_in_the_same_mode(
+    rendered: dict[str, str],
+) -> None:
+    for name, expected in (("default", FIRST_CLAIM), ("assigned-audiences", ASSIGNED)):
+        for component in ("operator", "token-server"):
+            env = env_of(deployment(rendered[name], component))
+            assert env["KUBEMINT_AUDIENCE_OWNERSHIP"] == expected, (name, component)
+
+
+def test_assignments_render_records_kubemint_reads_as_assignments(
+    rendered: dict[str, str],
+) -> None:
+    assert not by_kind(rendered["default"], "ConfigMap")
+    records = by_kind(rendered["assigned-audiences"], "ConfigMap")
+    found = {}
+    for body in records:
+        audience = body["data"]["audience"]
+        assert body["metadata"]["namespace"] == "kubemint-system"
+        assert body["metadata"]["labels"]["kubemint.io/role"] == "audience-owner"
+        found[audience] = decode(body, audience)
+    assert found == {
+        "https://calendar.example.com": OwnerRecord(
+            "https://calendar.example.com", "calendar", SOURCE_ASSIGNED
+        ),
+        "urn:files": OwnerRecord("urn:files", "files", SOURCE_ASSIGNED),
+    }
 
 
 @pytest.mark.parametrize(("name", "kinds_"), sorted(KINDS_WITHOUT_CRDS.items()))
@@ -234,6 +264,28 @@ def test_kinds_skipped_in_the_dry_run_are_rendered(
             {"issuer": "auth.example.com"},
             "/issuer",
             id="an issuer that is not a URL",
+        ),
+        pytest.param(
+            {"audiences": {"ownership": "first-claim"}},
+            "/audiences/ownership",
+            id="an unknown ownership mode",
+        ),
+        pytest.param(
+            {"audiences": {"assignments": [{"audience": "https://a", "namespace": "Team A"}]}},
+            "/audiences/assignments/0/namespace",
+            id="an assignment to something that is no namespace name",
+        ),
+        pytest.param(
+            {
+                "audiences": {
+                    "assignments": [
+                        {"audience": "https://a", "namespace": "a"},
+                        {"audience": "https://a", "namespace": "b"},
+                    ]
+                }
+            },
+            '"https://a" is assigned twice',
+            id="one audience assigned twice",
         ),
         pytest.param(
             {"operator": {"replicas": 2, "leaderElection": {"enabled": False}}},

@@ -359,7 +359,8 @@ def test_the_first_namespace_to_claim_an_audience_owns_it(
         )
         grab = wait_ready(cluster, "AccessRule", intruder_ns, "grab", status="False")
         assert condition(grab)["reason"] == "AudienceConflict"
-        assert f"owned by namespace {namespace}" in condition(grab)["message"]
+        assert "owned by another namespace" in condition(grab)["message"]
+        assert "audienceOwner" not in grab["status"]
         # The owner rule is unaffected.
         assert condition(get(cluster, "AccessRule", namespace, "owner"))["status"] == "True"
     finally:

@@ -92,10 +92,22 @@ def named_reasons() -> dict[str, set[str]]:
 @cache
 def operator_reasons() -> frozenset[str]:
     """Every reason the operator code puts in a condition: the second argument (or `reason=`)
-    of `Outcome(...)`, and of `cls(...)` inside Outcome's own constructors."""
+    of `Outcome(...)`, and of `cls(...)` inside Outcome's own constructors; a literal, or a
+    module-level reason constant (`AUDIENCE_CONFLICT = "AudienceConflict"`)."""
     reasons: set[str] = set()
-    for path in SOURCE_DIR.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+    trees = [ast.parse(path.read_text()) for path in SOURCE_DIR.rglob("*.py")]
+    constants = {
+        target.id: node.value.value
+        for tree in trees
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    for tree in trees:
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
@@ -106,6 +118,8 @@ def operator_reasons() -> frozenset[str]:
             for argument in arguments:
                 if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
                     reasons.add(argument.value)
+                elif isinstance(argument, ast.Name) and argument.id in constants:
+                    reasons.add(constants[argument.id])
     return frozenset(reasons)
 
 

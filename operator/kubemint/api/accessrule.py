@@ -14,6 +14,13 @@ from typing import Any
 
 from kubemint.api.meta import KIND_ACCESS_RULE, ObjectRef
 
+ANNOTATION_RELEASE = "kubemint.io/release-audience"  # "true": the rule gives its audience up
+
+
+def releasing(annotations: object) -> bool:
+    """Whether a rule's annotations give its audience up (kubemint.api.audiences)."""
+    return isinstance(annotations, Mapping) and annotations.get(ANNOTATION_RELEASE) == "true"
+
 
 @dataclass(frozen=True)
 class HttpRule:
@@ -41,6 +48,7 @@ class RuleSpec:
     when: str | None
     scopes: frozenset[str] = frozenset()
     http: tuple[HttpRule, ...] = ()
+    releasing: bool = False  # annotated kubemint.io/release-audience: grants and claims nothing
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> RuleSpec:
@@ -57,7 +65,11 @@ class RuleSpec:
             when=spec.get("when") or None,
             scopes=frozenset(spec.get("scopes") or ()),
             http=tuple(HttpRule.from_spec(h) for h in spec.get("http") or ()),
+            releasing=releasing(meta.get("annotations")),
         )
+
+    def claim(self, created: datetime.datetime) -> RuleClaim:
+        return RuleClaim(self.namespace, self.name, created, self.releasing)
 
     @property
     def ref(self) -> ObjectRef:
@@ -76,11 +88,13 @@ class RuleClaim:
     namespace: str
     name: str
     created: datetime.datetime
+    releasing: bool = False  # claims nothing (kubemint.api.audiences decides with it)
 
 
 def audience_owner(claims: Iterable[RuleClaim]) -> str | None:
-    """The namespace owning an audience, given every rule that names it; None when no rule
-    names it or when the oldest claims come from several namespaces (contested)."""
+    """The first claim's namespace, for an audience nobody owns yet (kubemint.api.audiences
+    decides ownership; this is its first-claim rule); None when no rule names it or when the
+    oldest claims come from several namespaces in the same second (contested)."""
     claims = list(claims)
     if not claims:
         return None

@@ -1,7 +1,8 @@
 """The contract between the operator (writer) and the token server (reader): kubemint's Secrets.
 
 Everything one process writes and the other reads back is defined here once: each Secret's
-name, labels, data key, JSON shape, encode and decode.
+name, labels, data key, JSON shape, encode and decode. (The audience ownership records, which
+are ConfigMaps, are defined in kubemint.api.audiences.)
 
 - A **verification record** (client or account) lives in the token server's namespace, where
   tenants cannot write. Its name is derived from the owner's uid (`kubemint-client-<uid>`),

@@ -42,7 +42,12 @@ def main() -> int:
             keys.add(f"jwks:{uri}", https_fetch(uri))
         keys.keep_only({f"jwks:{uri}" for uri in uris})
 
-    view = ClusterView(api, settings.namespace, on_snapshot=track_issuers)
+    view = ClusterView(
+        api,
+        settings.namespace,
+        on_snapshot=track_issuers,
+        audience_ownership=settings.audience_ownership,
+    )
     halt = threading.Event()
 
     def start() -> None:

@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from kubemint.api.accessrule import HttpRule, RuleClaim, RuleSpec, audience_owner
+from kubemint.api.accessrule import HttpRule, RuleClaim, RuleSpec
+from kubemint.api.audiences import FIRST_CLAIM, decide, record_name
+from kubemint.api.audiences import by_name as audience_records_by_name
+from kubemint.api.audiences import decode as decode_audience_record
 from kubemint.api.meta import KIND_ACCOUNT, KIND_CLIENT, ObjectRef, parse_time
 from kubemint.api.oauth2client import ClientSpec, client_id_holder
 from kubemint.api.records import (
@@ -181,17 +184,21 @@ def build_snapshot(
     key_cache: KeyCache | None = None,
     revocations: Iterable[Body] = (),
     kubernetes_accounts: Iterable[Body] = (),
+    audience_records: Iterable[Body] = (),
+    audience_ownership: str = FIRST_CLAIM,
 ) -> Snapshot:
     """The view at one moment. Objects that do not parse are skipped (and logged).
 
     `kubernetes_accounts` are Kubernetes ServiceAccounts (metadata is enough); only those that
-    an account federates are kept."""
+    an account federates are kept. `audience_records` are the audience ownership ConfigMaps
+    of the server namespace (kubemint.api.audiences); `audience_ownership` is the mode the
+    operator runs in."""
     secrets = list(secrets)
     records = _records(secrets)
     snapshot = Snapshot(
         clients=_clients(clients, records),
         **_accounts(accounts, records),
-        rules=_rules(rules),
+        rules=_rules(rules, audience_records_by_name(audience_records), audience_ownership),
         keys=_keyrings(
             [k for k in signing_keys if k["metadata"]["namespace"] == server_namespace],
             {s["metadata"]["name"]: s for s in secrets},
@@ -341,7 +348,11 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
     }
 
 
-def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
+def _rules(
+    bodies: Iterable[Body], records: Mapping[str, Mapping[str, Any]], mode: str
+) -> dict[str, tuple[RuleView, ...]]:
+    """The rules that grant, by audience: those of the owning namespace (decided with the
+    operator's function, from the record at the audience's name), except releasing ones."""
     claims: dict[str, list[RuleClaim]] = {}
     views: dict[str, list[RuleView]] = {}
     for body in bodies:
@@ -349,11 +360,17 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
             spec = RuleSpec.from_body(body)
             if not spec.audience:
                 continue
+            claim = spec.claim(parse_time(body["metadata"]["creationTimestamp"]))
+        except (KeyError, ValueError, TypeError):
+            continue
+        # Counted as a claim even when it grants nothing (as in the operator's index).
+        claims.setdefault(spec.audience, []).append(claim)
+        try:
             condition = compile_condition(spec.when) if spec.when else None
-            created = parse_time(body["metadata"]["creationTimestamp"])
-        except (ExpressionError, KeyError, ValueError, TypeError):
+        except ExpressionError:
             continue  # an uncompilable condition grants nothing (and the operator says why)
-        claims.setdefault(spec.audience, []).append(RuleClaim(spec.namespace, spec.name, created))
+        if spec.releasing:
+            continue
         views.setdefault(spec.audience, []).append(
             RuleView(
                 ref=spec.ref,
@@ -366,7 +383,9 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
         )
     owned: dict[str, tuple[RuleView, ...]] = {}
     for audience, rules in views.items():
-        owner = audience_owner(claims[audience])
+        found = records.get(record_name(audience))
+        record = None if found is None else decode_audience_record(found, audience)
+        owner = decide(audience, mode, record, claims[audience]).owner
         owned[audience] = tuple(r for r in rules if r.ref.namespace == owner)
     return owned
 

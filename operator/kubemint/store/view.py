@@ -16,6 +16,8 @@ from typing import Protocol
 
 from kubernetes import client
 
+from kubemint.api.audiences import FIRST_CLAIM
+from kubemint.api.audiences import SELECTOR as OWNERSHIP_SELECTOR
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
 from kubemint.store import kubernetes_accounts
 from kubemint.store.informer import Informer
@@ -54,8 +56,10 @@ class ClusterView:
         api_client: client.ApiClient,
         server_namespace: str,
         on_snapshot: Callable[[Snapshot], None] | None = None,
+        audience_ownership: str = FIRST_CLAIM,
     ) -> None:
         self.namespace = server_namespace
+        self.audience_ownership = audience_ownership
         self._on_snapshot = on_snapshot
         custom = client.CustomObjectsApi(api_client)
         core = client.CoreV1Api(api_client)
@@ -90,6 +94,13 @@ class ClusterView:
                 server_namespace,
                 on_change=self._dirty.set,
                 label_selector=REVOCATIONS_SELECTOR,
+            ),
+            "audiences": Informer(
+                "audience-records",
+                core.list_namespaced_config_map,
+                server_namespace,
+                on_change=self._dirty.set,
+                label_selector=OWNERSHIP_SELECTOR,
             ),
             "secrets": Informer(
                 "secrets",
@@ -178,4 +189,6 @@ class ClusterView:
             key_cache=self._keys,
             revocations=i["revocations"].objects(),
             kubernetes_accounts=i["kubernetes-accounts"].objects(),
+            audience_records=i["audiences"].objects(),
+            audience_ownership=self.audience_ownership,
         )

@@ -7,15 +7,11 @@ from typing import Any
 
 import pytest
 
-from kubemint.api.accessrule import RuleClaim, RuleSpec, audience_owner
+from kubemint.api.accessrule import RuleClaim, audience_owner
 from kubemint.api.meta import ObjectRef
 from kubemint.api.oauth2client import ClientSpec, client_id_holder
 from kubemint.api.serviceaccount import AccountSpec
 from kubemint.crypto import keys
-from kubemint.reconcile.accessrules import (
-    check_rule,
-    unresolved_subjects,
-)
 from kubemint.reconcile.oauth2clients import (
     ClientContext,
     check_client,
@@ -264,32 +260,3 @@ def test_namespaces_claiming_an_audience_in_the_same_second_own_nothing() -> Non
     """No tie-break an intruder could game (e.g. a namespace that sorts first)."""
     claims = [RuleClaim("calendar", "r", T0), RuleClaim("aaa-intruder", "r", T0)]
     assert audience_owner(claims) is None
-    spec = RuleSpec.from_body(
-        {
-            "metadata": {"namespace": "calendar", "name": "r"},
-            "spec": {
-                "audience": "https://cal",
-                "subjects": [{"kind": "OAuth2Client", "name": "x"}],
-            },
-        }
-    )
-    outcome = check_rule(spec, owner=None)
-    assert outcome.reason == "AudienceConflict"
-    assert "same second" in outcome.message
-
-
-def test_a_rule_in_another_namespace_than_the_owner_conflicts() -> None:
-    rule = RuleSpec.from_body(
-        {
-            "metadata": {"namespace": "intruder", "name": "r"},
-            "spec": {
-                "audience": "https://cal",
-                "subjects": [{"kind": "OAuth2Client", "name": "x"}],
-            },
-        }
-    )
-    outcome = check_rule(rule, owner="calendar")
-    assert outcome.reason == "AudienceConflict"
-    assert check_rule(rule, owner="intruder").ready
-    assert unresolved_subjects(rule, frozenset()) == ["OAuth2Client/intruder/x"]
-    assert unresolved_subjects(rule, frozenset({ObjectRef("OAuth2Client", "intruder", "x")})) == []

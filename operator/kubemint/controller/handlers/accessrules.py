@@ -1,25 +1,36 @@
-"""AccessRule → status only: audience ownership, `when` compilation, unresolved subjects."""
+"""AccessRule → the audience's ownership record + status: ownership, `when`, local subjects.
+
+Each reconcile decides the audience's owner from its record and the live claims (kopf index),
+writes the record when the decision changes it (serialised per audience), and reports only
+what concerns the rule's own namespace. The record watcher re-runs every rule of an audience
+whose record changed, so statuses follow ownership.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
-from kubemint.api.accessrule import RuleClaim, RuleSpec, audience_owner
+from kubemint.api.accessrule import RuleClaim, RuleSpec
+from kubemint.api.audiences import AudienceOwnership, decide
 from kubemint.api.meta import (
     GROUP,
     KIND_ACCOUNT,
     KIND_CLIENT,
     VERSION,
     ObjectRef,
-    Outcome,
     parse_time,
     set_condition,
 )
+from kubemint.controller.audiences import Records, RecordWatcher
 from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
 from kubemint.reconcile.accessrules import (
+    audience_owner_status,
     check_rule,
+    subjects_outcome,
     unresolved_subjects,
 )
 
@@ -28,44 +39,56 @@ PLURAL = "accessrules"
 
 def reconcile(
     body: kopf.Body | dict[str, Any],
-    claims: list[RuleClaim],
+    ownership: AudienceOwnership,
     existing: frozenset[ObjectRef],
 ) -> dict[str, Any]:
     spec = RuleSpec.from_body(body)
-    outcome = check_rule(spec, audience_owner(claims))
     missing = unresolved_subjects(spec, existing)
     moment = now()
     status = status_update(
         body,
-        outcome,
+        check_rule(spec, ownership),
         moment,
-        {"audienceOwner": audience_owner(claims), "unresolvedSubjects": missing or None},
-    )
-    subjects = (
-        Outcome(False, "SubjectNotFound", f"spec.subjects: {', '.join(missing)} do not exist")
-        if missing
-        else Outcome(True, "AllFound", "every subject exists")
+        {
+            "audienceOwner": audience_owner_status(spec, ownership),
+            "unresolvedSubjects": missing or None,
+        },
     )
     status["conditions"] = set_condition(
         status["conditions"],
         "SubjectsResolved",
-        subjects,
+        subjects_outcome(spec, existing),
         body["metadata"].get("generation"),
         moment,
     )
     return status
 
 
+def claims_of(spec: RuleSpec, created: str, indexed: Iterable[RuleClaim]) -> list[RuleClaim]:
+    """The audience's claims with this rule's own as it is now (the index may lag a moment)."""
+    own = spec.claim(parse_time(created))
+    return [c for c in indexed if (c.namespace, c.name) != (spec.namespace, spec.name)] + [own]
+
+
+async def _stop(watching: list[tuple[asyncio.Event, asyncio.Task[None]]]) -> None:
+    while watching:
+        stop, task = watching.pop()
+        stop.set()
+        await task
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
+    records = Records(runtime.kube, settings.namespace)
+    live: dict[str, Mapping[str, Iterable[RuleClaim]]] = {}
+    watching: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     @kopf.index(GROUP, VERSION, PLURAL, id="audience_claims", registry=registry)
     def audience_claims(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, RuleClaim]:
-        audience = (body.get("spec") or {}).get("audience")
-        if not audience:
+        spec = RuleSpec.from_body(body)
+        if not spec.audience:
             return {}
-        created = parse_time(meta["creationTimestamp"])
-        return {audience: RuleClaim(meta["namespace"], meta["name"], created)}
+        return {spec.audience: spec.claim(parse_time(meta["creationTimestamp"]))}
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_refs", registry=registry)
     def client_refs(*, meta: kopf.Meta, **_: Any) -> dict[str, ObjectRef]:
@@ -74,6 +97,19 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.index(GROUP, VERSION, "serviceaccounts", id="account_refs", registry=registry)
     def account_refs(*, meta: kopf.Meta, **_: Any) -> dict[str, ObjectRef]:
         return {"all": ObjectRef(KIND_ACCOUNT, meta["namespace"], meta["name"])}
+
+    @kopf.on.startup(registry=registry)
+    async def watch_records(**kwargs: Any) -> None:
+        # kopf's indexes are live mappings: the watcher reads who names an audience from it.
+        live["index"] = kwargs["audience_claims"]
+        await _stop(watching)  # a previous leadership term's watcher, if kopf was cancelled
+        stop = asyncio.Event()
+        watcher = RecordWatcher(runtime.kube, settings.namespace, lambda: live["index"])
+        watching.append((stop, asyncio.create_task(watcher.run(stop))))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_watching(**_: Any) -> None:
+        await _stop(watching)
 
     def rule_needs_recheck(*, status: kopf.Status, **_: Any) -> bool:
         return any(c.get("status") != "True" for c in status.get("conditions") or [{}])
@@ -85,9 +121,16 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         interval=settings.recheck_interval,
         when=rule_needs_recheck,
     )
-    async def access_rule(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-        audience = (body.get("spec") or {}).get("audience", "")
+    async def access_rule(
+        *, body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, **kwargs: Any
+    ) -> None:
+        spec = RuleSpec.from_body(body)
+        claims = claims_of(
+            spec, meta["creationTimestamp"], kwargs["audience_claims"].get(spec.audience, [])
+        )
+        async with runtime.lock("Audience", "", spec.audience):
+            current, record = await records.read(spec.audience)
+            ownership = decide(spec.audience, settings.audience_ownership, current, claims)
+            await records.apply(current, record, ownership)
         refs = [*kwargs["client_refs"].get("all", []), *kwargs["account_refs"].get("all", [])]
-        claims = list(kwargs["audience_claims"].get(audience, []))
-        status = reconcile(body, claims, frozenset(refs))
-        patch.status.update(changed(body, status))
+        patch.status.update(changed(body, reconcile(body, ownership, frozenset(refs))))
