@@ -1,4 +1,10 @@
-"""RFC 9068 JWT access tokens: the claim set and the token response."""
+"""RFC 9068 JWT access tokens: the claim set and the token response.
+
+Every token carries `scope` (RFC 9068 §2.2.3, RFC 8693 §4.2), an empty string for an
+audience-only token: a resource server that finds no `scope` may fall back to another claim
+(Spring Security reads `scp` next), so its absence must never be what a token says. An
+account's own claims come only as far as kubemint.api.identity and the grant allow.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from kubemint.api.identity import account_claims
 from kubemint.oauth.client_auth import Caller
 from kubemint.oauth.policy import Grant
-
-REGISTERED = frozenset(
-    {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "azp", "cnf", "act"}
-)
 
 
 def access_token_claims(
@@ -20,8 +23,8 @@ def access_token_claims(
     """iss, sub, aud, exp, iat, jti, client_id, scope (RFC 9068 §2.2) plus account claims."""
     claims: dict[str, Any] = {}
     if caller.account is not None:
-        # Registered claims cannot be overridden (the CRD refuses them; this is belt and braces).
-        claims.update({k: v for k, v in caller.account.claims.items() if k not in REGISTERED})
+        # Never a forbidden name, whatever the CRD admitted; only those the grant allows.
+        claims.update(account_claims(caller.account.claims, grant.account_claims))
     claims.update(extra or {})
     claims.update(
         {
@@ -33,10 +36,9 @@ def access_token_claims(
             "exp": now + caller.client.token_lifetime,
             "jti": secrets.token_urlsafe(16),
             "client_id": caller.client.client_id,
+            "scope": " ".join(grant.scopes),
         }
     )
-    if grant.scopes:
-        claims["scope"] = " ".join(grant.scopes)
     return claims
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemint.api.identity import derived_client_id, explicit_client_id_problem
 from kubemint.api.meta import ObjectRef, Outcome, parse_duration
 from kubemint.crypto.jwks import InvalidJWKS, parse_key_document, parse_public_jwks
 from kubemint.reconcile.checks import Check, evaluate
@@ -22,6 +23,8 @@ from kubemint.reconcile.rotating_secret import SecretPlan, SecretPolicy
 SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 DEFAULT_LIFETIME = "15m"
 DEFAULT_OVERLAP = "1h"
+# Reasons that leave a client with no id of its own: nothing may authenticate as it.
+REFUSED_CLIENT_ID = frozenset({"ClientIdConflict", "ClientIdOutsideNamespace"})
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,15 @@ def client_id_holder(claims: Iterable[tuple[str, str, str]]) -> tuple[ObjectRef 
 
 def effective_client_id(namespace: str, name: str, spec: Mapping[str, Any]) -> str:
     """`spec.clientId`, or `<namespace>.<name>` (unique because namespace/name is)."""
-    return str(spec.get("clientId") or f"{namespace}.{name}")
+    return str(spec.get("clientId") or derived_client_id(namespace, name))
+
+
+def claims_client_id(namespace: str, spec: Mapping[str, Any]) -> bool:
+    """Whether a client takes part in deciding who holds its client id: one whose explicit
+    `spec.clientId` lies outside its namespace's space holds nothing and blocks nobody (else
+    it could pre-claim another namespace's future `<namespace>.<name>` for good)."""
+    explicit = spec.get("clientId")
+    return not explicit or explicit_client_id_problem(namespace, str(explicit)) is None
 
 
 def client_jwks(spec: ClientSpec, context: ClientContext) -> dict[str, Any] | None:
@@ -180,6 +191,15 @@ def _client_keys_valid(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
     return None
 
 
+def _client_id_in_namespace(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
+    """An explicit id must start with `<namespace>.`: it can then never equal another
+    namespace's id (derived or explicit) nor a ServiceAccount's `kubemint:` subject."""
+    if not spec.explicit_client_id:
+        return None
+    problem = explicit_client_id_problem(spec.namespace, spec.client_id)
+    return Outcome(False, "ClientIdOutsideNamespace", problem) if problem else None
+
+
 def _client_id_unique(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
     """The message never names the holder: it may live in a namespace this tenant cannot see.
     It names the field the id comes from: spec.clientId, or metadata.name for the derived
@@ -207,6 +227,7 @@ def _client_id_unique(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
 
 
 CHECKS: tuple[Check[ClientSpec, ClientContext], ...] = (
+    _client_id_in_namespace,
     _client_id_unique,
     _signing_key_exists,
     _encryption_key_exists,

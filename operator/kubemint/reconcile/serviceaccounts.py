@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemint.api.identity import account_subject, claims_problem
 from kubemint.api.meta import Outcome, parse_duration
 from kubemint.crypto.jwks import InvalidJWKS, parse_key_document
 from kubemint.policy.expressions import ExpressionError, compile_condition
@@ -31,7 +32,7 @@ DEFAULT_OVERLAP = "1h"
 
 def subject_of(namespace: str, name: str) -> str:
     """The `sub` claim of tokens issued to a kubemint ServiceAccount."""
-    return f"kubemint:serviceaccount:{namespace}:{name}"
+    return account_subject(namespace, name)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class AccountSpec:
     app_passwords: AppPasswordSpec | None
     kubernetes: tuple[str, ...]
     issuers: tuple[IssuerSpec, ...]
+    claims: Mapping[str, Any] = field(default_factory=dict)  # spec.claims
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> AccountSpec:
@@ -104,6 +106,7 @@ class AccountSpec:
             app_passwords=app,
             kubernetes=tuple(k["serviceAccountName"] for k in federation.get("kubernetes") or []),
             issuers=issuers,
+            claims=dict(spec.get("claims") or {}),
         )
 
     @property
@@ -116,6 +119,13 @@ class AccountContext:
     clients: Mapping[str, tuple[str, ...]]  # existing OAuth2Clients in the namespace → grants
     kubernetes_accounts: frozenset[str]  # existing Kubernetes ServiceAccounts in the namespace
     issuer_key_texts: Mapping[tuple[str, str], str | None]  # (secret, key) → content or None
+
+
+def _claims_allowed(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    """No claim that a token server sets, that carries authorization or identity, or that is
+    not a plain private name (kubemint.api.identity); the token server skips such accounts."""
+    problem = claims_problem(spec.claims)
+    return Outcome(False, "ForbiddenClaims", problem) if problem else None
 
 
 def _clients_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
@@ -194,6 +204,7 @@ def _issuer_keys_valid(spec: AccountSpec, ctx: AccountContext) -> Outcome | None
 
 
 CHECKS: tuple[Check[AccountSpec, AccountContext], ...] = (
+    _claims_allowed,
     _clients_exist,
     _has_credentials,
     _grants_usable,

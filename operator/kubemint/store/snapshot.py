@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from kubemint.api.identity import claims_problem
 from kubemint.api.meta import (
     LABEL_OWNER_NAME,
     LABEL_OWNER_NAMESPACE,
@@ -39,7 +40,7 @@ from kubemint.crypto.keys import KeyMaterial
 from kubemint.crypto.opaque import OpaqueKey
 from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
 from kubemint.reconcile.accessrules import RuleClaim, audience_owner
-from kubemint.reconcile.oauth2clients import ClientSpec, client_id_holder
+from kubemint.reconcile.oauth2clients import ClientSpec, claims_client_id, client_id_holder
 from kubemint.reconcile.rotating_secret import Generation, generations_from_record
 from kubemint.reconcile.serviceaccounts import AccountSpec, IssuerSpec
 from kubemint.reconcile.signingkeys import KEYS_FIELD, SigningKeySpec, StoredKey
@@ -100,6 +101,7 @@ class RuleView:
     scopes: frozenset[str]
     condition: Condition | None
     http: tuple[HttpRule, ...]  # spec.http, for the forward-auth endpoints
+    account_claims: frozenset[str] = frozenset()  # spec.accountClaims
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,11 @@ def _clients(
         try:
             spec = ClientSpec.from_body(body)
             raw = body.get("spec") or {}
+            if not claims_client_id(spec.namespace, raw):
+                # spec.clientId outside its namespace (an older CRD admitted it): it could
+                # pose as another namespace's client or a ServiceAccount's subject.
+                log.warning("skipping OAuth2Client %s: spec.clientId", _name(body))
+                continue
             record = json.loads(
                 records.get((spec.namespace, spec.name[:63]), {}).get("client.json", "{}")
             )
@@ -277,6 +284,11 @@ def _accounts(
         try:
             spec = AccountSpec.from_body(body)
             raw = body.get("spec") or {}
+            if claims_problem(spec.claims):
+                # A claim no account may set (an older CRD admitted it): the operator reports
+                # ForbiddenClaims; nothing authenticates as the account until it is fixed.
+                log.warning("skipping ServiceAccount %s: spec.claims", _name(body))
+                continue
             record = json.loads(
                 records.get((spec.namespace, spec.name[:63]), {}).get("account.json", "{}")
             )
@@ -289,7 +301,7 @@ def _accounts(
                 kubernetes=frozenset(spec.kubernetes),
                 issuers=spec.issuers,
                 issuer_keys=record.get("issuerKeys") or {},
-                claims=raw.get("claims") or {},
+                claims=spec.claims,
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("skipping ServiceAccount %s: %s", _name(body), type(exc).__name__)
@@ -331,6 +343,7 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
                 scopes=frozenset(raw.get("scopes") or []),
                 condition=condition,
                 http=tuple(HttpRule.from_spec(h) for h in raw.get("http") or ()),
+                account_claims=frozenset(raw.get("accountClaims") or ()),
             )
         )
     owned: dict[str, tuple[RuleView, ...]] = {}

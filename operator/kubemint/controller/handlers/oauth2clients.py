@@ -29,9 +29,11 @@ from kubemint.controller.runtime import (
     status_update,
 )
 from kubemint.reconcile.oauth2clients import (
+    REFUSED_CLIENT_ID,
     ClientContext,
     ClientSpec,
     check_client,
+    claims_client_id,
     client_id_holder,
     client_jwks,
     credentials_data,
@@ -68,8 +70,9 @@ async def reconcile(
     record_name = verification_name(spec.namespace, spec.name)
 
     async with runtime.lock(KIND_CLIENT, spec.namespace, spec.name):
-        if outcome.reason == "ClientIdConflict":
-            # The client id belongs to another client: nothing may authenticate as it here.
+        if outcome.reason in REFUSED_CLIENT_ID:
+            # The client id is not this client's (another holds it, or it lies outside this
+            # namespace): nothing may authenticate as it here.
             await kube.delete_secret(settings.namespace, record_name)
             return status_update(body, outcome, now(), {"clientId": spec.client_id})
         live = await kube.read_secret(spec.namespace, spec.secret_name)
@@ -140,7 +143,10 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     ) -> dict[str, tuple[str, str, str]]:
         from kubemint.reconcile.oauth2clients import effective_client_id
 
-        client_id = effective_client_id(meta["namespace"], meta["name"], body.get("spec") or {})
+        spec = body.get("spec") or {}
+        if not claims_client_id(meta["namespace"], spec):
+            return {}  # refused (ClientIdOutsideNamespace): it holds no id, blocks nobody
+        client_id = effective_client_id(meta["namespace"], meta["name"], spec)
         return {client_id: (meta["creationTimestamp"], meta["namespace"], meta["name"])}
 
     @kopf.index(GROUP, VERSION, "signingkeys", id="signing_key_uses", registry=registry)
