@@ -3,20 +3,18 @@ AccessRule's `when`; one that does not compile accepts nothing."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from kubemint.api.meta import ROLE_ACCOUNT_VERIFICATION
 from kubemint.crypto import keys
 from kubemint.crypto.jwt import Signer
 from kubemint.oauth.errors import InvalidGrant
 from kubemint.oauth.federation import FederationContext, federated_account, request_context
-from kubemint.store.snapshot import Snapshot, build_snapshot
+from kubemint.store.snapshot import Snapshot
+from tests.unit.records import account_record, build
 
 ISSUER = "https://kubemint.test"
 CI = "https://ci.test"
@@ -52,18 +50,8 @@ def _snapshot(when: str, audiences: list[str] | None = None) -> Snapshot:
             "federation": {"issuers": [{"issuer": CI, "jwksUri": CI + "/jwks", "when": when}]},
         },
     }
-    record = {"issuerKeys": {CI: {"keys": [CI_KEY.public_jwk()]}}}
-    verification = {
-        "metadata": {
-            "labels": {
-                "kubemint.io/role": ROLE_ACCOUNT_VERIFICATION,
-                "kubemint.io/owner-namespace": "tasks",
-                "kubemint.io/owner-name": "ci",
-            }
-        },
-        "data": {"account.json": base64.b64encode(json.dumps(record).encode()).decode()},
-    }
-    return build_snapshot(
+    verification = account_record("tasks", "ci", issuer_keys={CI: {"keys": [CI_KEY.public_jwk()]}})
+    return build(
         server_namespace="kubemint-system",
         clients=[client],
         accounts=[account],
