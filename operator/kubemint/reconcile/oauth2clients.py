@@ -20,9 +20,9 @@ from kubemint.crypto.jwks import InvalidJWKS, parse_key_document, parse_public_j
 from kubemint.reconcile.checks import Check, evaluate
 from kubemint.reconcile.rotating_secret import SecretPlan, SecretPolicy
 
-
 # Reasons that leave a client with no id of its own: nothing may authenticate as it.
 REFUSED_CLIENT_ID = frozenset({"ClientIdConflict", "ClientIdOutsideNamespace"})
+
 
 @dataclass(frozen=True)
 class ClientContext:
