@@ -109,6 +109,7 @@ ACCESS_RULE = manifest(
         "audience": "https://calendar.example.com",
         "subjects": [{"kind": "OAuth2Client", "name": "client"}],
         "scopes": ["event.view"],
+        "accountClaims": ["team"],
         "http": [{"hosts": ["calendar.example.com"], "paths": ["/api"], "methods": ["GET"]}],
     },
 )
@@ -248,6 +249,18 @@ INVALID: tuple[Invalid, ...] = (
         "spec.clientId in body should match",
     ),
     Invalid(
+        "a client id outside any namespace is rejected",
+        edited(CLIENT, {"spec.clientId": "calendar-client"}),
+        'spec.clientId: Invalid value: "calendar-client": spec.clientId must be '
+        "<namespace>.<id>: the namespace of this client, a dot and the rest, e.g. tasks.reporter",
+    ),
+    Invalid(
+        "a client id that is a ServiceAccount subject is rejected",
+        edited(CLIENT, {"spec.clientId": "kubemint:serviceaccount:calendar:runner"}),
+        "spec.clientId must not start with kubemint: (the prefix of kubemint ServiceAccount "
+        "subjects); use <namespace>.<id>, this namespace and a dot first",
+    ),
+    Invalid(
         "a signing key reference that is not a resource name is rejected",
         edited(CLIENT, {"spec.signingKey": "Default_Key"}),
         "spec.signingKey in body should match",
@@ -384,12 +397,32 @@ INVALID: tuple[Invalid, ...] = (
     Invalid(
         "a custom claim named sub is rejected",
         edited(SERVICE_ACCOUNT, {"spec.claims.sub": "admin"}),
-        "spec.claims must not set registered token claims, found: sub",
+        "spec.claims must not set claims that the token server sets or that carry authorization "
+        "or identity, found: sub",
     ),
     Invalid(
         "custom claims named scope and client_id are rejected together",
         edited(SERVICE_ACCOUNT, {"spec.claims.scope": "admin", "spec.claims.client_id": "x"}),
-        "spec.claims must not set registered token claims, found: client_id scope",
+        "spec.claims must not set claims that the token server sets or that carry authorization "
+        "or identity, found: client_id scope",
+    ),
+    Invalid(
+        "custom claims that carry authorization or identity are rejected",
+        edited(
+            SERVICE_ACCOUNT,
+            {
+                "spec.claims.scp": "admin",
+                "spec.claims.entitlements": "x",
+                "spec.claims.auth_time": 1,
+                "spec.claims.email": "admin@example.com",
+            },
+        ),
+        "found: auth_time scp entitlements email",
+    ),
+    Invalid(
+        "a list under a refused claim name is rejected by the schema",
+        edited(SERVICE_ACCOUNT, {"spec.claims.roles": ["admin"]}),
+        "spec.claims.roles in body must be of type integer,string",
     ),
     Invalid(
         "more than 32 custom claims are rejected",
@@ -426,6 +459,11 @@ INVALID: tuple[Invalid, ...] = (
         "a granted scope with a backslash is rejected",
         edited(ACCESS_RULE, {"spec.scopes": ["event\\view"]}),
         "spec.scopes[0] in body should match",
+    ),
+    Invalid(
+        "an account claim that is not a plain name is rejected",
+        edited(ACCESS_RULE, {"spec.accountClaims": ["team", "https://x.example.com/roles"]}),
+        "spec.accountClaims[1] in body should match",
     ),
     Invalid(
         "a forward-auth path without a leading slash is rejected",
@@ -508,20 +546,20 @@ class Transition:
 TRANSITIONS: tuple[Transition, ...] = (
     Transition(
         "changing the client id is rejected",
-        edited(CLIENT, {"spec.clientId": "calendar-client"}),
-        {"spec": {"clientId": "other-client"}},
+        edited(CLIENT, {"spec.clientId": "calendar.client"}),
+        {"spec": {"clientId": "calendar.other"}},
         "spec.clientId: Forbidden: spec.clientId is immutable",
     ),
     Transition(
         "removing the client id is rejected",
-        edited(CLIENT, {"spec.clientId": "calendar-client"}),
+        edited(CLIENT, {"spec.clientId": "calendar.client"}),
         {"spec": {"clientId": None}},
         "spec.clientId cannot be added or removed after creation",
     ),
     Transition(
         "adding a client id after creation is rejected",
         CLIENT,
-        {"spec": {"clientId": "calendar-client"}},
+        {"spec": {"clientId": "calendar.client"}},
         "spec.clientId cannot be added or removed after creation",
     ),
 )
@@ -551,7 +589,7 @@ def test_admission_rejects_an_invalid_update(
 def test_other_fields_of_a_client_with_a_fixed_client_id_stay_editable(
     cluster: ControlPlane, namespace: str
 ) -> None:
-    body = edited(CLIENT, {"spec.clientId": "calendar-client"})
+    body = edited(CLIENT, {"spec.clientId": "calendar.client"})
     assert kubectl_create(cluster, namespace, body).returncode == 0
     result = cluster.kubectl(
         "patch",
@@ -561,7 +599,7 @@ def test_other_fields_of_a_client_with_a_fixed_client_id_stay_editable(
         "--type",
         "merge",
         "-p",
-        json.dumps({"spec": {"clientId": "calendar-client", "tokenLifetime": "5m"}}),
+        json.dumps({"spec": {"clientId": "calendar.client", "tokenLifetime": "5m"}}),
         check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -241,15 +241,15 @@ def test_a_client_id_already_taken_is_refused_for_the_newer_client(
     operator: RunningOperator, namespace: str
 ) -> None:
     cluster = operator.cluster
-    apply(cluster, _client("first", namespace, clientId=f"shared-{namespace}"))
+    apply(cluster, _client("first", namespace, clientId=f"{namespace}.shared"))
     wait_ready(cluster, "OAuth2Client", namespace, "first")
     time.sleep(1.1)  # creationTimestamps have seconds: same-second claims are contested
-    apply(cluster, _client("second", namespace, clientId=f"shared-{namespace}"))
+    apply(cluster, _client("second", namespace, clientId=f"{namespace}.shared"))
     obj = wait_ready(cluster, "OAuth2Client", namespace, "second", status="False")
     assert condition(obj)["reason"] == "ClientIdConflict"
     message = condition(obj)["message"]
     assert (
-        message == f"spec.clientId: 'shared-{namespace}' is already used by an older OAuth2Client"
+        message == f"spec.clientId: '{namespace}.shared' is already used by an older OAuth2Client"
     )
     assert "first" not in message  # another tenant's client name is not revealed
     assert (

@@ -214,6 +214,7 @@ def test_an_app_password_gets_a_token_for_the_service_account(
             audience=_audience(calendar),
             subjects=[{"kind": "ServiceAccount", "namespace": namespace, "name": "robot"}],
             scopes=["event.view"],
+            accountClaims=["team"],  # the account's own claim, which this API takes
         ),
     )
     wait_ready(operator.cluster, "ServiceAccount", namespace, "robot")

@@ -49,6 +49,8 @@ class RuleSpec:
     scopes: frozenset[str] = frozenset()
     http: tuple[HttpRule, ...] = ()
     releasing: bool = False  # annotated kubemint.io/release-audience: grants and claims nothing
+    # spec.accountClaims: which of another namespace's accounts' own claims its tokens carry
+    account_claims: frozenset[str] = frozenset()
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> RuleSpec:
@@ -66,6 +68,7 @@ class RuleSpec:
             scopes=frozenset(spec.get("scopes") or ()),
             http=tuple(HttpRule.from_spec(h) for h in spec.get("http") or ()),
             releasing=releasing(meta.get("annotations")),
+            account_claims=frozenset(spec.get("accountClaims") or ()),
         )
 
     def claim(self, created: datetime.datetime) -> RuleClaim:

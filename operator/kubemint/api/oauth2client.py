@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemint.api.identity import derived_client_id, explicit_client_id_problem
 from kubemint.api.meta import KIND_CLIENT, ObjectRef, parse_duration
 
 SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
@@ -89,7 +90,15 @@ class ClientSpec:
 
 def effective_client_id(namespace: str, name: str, spec: Mapping[str, Any]) -> str:
     """`spec.clientId`, or `<namespace>.<name>` (unique because namespace/name is)."""
-    return str(spec.get("clientId") or f"{namespace}.{name}")
+    return str(spec.get("clientId") or derived_client_id(namespace, name))
+
+
+def claims_client_id(namespace: str, spec: Mapping[str, Any]) -> bool:
+    """Whether a client takes part in deciding who holds its client id: one whose explicit
+    `spec.clientId` lies outside its namespace's space holds nothing and blocks nobody (else
+    it could pre-claim another namespace's future `<namespace>.<name>` for good)."""
+    explicit = spec.get("clientId")
+    return not explicit or explicit_client_id_problem(namespace, str(explicit)) is None
 
 
 def client_id_holder(claims: Iterable[tuple[str, str, str]]) -> tuple[ObjectRef | None, bool]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemint.api.identity import account_subject
 from kubemint.api.meta import KIND_ACCOUNT, ObjectRef, parse_duration
 
 DEFAULT_OVERLAP = "1h"
@@ -15,7 +16,7 @@ DEFAULT_JWKS_KEY = "jwks.json"
 
 def subject_of(namespace: str, name: str) -> str:
     """The `sub` claim of tokens issued to a kubemint ServiceAccount."""
-    return f"kubemint:serviceaccount:{namespace}:{name}"
+    return account_subject(namespace, name)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 Default deny: without an AccessRule (in the namespace that owns the audience) naming the
 subject, nothing is issued. Requested scopes beyond what is allowed are an `invalid_scope`
-error, never silently dropped; no scope requested means everything allowed (authentik).
+error, never silently dropped; no scope requested (or `scope=` without a value, RFC 6749
+§3.2) means everything allowed (authentik). A rule that grants no scope grants an
+audience-only token.
+
+An account's `spec.claims` are its own assertions: they reach tokens for an audience owned by
+the account's namespace, and otherwise only the names the matching rules list in
+`spec.accountClaims` (the audience owner decides what its API is told).
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ MAX_SCOPES = 64
 class Grant:
     audience: str
     scopes: tuple[str, ...]  # sorted
+    # Which of the account's spec.claims the token may carry; None: all (the account's own
+    # namespace owns the audience). Empty for clients, which have no claims.
+    account_claims: frozenset[str] | None = frozenset()
 
 
 def requested_scopes(raw: str | None) -> set[str] | None:
-    """RFC 6749 §3.3 scope parameter; None when absent."""
-    if raw is None:
+    """RFC 6749 §3.3 scope parameter; None when absent or sent without a value (§3.2)."""
+    if not raw:
         return None
     scopes = set(raw.split())
+    if not scopes:
+        raise InvalidScope("malformed scope: name at least one scope, or omit the parameter")
     if len(scopes) > MAX_SCOPES:
         raise InvalidScope(f"at most {MAX_SCOPES} scopes per request")
     return scopes
@@ -62,6 +73,7 @@ def decide(
     """
     subject = caller.subject_ref
     granted: set[str] = set()
+    claim_names: set[str] | None = set()
     matched = False
     context: dict[str, Any] | None = None
     for rule in snapshot.rules.get(audience, ()):
@@ -74,18 +86,22 @@ def decide(
                 continue
         matched = True
         granted |= rule.scopes
+        if caller.account is not None and claim_names is not None:
+            own = rule.ref.namespace == caller.account.ref.namespace
+            claim_names = None if own else claim_names | rule.account_claims
     if not matched:
         raise AccessDenied(f"no AccessRule grants {caller.subject} access to this audience")
+    claims = None if claim_names is None else frozenset(claim_names)
     allowed = granted & caller.client.scopes
     if scopes is None:
-        return Grant(audience, tuple(sorted(allowed)))
+        return Grant(audience, tuple(sorted(allowed)), claims)
     beyond = scopes - allowed
     if beyond:
         raise InvalidScope(
             f"scope not allowed: {' '.join(sorted(beyond))}",
             reason=_beyond_reason(beyond, caller.client.scopes | granted),
         )
-    return Grant(audience, tuple(sorted(scopes)))
+    return Grant(audience, tuple(sorted(scopes)), claims)
 
 
 def _beyond_reason(beyond: Set[str], known: Set[str]) -> str:

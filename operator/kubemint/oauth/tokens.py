@@ -1,4 +1,10 @@
-"""RFC 9068 JWT access tokens: the claim set and the token response."""
+"""RFC 9068 JWT access tokens: the claim set and the token response.
+
+Every token carries `scope` (RFC 9068 §2.2.3, RFC 8693 §4.2), an empty string for an
+audience-only token: a resource server that finds no `scope` may fall back to another claim
+(Spring Security reads `scp` next), so its absence must never be what a token says. An
+account's own claims come only as far as kubemint.api.identity and the grant allow.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from kubemint.api.identity import account_claims
 from kubemint.oauth.client_auth import Caller
 from kubemint.oauth.policy import Grant
 from kubemint.oauth.provenance import CLAIM as PROVENANCE
 from kubemint.oauth.provenance import provenance_claim
-
-REGISTERED = frozenset(
-    {
-        "iss",
-        "sub",
-        "aud",
-        "exp",
-        "nbf",
-        "iat",
-        "jti",
-        "client_id",
-        "scope",
-        "azp",
-        "cnf",
-        "act",
-        PROVENANCE,
-    }
-)
 
 
 def access_token_claims(
@@ -37,8 +26,8 @@ def access_token_claims(
     and the objects it is issued for (`kubemint.io`, see kubemint.oauth.provenance)."""
     claims: dict[str, Any] = {}
     if caller.account is not None:
-        # Registered claims cannot be overridden (the CRD refuses them; this is belt and braces).
-        claims.update({k: v for k, v in caller.account.claims.items() if k not in REGISTERED})
+        # Never a forbidden name, whatever the CRD admitted; only those the grant allows.
+        claims.update(account_claims(caller.account.claims, grant.account_claims))
     claims.update(extra or {})
     claims.update(
         {
@@ -50,6 +39,7 @@ def access_token_claims(
             "exp": now + caller.client.token_lifetime,
             "jti": secrets.token_urlsafe(16),
             "client_id": caller.client.client_id,
+            "scope": " ".join(grant.scopes),
         }
     )
     provenance = provenance_claim(caller.client, caller.account, caller.kubernetes_uid)
@@ -57,8 +47,6 @@ def access_token_claims(
         claims[PROVENANCE] = provenance
     else:
         claims.pop(PROVENANCE, None)  # never one that `extra` brought
-    if grant.scopes:
-        claims["scope"] = " ".join(grant.scopes)
     return claims
 
 

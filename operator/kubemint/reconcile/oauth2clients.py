@@ -12,12 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubemint.api.identity import explicit_client_id_problem
 from kubemint.api.meta import ObjectRef, Outcome
 from kubemint.api.oauth2client import ClientSpec
 from kubemint.api.records import ClientRecord, Owner
 from kubemint.crypto.jwks import InvalidJWKS, parse_key_document, parse_public_jwks
 from kubemint.reconcile.checks import Check, evaluate
 from kubemint.reconcile.rotating_secret import SecretPlan, SecretPolicy
+
+# Reasons that leave a client with no id of its own: nothing may authenticate as it.
+REFUSED_CLIENT_ID = frozenset({"ClientIdConflict", "ClientIdOutsideNamespace"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,15 @@ def _client_keys_valid(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
     return None
 
 
+def _client_id_in_namespace(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
+    """An explicit id must start with `<namespace>.`: it can then never equal another
+    namespace's id (derived or explicit) nor a ServiceAccount's `kubemint:` subject."""
+    if not spec.explicit_client_id:
+        return None
+    problem = explicit_client_id_problem(spec.namespace, spec.client_id)
+    return Outcome(False, "ClientIdOutsideNamespace", problem) if problem else None
+
+
 def _client_id_unique(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
     """The message never names the holder: it may live in a namespace this tenant cannot see.
     It names the field the id comes from: spec.clientId, or metadata.name for the derived
@@ -121,6 +134,7 @@ def _client_id_unique(spec: ClientSpec, ctx: ClientContext) -> Outcome | None:
 
 
 CHECKS: tuple[Check[ClientSpec, ClientContext], ...] = (
+    _client_id_in_namespace,
     _client_id_unique,
     _signing_key_exists,
     _encryption_key_exists,

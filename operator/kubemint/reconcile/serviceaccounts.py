@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubemint.api.identity import claims_problem
 from kubemint.api.meta import Outcome
 from kubemint.api.records import AccountRecord, Owner
 from kubemint.api.serviceaccount import AccountSpec, AppPasswordSpec
@@ -34,6 +35,13 @@ class AccountContext:
     clients: Mapping[str, tuple[str, ...]]  # existing OAuth2Clients in the namespace → grants
     kubernetes_accounts: frozenset[str]  # existing Kubernetes ServiceAccounts in the namespace
     issuer_key_texts: Mapping[tuple[str, str], str | None]  # (secret, key) → content or None
+
+
+def _claims_allowed(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    """No claim that a token server sets, that carries authorization or identity, or that is
+    not a plain private name (kubemint.api.identity); the token server skips such accounts."""
+    problem = claims_problem(spec.claims)
+    return Outcome(False, "ForbiddenClaims", problem) if problem else None
 
 
 def _clients_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
@@ -112,6 +120,7 @@ def _issuer_keys_valid(spec: AccountSpec, ctx: AccountContext) -> Outcome | None
 
 
 CHECKS: tuple[Check[AccountSpec, AccountContext], ...] = (
+    _claims_allowed,
     _clients_exist,
     _has_credentials,
     _grants_usable,

@@ -18,8 +18,9 @@ from kubemint.api.accessrule import HttpRule, RuleClaim, RuleSpec
 from kubemint.api.audiences import FIRST_CLAIM, decide, record_name
 from kubemint.api.audiences import by_name as audience_records_by_name
 from kubemint.api.audiences import decode as decode_audience_record
+from kubemint.api.identity import claims_problem
 from kubemint.api.meta import KIND_ACCOUNT, KIND_CLIENT, ObjectRef, parse_time
-from kubemint.api.oauth2client import ClientSpec, client_id_holder
+from kubemint.api.oauth2client import ClientSpec, claims_client_id, client_id_holder
 from kubemint.api.records import (
     AccountRecord,
     ClientRecord,
@@ -102,6 +103,7 @@ class RuleView:
     scopes: frozenset[str]
     condition: Condition | None
     http: tuple[HttpRule, ...]  # spec.http, for the forward-auth endpoints
+    account_claims: frozenset[str] = frozenset()  # spec.accountClaims
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,11 @@ def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
     for body in bodies:
         try:
             spec = ClientSpec.from_body(body)
+            if not claims_client_id(spec.namespace, body.get("spec") or {}):
+                # spec.clientId outside its namespace (an older CRD admitted it): it could
+                # pose as another namespace's client or a ServiceAccount's subject.
+                log.warning("skipping OAuth2Client %s: spec.clientId", _name(body))
+                continue
             record = _record_of(body, KIND_CLIENT, records)
             view = ClientView(
                 uid=body["metadata"].get("uid", ""),
@@ -319,6 +326,11 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
     for body in bodies:
         try:
             spec = AccountSpec.from_body(body)
+            if claims_problem(spec.claims):
+                # A claim no account may set (an older CRD admitted it): the operator reports
+                # ForbiddenClaims; nothing authenticates as the account until it is fixed.
+                log.warning("skipping ServiceAccount %s: spec.claims", _name(body))
+                continue
             record = _record_of(body, KIND_ACCOUNT, records)
             stored = record if isinstance(record, AccountRecord) else None
             view = AccountView(
@@ -379,6 +391,7 @@ def _rules(
                 scopes=spec.scopes,
                 condition=condition,
                 http=spec.http,
+                account_claims=spec.account_claims,
             )
         )
     owned: dict[str, tuple[RuleView, ...]] = {}

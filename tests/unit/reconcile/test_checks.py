@@ -61,15 +61,43 @@ CTX = ClientContext({"default": "sig", "enc": "enc"}, "kubemint-system")
             "metadata.name",
         ),
         (
-            {"clientId": "shared"},
+            {"clientId": "tasks.shared"},
             ClientContext(
                 {"default": "sig"},
                 "kubemint-system",
-                client_id_holder=ObjectRef("OAuth2Client", "other", "svc"),
+                client_id_holder=ObjectRef("OAuth2Client", "tasks", "shared"),
             ),
             "ClientIdConflict",
-            "spec.clientId: 'shared'",
+            "spec.clientId: 'tasks.shared'",
         ),
+        ({"clientId": "tasks.reporter"}, CTX, "Reconciled", ""),
+        (
+            {"clientId": "calendar.newsvc"},
+            CTX,
+            "ClientIdOutsideNamespace",
+            "spec.clientId: 'calendar.newsvc' is outside this namespace's client ids: it must "
+            "start with 'tasks.'",
+        ),
+        (
+            {"clientId": "kubemint:serviceaccount:calendar:runner"},
+            CTX,
+            "ClientIdOutsideNamespace",
+            "'tasks.'; the kubemint: prefix is reserved for the subjects of kubemint "
+            "ServiceAccounts",
+        ),
+        (
+            # Outside the namespace is refused before (and whatever) the holder says.
+            {"clientId": "legacy-id"},
+            ClientContext(
+                {"default": "sig"},
+                "kubemint-system",
+                client_id_holder=ObjectRef("OAuth2Client", "tasks", "svc"),
+            ),
+            "ClientIdOutsideNamespace",
+            "spec.clientId: 'legacy-id'",
+        ),
+        ({"clientId": "tasks."}, CTX, "ClientIdOutsideNamespace", "spec.clientId: 'tasks.'"),
+        ({"clientId": "tasksx.svc"}, CTX, "ClientIdOutsideNamespace", "'tasks.'"),
     ],
     ids=[
         "a client with an existing signing key is ready",
@@ -81,6 +109,12 @@ CTX = ClientContext({"default": "sig", "enc": "enc"}, "kubemint-system")
         "a private key in jwks is refused",
         "a derived client id held by an older client conflicts on metadata.name",
         "an explicit client id held by an older client conflicts on spec.clientId",
+        "an explicit client id in the client's own namespace is ready",
+        "an explicit client id in another namespace's space is refused",
+        "a client id equal to a ServiceAccount subject is refused and the prefix explained",
+        "an explicit client id in no namespace is refused even when this client holds it",
+        "the namespace prefix alone is not a client id",
+        "a namespace whose name extends this one is another namespace",
     ],
 )
 def test_client_checks(
@@ -91,7 +125,7 @@ def test_client_checks(
     assert field in outcome.message
 
 
-@pytest.mark.parametrize("spec", [{}, {"clientId": "shared"}], ids=["derived", "explicit"])
+@pytest.mark.parametrize("spec", [{}, {"clientId": "tasks.shared"}], ids=["derived", "explicit"])
 def test_a_client_id_conflict_does_not_reveal_the_holder(spec: dict[str, Any]) -> None:
     """The holder may live in a namespace the tenant cannot read: neither it nor its name
     appears, and the message names the field the id comes from (and only that one)."""
@@ -140,15 +174,15 @@ def test_client_id_holder(
 
 def test_a_contested_client_id_is_refused_to_every_claimant() -> None:
     context = ClientContext({"default": "sig"}, "kubemint-system", client_id_contested=True)
-    outcome = check_client(_client(clientId="shared"), context)
+    outcome = check_client(_client(clientId="tasks.shared"), context)
     assert outcome.reason == "ClientIdConflict"
-    assert outcome.message.startswith("spec.clientId: the client id 'shared' was claimed by ")
+    assert outcome.message.startswith("spec.clientId: the client id 'tasks.shared' was claimed ")
     assert "same second" in outcome.message
 
 
 def test_the_default_client_id_is_namespace_dot_name() -> None:
     assert _client().client_id == "tasks.svc"
-    assert _client(clientId="custom").client_id == "custom"
+    assert _client(clientId="tasks.custom").client_id == "tasks.custom"
 
 
 def _account(**spec: Any) -> AccountSpec:
@@ -223,6 +257,37 @@ GW_ALL = {"gw": ("password", "client_credentials")}
             "Reconciled",
             "",
         ),
+        (
+            {**PASSWORDS, "claims": {"team": "tasks", "cost_center": 4711}},
+            GW_ALL,
+            (),
+            "Reconciled",
+            "",
+        ),
+        ({**PASSWORDS, "claims": {"scp": "admin"}}, GW_ALL, (), "ForbiddenClaims", "spec.claims: "),
+        (
+            {**PASSWORDS, "claims": {"team": "t", "roles": ["admin"], "acr": "2", "email": "x"}},
+            GW_ALL,
+            (),
+            "ForbiddenClaims",
+            "): acr, email, roles",
+        ),
+        ({**PASSWORDS, "claims": {"Roles": ["admin"]}}, GW_ALL, (), "ForbiddenClaims", "Roles"),
+        (
+            {**PASSWORDS, "claims": {"https://calendar.example.com/roles": ["admin"]}},
+            GW_ALL,
+            (),
+            "ForbiddenClaims",
+            "https://calendar.example.com/roles",
+        ),
+        (
+            {**PASSWORDS, "claims": {"cognito:groups": "x"}},
+            GW_ALL,
+            (),
+            "ForbiddenClaims",
+            "cognito",
+        ),
+        ({"claims": {"groups": ["admins"]}}, {}, (), "ForbiddenClaims", "groups"),
     ],
     ids=[
         "an account with app passwords through a password client is ready",
@@ -235,6 +300,13 @@ GW_ALL = {"gw": ("password", "client_credentials")}
         "an issuer condition that does not compile is named by index",
         "an issuer condition with an unknown variable is named",
         "an issuer condition over claims and request compiles",
+        "plain custom claims are fine",
+        "an authorization claim is refused",
+        "every refused claim is named, sorted",
+        "a differently cased authorization claim is refused",
+        "a URI claim name is refused",
+        "a vendor:claim name is refused",
+        "forbidden claims are reported before anything else",
     ],
 )
 def test_account_checks(

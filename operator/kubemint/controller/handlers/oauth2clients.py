@@ -7,7 +7,12 @@ from typing import Any
 import kopf
 
 from kubemint.api.meta import GROUP, KIND_CLIENT, ROLE_CLIENT_CREDENTIALS, VERSION, ObjectRef
-from kubemint.api.oauth2client import ClientSpec, client_id_holder, effective_client_id
+from kubemint.api.oauth2client import (
+    ClientSpec,
+    claims_client_id,
+    client_id_holder,
+    effective_client_id,
+)
 from kubemint.api.records import (
     ClientRecord,
     Owner,
@@ -35,6 +40,7 @@ from kubemint.controller.runtime import (
     status_update,
 )
 from kubemint.reconcile.oauth2clients import (
+    REFUSED_CLIENT_ID,
     ClientContext,
     check_client,
     client_jwks,
@@ -72,8 +78,9 @@ async def reconcile(
         live_record = await kube.read_secret(settings.namespace, name)
         if live_record is None:
             await remove_legacy_record(runtime, owner)
-        if outcome.reason == "ClientIdConflict":
-            # The client id belongs to another client: nothing may authenticate as it here.
+        if outcome.reason in REFUSED_CLIENT_ID:
+            # The client id is not this client's (another holds it, or it lies outside this
+            # namespace): nothing may authenticate as it here.
             await delete_record(runtime, owner, live_record)
             return status_update(body, outcome, now(), fields)
         live = await kube.read_secret(spec.namespace, spec.secret_name)
@@ -143,7 +150,10 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def client_ids(
         *, body: kopf.Body, meta: kopf.Meta, **_: Any
     ) -> dict[str, tuple[str, str, str]]:
-        client_id = effective_client_id(meta["namespace"], meta["name"], body.get("spec") or {})
+        spec = body.get("spec") or {}
+        if not claims_client_id(meta["namespace"], spec):
+            return {}  # refused (ClientIdOutsideNamespace): it holds no id, blocks nobody
+        client_id = effective_client_id(meta["namespace"], meta["name"], spec)
         return {client_id: (meta["creationTimestamp"], meta["namespace"], meta["name"])}
 
     @kopf.index(GROUP, VERSION, "signingkeys", id="signing_key_uses", registry=registry)
