@@ -18,6 +18,7 @@ PLURALS = {
     "ServiceAccount": "serviceaccounts",
     "SigningKey": "signingkeys",
     "AccessRule": "accessrules",
+    "TrustedIssuer": "trustedissuers",
 }
 
 
