@@ -21,6 +21,7 @@ from typing import Any
 from kubemint.crypto import secrets
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.oauth.assertions import ReplayCache, peek_unverified, verify_client_assertion
+from kubemint.oauth.claim_sources import CLIENT, NONE
 from kubemint.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedClient
 from kubemint.oauth.federation import (
     FederationContext,
@@ -49,6 +50,7 @@ class Caller:
     method: str
     account: AccountView | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)  # the presented JWT's claims
+    claims_source: str = NONE  # who vouches for them (kubemint.oauth.claim_sources)
 
     @property
     def subject(self) -> str:
@@ -89,7 +91,7 @@ def looks_like_jwt(value: str) -> bool:
 
 def federated(client: ClientView, token: str, request: TokenRequest, ctx: AuthContext) -> Caller:
     """A foreign JWT (Kubernetes projected token, federated issuer) authenticates an account."""
-    account, claims = federated_account(
+    found = federated_account(
         token,
         client,
         ctx.snapshot,
@@ -97,7 +99,13 @@ def federated(client: ClientView, token: str, request: TokenRequest, ctx: AuthCo
         InvalidClient,
         request=request_context(request.form, request.source, client),
     )
-    return Caller(client, "federated_assertion", account=account, claims=claims)
+    return Caller(
+        client,
+        "federated_assertion",
+        account=found.account,
+        claims=found.claims,
+        claims_source=found.source,
+    )
 
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
@@ -228,7 +236,7 @@ def _assertion(
             replay=ctx.replay,
             now=ctx.now.timestamp(),
         )
-        return Caller(client, "client_secret_jwt", claims=claims)
+        return Caller(client, "client_secret_jwt", claims=claims, claims_source=CLIENT)
     if client.auth_method == "private_key_jwt" and client.jwks:
         claims = verify_client_assertion(
             assertion,
@@ -239,7 +247,7 @@ def _assertion(
             replay=ctx.replay,
             now=ctx.now.timestamp(),
         )
-        return Caller(client, "private_key_jwt", claims=claims)
+        return Caller(client, "private_key_jwt", claims=claims, claims_source=CLIENT)
     raise InvalidClient(
         FAILED, reason=f"client assertion; the client's authMethod is {client.auth_method}"
     )

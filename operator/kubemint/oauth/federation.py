@@ -1,18 +1,25 @@
 """Which kubemint ServiceAccount a foreign JWT stands for (zero-secret machine identity).
 
-Two kinds of foreign JWTs are accepted:
+Three kinds of foreign JWTs are accepted:
 - a Kubernetes projected ServiceAccount token whose audience is the kubemint issuer, from a
   ServiceAccount listed in an account's `spec.federation.kubernetes` (same namespace);
-- a JWT from an external issuer in an account's `spec.federation.issuers`, checked against
-  its keys, the required `sub`/`aud`, and the optional CEL `when` over its claims and the
-  token request (authentik's JWT authentication; `exp` must be in the future).
-The account must list the client the request came through. The JWT's `iss` only routes the
-lookup; everything is verified before it is trusted.
+- a JWT from a TrustedIssuer (an issuer a cluster admin defined in the token server's
+  namespace) that an account names in `spec.federation.trustedIssuers`;
+- a JWT from an external issuer the account's namespace declared itself in
+  `spec.federation.issuers`, checked against the keys it gave.
+Each is checked against its keys, the required `sub`/`aud`, and the optional CEL `when` over
+its claims and the token request (authentik's JWT authentication; `exp` must be in the
+future). The account must list the client the request came through. The JWT's `iss` only
+routes the lookup; everything is verified before it is trusted. A TrustedIssuer and a
+tenant-declared issuer may share an `iss`: each candidate's keys are tried (trusted ones
+first), and the one that verifies decides the claims' source (`cluster` or `tenant`, see
+`kubemint.oauth.claim_sources`), which is what AccessRules' conditions rely on.
 
 An issuer's `when` sees `claims` (the JWT's verified claims) and `request`: the same fields an
-AccessRule's `when` gets (grant_type, client_id, subject, scopes, audience, source), built by
-`request_context` from the token request, with `subject` the candidate account's. A `when`
-that does not compile accepts nothing (the operator reports it as InvalidExpression).
+AccessRule's `when` gets (grant_type, client_id, subject, scopes, audience, source,
+issuerSource), built by `request_context` from the token request, with `subject` the
+candidate account's. A `when` that does not compile accepts nothing (the operator reports it
+as InvalidExpression).
 """
 
 from __future__ import annotations
@@ -20,14 +27,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, decode_unverified, verify_jwt
+from kubemint.oauth import claim_sources
 from kubemint.oauth.errors import OAuth2Error
-from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
+from kubemint.policy.expressions import (
+    ISSUER_VARIABLES,
+    Condition,
+    ExpressionError,
+    compile_condition,
+)
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
-KUBERNETES = "kubernetes"
+KUBERNETES = "kubernetes"  # the cluster's key source in KeyLookup
 SA_PREFIX = "system:serviceaccount:"
 MAX_LIFETIME = 48 * 3600.0  # projected tokens live up to 48 h (kubelet's expirationSeconds max)
 
@@ -66,6 +79,31 @@ def request_context(form: Mapping[str, str], source: str, client: ClientView) ->
     }
 
 
+class Federated(NamedTuple):
+    """A verified foreign JWT: the account it stands for, its claims, and who vouches for
+    them (`claim_sources.KUBERNETES`, `CLUSTER` or `TENANT`)."""
+
+    account: AccountView
+    claims: dict[str, Any]
+    source: str
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One way an account accepts JWTs with a given `iss`."""
+
+    source: str  # claim_sources.CLUSTER or TENANT
+    keys: Mapping[str, Any] | None  # inline keys (TrustedIssuer spec.jwks, copied Secret)
+    jwks_uri: str | None
+    subject: str | None
+    audience: str | None
+    when: str | None
+
+    @property
+    def key_source(self) -> str:
+        return f"jwks:{self.jwks_uri}"
+
+
 def federated_account(
     token: str,
     client: ClientView,
@@ -73,11 +111,12 @@ def federated_account(
     ctx: FederationContext,
     error: type[OAuth2Error],
     request: Mapping[str, Any] | None = None,
-) -> tuple[AccountView, dict[str, Any]]:
-    """The account `token` authenticates through `client`, and its verified claims.
+) -> Federated:
+    """The account `token` authenticates through `client`, its verified claims and their
+    source.
 
     `request` is what issuers' `when` conditions see as `request` (see `request_context`);
-    without it they see only `request.subject`."""
+    without it they see only `request.subject` and `request.issuerSource`."""
     try:
         _, unverified = decode_unverified(token)
     except InvalidJWT:
@@ -97,7 +136,7 @@ def _kubernetes(
     error: type[OAuth2Error],
     issuer: str,
     keys: Mapping[str, Any] | None,
-) -> tuple[AccountView, dict[str, Any]]:
+) -> Federated:
     claims = _verify(token, keys, issuer, ctx.issuer, ctx, KUBERNETES, error)
     subject = str(claims.get("sub", ""))
     namespace, _, name = subject.removeprefix(SA_PREFIX).partition(":")
@@ -105,8 +144,39 @@ def _kubernetes(
         raise error("the ServiceAccount token is not federated with this client")
     for account in snapshot.accounts_by_kubernetes.get((namespace, name), ()):
         if client.ref.name in account.clients and not account.disabled:
-            return account, claims
+            return Federated(account, claims, claim_sources.KUBERNETES)
     raise error("the ServiceAccount token is not federated with this client")
+
+
+def _candidates(account: AccountView, iss: str, snapshot: Snapshot) -> list[_Candidate]:
+    """The account's ways to accept `iss`: the TrustedIssuers it names first, then its own."""
+    found = []
+    for ref in account.trusted_issuers:
+        trusted = snapshot.trusted_issuers.get(ref.name)
+        if trusted is not None and trusted.issuer == iss:
+            found.append(
+                _Candidate(
+                    claim_sources.CLUSTER,
+                    trusted.jwks,
+                    trusted.jwks_uri,
+                    ref.subject,
+                    ref.audience,
+                    ref.when,
+                )
+            )
+    for issuer in account.issuers:
+        if issuer.issuer == iss:
+            found.append(
+                _Candidate(
+                    claim_sources.TENANT,
+                    account.issuer_keys.get(iss),
+                    issuer.jwks_uri,
+                    issuer.subject,
+                    issuer.audience,
+                    issuer.when,
+                )
+            )
+    return found
 
 
 def _external(
@@ -117,26 +187,28 @@ def _external(
     ctx: FederationContext,
     error: type[OAuth2Error],
     request: Mapping[str, Any],
-) -> tuple[AccountView, dict[str, Any]]:
+) -> Federated:
+    failure: OAuth2Error | None = None
     for account in snapshot.accounts_by_client.get((client.ref.namespace, client.ref.name), ()):
         if account.disabled:
             continue
-        for issuer in account.issuers:
-            if issuer.issuer != iss:
+        for candidate in _candidates(account, iss, snapshot):
+            keys = candidate.keys
+            if keys is None and candidate.jwks_uri:
+                keys = ctx.keys.get(candidate.key_source)[1]
+            audience = candidate.audience or ctx.issuer
+            try:
+                claims = _verify(token, keys, iss, audience, ctx, candidate.key_source, error)
+            except OAuth2Error as exc:  # maybe another candidate's keys: try those
+                failure = exc
                 continue
-            keys: Mapping[str, Any] | None = account.issuer_keys.get(iss)
-            source = f"jwks:{issuer.jwks_uri}"
-            if keys is None and issuer.jwks_uri:
-                keys = ctx.keys.get(source)[1]
-            claims = _verify(token, keys, iss, issuer.audience or ctx.issuer, ctx, source, error)
-            if issuer.subject is not None and claims.get("sub") != issuer.subject:
+            if candidate.subject is not None and claims.get("sub") != candidate.subject:
                 continue
-            if issuer.when and not _allows(
-                issuer.when, {**request, "subject": account.subject}, claims
-            ):
+            seen = {**request, "subject": account.subject, "issuerSource": candidate.source}
+            if candidate.when and not _allows(candidate.when, seen, claims):
                 continue
-            return account, claims
-    raise error("the assertion's issuer is not federated with this client")
+            return Federated(account, claims, candidate.source)
+    raise failure or error("the assertion's issuer is not federated with this client")
 
 
 def _verify(
@@ -176,6 +248,6 @@ def _allows(source: str, request: dict[str, Any], claims: dict[str, Any]) -> boo
 @functools.lru_cache(maxsize=256)
 def _condition(source: str) -> Condition | None:
     try:
-        return compile_condition(source, "spec.federation.issuers[].when")
+        return compile_condition(source, "spec.federation.issuers[].when", ISSUER_VARIABLES)
     except ExpressionError:
         return None  # an invalid condition accepts nothing

@@ -3,6 +3,8 @@
 Default deny: without an AccessRule (in the namespace that owns the audience) naming the
 subject, nothing is issued. Requested scopes beyond what is allowed are an `invalid_scope`
 error, never silently dropped; no scope requested means everything allowed (authentik).
+A rule's `when` sees the presented claims as `claims` only when a cluster-trusted source
+verified them (`kubemint.oauth.claim_sources`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubemint.oauth.claim_sources import WhenInputs, when_inputs
 from kubemint.oauth.client_auth import Caller
 from kubemint.oauth.errors import AccessDenied, InvalidScope, InvalidTarget
 from kubemint.store.snapshot import Snapshot
@@ -63,14 +66,14 @@ def decide(
     subject = caller.subject_ref
     granted: set[str] = set()
     matched = False
-    context: dict[str, Any] | None = None
+    inputs: WhenInputs | None = None
     for rule in snapshot.rules.get(audience, ()):
         if subject not in rule.subjects:
             continue
         if rule.condition is not None:
-            if context is None:
-                context = dict(request_context())
-            if not rule.condition.allows(context, dict(caller.claims)):
+            if inputs is None:
+                inputs = when_inputs(caller.claims_source, caller.claims, request_context())
+            if not rule.condition.allows(inputs.request, inputs.claims, inputs.tenant_claims):
                 continue
         matched = True
         granted |= rule.scopes

@@ -143,7 +143,7 @@ class TokenService:
             if named is None or named.auth_method != "none":
                 raise InvalidClient("client authentication required")
             client = named
-        account, claims = federated_account(
+        found = federated_account(
             token,
             client,
             ctx.snapshot,
@@ -153,7 +153,13 @@ class TokenService:
         )
         if client.disabled:  # after the assertion proved the caller: ids cannot be probed
             raise UnauthorizedClient("the client is disabled")
-        return Caller(client, grant_type.rsplit(":", 1)[-1], account=account, claims=claims)
+        return Caller(
+            client,
+            grant_type.rsplit(":", 1)[-1],
+            account=found.account,
+            claims=found.claims,
+            claims_source=found.source,
+        )
 
     def _grant(
         self,

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 log = logging.getLogger("kubemint.informer")
 Body = dict[str, Any]
 MAX_BACKOFF = 8.0  # reconnect soon after an API server outage; a watch is cheap
+ABSENT_RECHECK = 30.0  # how often an optional resource that does not exist is looked for
 
 
 def key_of(body: Body) -> str:
@@ -38,13 +39,19 @@ class Informer:
         on_change: Callable[[], None],
         label_selector: str | None = None,
         timeout_seconds: int = 60,
+        absent_ok: bool = False,
     ) -> None:
+        """`absent_ok`: the resource may not exist (a CRD newer than the cluster's, e.g. after
+        an upgrade whose CRDs were not applied yet): then it counts as synced and empty, and
+        is looked for again every ABSENT_RECHECK seconds, instead of keeping the whole view
+        unsynced."""
         self.name = name
         self._list_fn = list_fn
         self._args = args
         self._on_change = on_change
         self._selector = label_selector
         self._timeout = timeout_seconds
+        self._absent_ok = absent_ok
         self._lock = threading.Lock()
         self._objects: dict[str, Body] = {}
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
@@ -82,6 +89,10 @@ class Informer:
             except ApiException as exc:
                 if exc.status == 410:
                     version = None  # history compacted: start over from a fresh list
+                    continue
+                if exc.status == 404 and self._absent_ok:
+                    version = None
+                    self._absent(halt)
                     continue
                 self._failed(halt, f"API error {exc.status}", backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -131,6 +142,16 @@ class Informer:
             else:
                 self._objects[key] = body
         self._on_change()
+
+    def _absent(self, halt: threading.Event) -> None:
+        with self._lock:
+            self._objects = {}
+        self._connected()
+        if not self.synced.is_set():
+            log.warning("%s: the resource does not exist (CRD not installed?)", self.name)
+        self.synced.set()
+        self._on_change()
+        halt.wait(ABSENT_RECHECK)
 
     def _connected(self) -> None:
         if self._connected_since is None:

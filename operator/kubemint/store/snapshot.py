@@ -26,7 +26,9 @@ from kubemint.api.meta import (
     ObjectRef,
     parse_time,
 )
+from kubemint.api.trustedissuer import TrustedIssuerRef, TrustedIssuerSpec
 from kubemint.authz.rules import HttpRule
+from kubemint.crypto.jwks import InvalidJWKS, parse_public_jwks
 from kubemint.crypto.jwt import (
     Decrypter,
     Encrypter,
@@ -87,9 +89,20 @@ class AccountView:
     issuers: tuple[IssuerSpec, ...]
     issuer_keys: Mapping[str, Any]
     claims: Mapping[str, Any]
+    trusted_issuers: tuple[TrustedIssuerRef, ...] = ()
 
     def password_digests(self, now: datetime.datetime) -> list[str]:
         return [g.sha256 for g in self.passwords if g.not_after is None or g.not_after > now]
+
+
+@dataclass(frozen=True)
+class TrustedIssuerView:
+    """A TrustedIssuer from the server namespace: its `iss` and where its keys come from."""
+
+    name: str
+    issuer: str
+    jwks_uri: str | None
+    jwks: Mapping[str, Any] | None  # public keys only, already checked
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,7 @@ class Snapshot:
     rules: Mapping[str, tuple[RuleView, ...]] = field(default_factory=dict)  # by audience
     keys: Mapping[str, KeyRing] = field(default_factory=dict)
     revoked: Mapping[str, int] = field(default_factory=dict)  # jti → exp
+    trusted_issuers: Mapping[str, TrustedIssuerView] = field(default_factory=dict)  # by name
     verification_keys: PreparedKeys | None = None  # parsed once: introspection verifies with it
 
     def opaque_key(self, kid: str) -> OpaqueKey | None:
@@ -148,7 +162,9 @@ class Snapshot:
 
     def jwks_uris(self) -> set[str]:
         """External issuers' jwksUris the token server must keep fetching."""
-        return {i.jwks_uri for a in self.accounts.values() for i in a.issuers if i.jwks_uri}
+        tenants = {i.jwks_uri for a in self.accounts.values() for i in a.issuers if i.jwks_uri}
+        trusted = {t.jwks_uri for t in self.trusted_issuers.values() if t.jwks_uri}
+        return tenants | trusted
 
     def jwks(self) -> dict[str, Any]:
         """Every public signing and encryption key (active, next and retired)."""
@@ -176,6 +192,7 @@ def build_snapshot(
     secrets: Iterable[Body],
     key_cache: KeyCache | None = None,
     revocations: Iterable[Body] = (),
+    trusted_issuers: Iterable[Body] = (),
 ) -> Snapshot:
     """The view at one moment. Objects that do not parse are skipped (and logged)."""
     records = _records(secrets)
@@ -189,6 +206,7 @@ def build_snapshot(
             key_cache if key_cache is not None else KeyCache(),
         ),
         revoked=_revoked(revocations),
+        trusted_issuers=_trusted_issuers(trusted_issuers, server_namespace),
     )
     public = snapshot.signature_keys()
     if public:
@@ -197,6 +215,23 @@ def build_snapshot(
         except InvalidJWT:
             log.warning("published keys could not be parsed for introspection")
     return snapshot
+
+
+def _trusted_issuers(bodies: Iterable[Body], server_namespace: str) -> dict[str, TrustedIssuerView]:
+    """TrustedIssuers by name, from the server namespace only: one anywhere else is a
+    tenant's and trusts nothing (the operator reports it WrongNamespace)."""
+    views: dict[str, TrustedIssuerView] = {}
+    for body in bodies:
+        try:
+            spec = TrustedIssuerSpec.from_body(body)
+            if spec.namespace != server_namespace:
+                continue
+            jwks = parse_public_jwks(spec.jwks, "spec.jwks") if spec.jwks is not None else None
+        except (InvalidJWKS, KeyError, TypeError) as exc:
+            log.warning("skipping TrustedIssuer %s: %s", _name(body), type(exc).__name__)
+            continue
+        views[spec.name] = TrustedIssuerView(spec.name, spec.issuer, spec.jwks_uri, jwks)
+    return views
 
 
 def _revoked(config_maps: Iterable[Body]) -> dict[str, int]:
@@ -290,6 +325,7 @@ def _accounts(
                 issuers=spec.issuers,
                 issuer_keys=record.get("issuerKeys") or {},
                 claims=raw.get("claims") or {},
+                trusted_issuers=spec.trusted_issuers,
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("skipping ServiceAccount %s: %s", _name(body), type(exc).__name__)

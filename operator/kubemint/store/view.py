@@ -14,6 +14,7 @@ from typing import Protocol
 
 from kubernetes import client
 
+from kubemint.api import trustedissuer
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
 from kubemint.store.informer import Informer
 from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
@@ -78,6 +79,17 @@ class ClusterView:
             "accounts": kind("ServiceAccount"),
             "rules": kind("AccessRule"),
             "keys": kind("SigningKey"),
+            # Only the server namespace's: a TrustedIssuer anywhere else trusts nothing.
+            "trusted": Informer(
+                "trustedissuers",
+                custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                server_namespace,
+                trustedissuer.PLURAL,
+                on_change=self._dirty.set,
+                absent_ok=True,
+            ),
             "revocations": Informer(
                 "revocations",
                 core.list_namespaced_config_map,
@@ -157,4 +169,5 @@ class ClusterView:
             secrets=i["secrets"].objects(),
             key_cache=self._keys,
             revocations=i["revocations"].objects(),
+            trusted_issuers=i["trusted"].objects(),
         )

@@ -237,6 +237,35 @@ GW_ALL = {"gw": ("password", "client_credentials")}
             "Reconciled",
             "",
         ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "github"}]}},
+            GW_ALL,
+            (),
+            "TrustedIssuerNotFound",
+            "spec.federation.trustedIssuers[0].name: no TrustedIssuer github in the token "
+            "server's namespace",
+        ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "gitlab", "when": "claims.ref =="}]}},
+            GW_ALL,
+            (),
+            "InvalidExpression",
+            "spec.federation.trustedIssuers[0].when: ",
+        ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "gitlab"}]}},
+            {"gw": ("password",)},
+            (),
+            "GrantMismatch",
+            "spec.federation",
+        ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "gitlab", "when": "claims.ref != ''"}]}},
+            GW_ALL,
+            (),
+            "Reconciled",
+            "",
+        ),
     ],
     ids=[
         "an account with app passwords through a password client is ready",
@@ -249,6 +278,10 @@ GW_ALL = {"gw": ("password", "client_credentials")}
         "an issuer condition that does not compile is named by index",
         "an issuer condition with an unknown variable is named",
         "an issuer condition over claims and request compiles",
+        "a TrustedIssuer the server namespace does not have is named",
+        "a TrustedIssuer reference's condition that does not compile is named",
+        "a TrustedIssuer alone needs an assertion-capable client",
+        "an account naming an existing TrustedIssuer is ready",
     ],
 )
 def test_account_checks(
@@ -258,7 +291,8 @@ def test_account_checks(
     reason: str,
     field: str,
 ) -> None:
-    outcome = check_account(_account(**spec), AccountContext(clients, frozenset(k8s), {}))
+    trusted = {"gitlab": "https://gitlab.example"}
+    outcome = check_account(_account(**spec), AccountContext(clients, frozenset(k8s), {}, trusted))
     assert outcome.reason == reason
     assert field in outcome.message
 
