@@ -272,3 +272,22 @@ def test_an_issuer_condition_sees_who_vouches_for_the_jwt() -> None:
     ref = {"name": "github", "when": "request.issuerSource == 'cluster'"}
     snapshot = _trusting_snapshot(ref=ref)
     assert _found(snapshot, _github_jwt(GITHUB_KEY))[1] == "cluster"
+
+
+def test_the_token_server_fetches_the_keys_of_trusted_issuers_with_a_jwks_uri() -> None:
+    fetched = build_snapshot(
+        server_namespace="kubemint-system",
+        clients=[],
+        accounts=[],
+        rules=[],
+        signing_keys=[],
+        secrets=[],
+        trusted_issuers=[
+            {
+                "metadata": {"namespace": namespace, "name": "github"},
+                "spec": {"issuer": GITHUB, "jwksUri": f"{GITHUB}/{namespace}/jwks"},
+            }
+            for namespace in ("kubemint-system", "tasks")
+        ],
+    ).jwks_uris()
+    assert fetched == {f"{GITHUB}/kubemint-system/jwks"}  # never a tenant's TrustedIssuer's
