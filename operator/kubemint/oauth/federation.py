@@ -29,7 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, decode_unverified, verify_jwt
+from kubemint.crypto.jwt import (
+    ASYMMETRIC_ALGORITHMS,
+    InvalidJWT,
+    VerificationKeys,
+    decode_unverified,
+    verify_jwt,
+)
 from kubemint.oauth import claim_sources
 from kubemint.oauth.errors import OAuth2Error
 from kubemint.policy.expressions import (
@@ -93,7 +99,7 @@ class _Candidate:
     """One way an account accepts JWTs with a given `iss`."""
 
     source: str  # claim_sources.CLUSTER or TENANT
-    keys: Mapping[str, Any] | None  # inline keys (TrustedIssuer spec.jwks, copied Secret)
+    keys: VerificationKeys | None  # inline keys (TrustedIssuer spec.jwks, copied Secret)
     jwks_uri: str | None
     subject: str | None
     audience: str | None
@@ -157,7 +163,7 @@ def _candidates(account: AccountView, iss: str, snapshot: Snapshot) -> list[_Can
             found.append(
                 _Candidate(
                     claim_sources.CLUSTER,
-                    trusted.jwks,
+                    trusted.keys,
                     trusted.jwks_uri,
                     ref.subject,
                     ref.audience,
@@ -193,7 +199,7 @@ def _external(
         if account.disabled:
             continue
         for candidate in _candidates(account, iss, snapshot):
-            keys = candidate.keys
+            keys: VerificationKeys | None = candidate.keys
             if keys is None and candidate.jwks_uri:
                 keys = ctx.keys.get(candidate.key_source)[1]
             audience = candidate.audience or ctx.issuer
@@ -213,7 +219,7 @@ def _external(
 
 def _verify(
     token: str,
-    keys: Mapping[str, Any] | None,
+    keys: VerificationKeys | None,
     issuer: str,
     audience: str,
     ctx: FederationContext,

@@ -102,7 +102,7 @@ class TrustedIssuerView:
     name: str
     issuer: str
     jwks_uri: str | None
-    jwks: Mapping[str, Any] | None  # public keys only, already checked
+    keys: PreparedKeys | None  # spec.jwks: public keys only, checked and parsed once
 
 
 @dataclass(frozen=True)
@@ -226,11 +226,15 @@ def _trusted_issuers(bodies: Iterable[Body], server_namespace: str) -> dict[str,
             spec = TrustedIssuerSpec.from_body(body)
             if spec.namespace != server_namespace:
                 continue
-            jwks = parse_public_jwks(spec.jwks, "spec.jwks") if spec.jwks is not None else None
-        except (InvalidJWKS, KeyError, TypeError) as exc:
+            keys = (
+                prepared_keys(parse_public_jwks(spec.jwks, "spec.jwks"))
+                if spec.jwks is not None
+                else None
+            )
+        except (InvalidJWKS, InvalidJWT, KeyError, TypeError) as exc:
             log.warning("skipping TrustedIssuer %s: %s", _name(body), type(exc).__name__)
             continue
-        views[spec.name] = TrustedIssuerView(spec.name, spec.issuer, spec.jwks_uri, jwks)
+        views[spec.name] = TrustedIssuerView(spec.name, spec.issuer, spec.jwks_uri, keys)
     return views
 
 
