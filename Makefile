@@ -54,6 +54,7 @@ lint: setup
 	$(BIN)/ruff check operator tests bench examples
 	$(BIN)/ruff format --check operator tests bench examples
 	$(BIN)/hadolint --failure-threshold style Dockerfile
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy

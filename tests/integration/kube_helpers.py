@@ -9,6 +9,7 @@ import urllib.error
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kubemint.api.records import record_name
 from kubemint.devcluster import ControlPlane
 
 T = TypeVar("T")
@@ -98,8 +99,18 @@ def wait_ready(
     return wait_for(probe, f"{kind} {namespace}/{name} Ready={status}")
 
 
-def record(cluster: ControlPlane, server_ns: str, name: str) -> dict[str, Any] | None:
-    data = secret_data(cluster, server_ns, name)
+def record_name_of(cluster: ControlPlane, kind: str, namespace: str, name: str) -> str:
+    """The verification record's Secret name for an object (named after its uid)."""
+    obj = get(cluster, kind, namespace, name)
+    assert obj is not None, f"{kind} {namespace}/{name} does not exist"
+    return record_name(kind, obj["metadata"]["uid"])
+
+
+def record(
+    cluster: ControlPlane, server_ns: str, kind: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """The decoded JSON of an object's verification record (None while it has none)."""
+    data = secret_data(cluster, server_ns, record_name_of(cluster, kind, namespace, name))
     if data is None:
         return None
     field = next(iter(data))

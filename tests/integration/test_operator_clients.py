@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 
+from kubemint.api.records import legacy_record_name
 from kubemint.devcluster import ControlPlane
 from tests.integration.conftest import RunningOperator
 from tests.integration.kube_helpers import (
@@ -14,6 +15,7 @@ from tests.integration.kube_helpers import (
     custom,
     get,
     record,
+    record_name_of,
     secret,
     secret_data,
     wait_for,
@@ -31,7 +33,7 @@ def _client(name: str, namespace: str, **spec: object) -> dict[str, object]:
 
 
 def _digests(cluster: ControlPlane, op: RunningOperator, namespace: str, name: str) -> list[str]:
-    rec = record(cluster, op.namespace, f"client-{namespace}-{name}") or {}
+    rec = record(cluster, op.namespace, "OAuth2Client", namespace, name) or {}
     return [g["sha256"] for g in rec.get("secrets", [])]
 
 
@@ -56,7 +58,7 @@ def test_a_client_gets_a_mountable_secret_and_a_verification_record(
     assert data["issuer"] == operator.issuer
     assert data["token-url"] == operator.issuer + "/oauth2/token"
 
-    rec = record(cluster, operator.namespace, f"client-{namespace}-billing")
+    rec = record(cluster, operator.namespace, "OAuth2Client", namespace, "billing")
     assert rec is not None
     assert rec["clientId"] == f"{namespace}.billing"
     assert [g["sha256"] for g in rec["secrets"]] == [_sha(data["client-secret"])]
@@ -85,7 +87,7 @@ def test_a_private_key_jwt_client_has_no_secret_and_its_public_keys_are_publishe
     data = secret_data(cluster, namespace, "signer-credentials")
     assert data is not None
     assert "client-secret" not in data
-    rec = record(cluster, operator.namespace, f"client-{namespace}-signer")
+    rec = record(cluster, operator.namespace, "OAuth2Client", namespace, "signer")
     assert rec is not None
     assert rec["secrets"] == []
     assert rec["jwks"]["keys"][0]["x"] == jwk["x"]
@@ -184,7 +186,13 @@ def test_a_deleted_verification_record_is_rebuilt_from_the_mounted_secret(
     apply(cluster, _client("records", namespace))
     wait_ready(cluster, "OAuth2Client", namespace, "records")
     mounted = (secret_data(cluster, namespace, "records-credentials") or {})["client-secret"]
-    cluster.kubectl("delete", "secret", f"client-{namespace}-records", "-n", operator.namespace)
+    cluster.kubectl(
+        "delete",
+        "secret",
+        record_name_of(cluster, "OAuth2Client", namespace, "records"),
+        "-n",
+        operator.namespace,
+    )
     digests = wait_for(
         lambda: _digests(cluster, operator, namespace, "records"), "the record to come back"
     )
@@ -200,9 +208,11 @@ def test_deleting_a_client_removes_both_of_its_secrets(
     cluster = operator.cluster
     apply(cluster, _client("ephemeral", namespace))
     wait_ready(cluster, "OAuth2Client", namespace, "ephemeral")
+    ephemeral = record_name_of(cluster, "OAuth2Client", namespace, "ephemeral")
+    assert secret(cluster, operator.namespace, ephemeral) is not None
     cluster.kubectl("delete", "oauth2client", "ephemeral", "-n", namespace)
     wait_for(
-        lambda: secret(cluster, operator.namespace, f"client-{namespace}-ephemeral") is None,
+        lambda: secret(cluster, operator.namespace, ephemeral) is None,
         "the verification record to be deleted",
     )
     wait_for(
@@ -242,7 +252,14 @@ def test_a_client_id_already_taken_is_refused_for_the_newer_client(
         message == f"spec.clientId: 'shared-{namespace}' is already used by an older OAuth2Client"
     )
     assert "first" not in message  # another tenant's client name is not revealed
-    assert secret(cluster, operator.namespace, f"client-{namespace}-second") is None
+    assert (
+        secret(
+            cluster,
+            operator.namespace,
+            record_name_of(cluster, "OAuth2Client", namespace, "second"),
+        )
+        is None
+    )
 
 
 def test_a_jwks_secret_holding_a_private_key_is_refused_without_echoing_it(
@@ -276,7 +293,7 @@ def test_a_jwks_secret_holding_a_private_key_is_refused_without_echoing_it(
     assert condition(obj)["reason"] == "InvalidJWKS"
     assert "private key material" in condition(obj)["message"]
     assert private["d"] not in json.dumps(obj)
-    rec = record(cluster, operator.namespace, f"client-{namespace}-leaky")
+    rec = record(cluster, operator.namespace, "OAuth2Client", namespace, "leaky")
     assert rec is not None
     assert rec["jwks"] is None
 
@@ -285,12 +302,13 @@ def test_reconciling_again_changes_nothing(operator: RunningOperator, namespace:
     cluster = operator.cluster
     apply(cluster, _client("steady", namespace))
     wait_ready(cluster, "OAuth2Client", namespace, "steady")
+    steady_record = record_name_of(cluster, "OAuth2Client", namespace, "steady")
     time.sleep(1)
 
     def versions() -> tuple[str, ...]:
         objects = [
             secret(cluster, namespace, "steady-credentials"),
-            secret(cluster, operator.namespace, f"client-{namespace}-steady"),
+            secret(cluster, operator.namespace, steady_record),
             get(cluster, "OAuth2Client", namespace, "steady"),
         ]
         return tuple(o["metadata"]["resourceVersion"] for o in objects if o)
@@ -302,3 +320,33 @@ def test_reconciling_again_changes_nothing(operator: RunningOperator, namespace:
     time.sleep(3)  # several re-check intervals
     after = versions()
     assert after[:2] == before[:2], "the Secrets were rewritten without a change"
+
+
+def test_a_record_left_under_the_old_name_by_an_upgrade_is_removed(
+    cluster: ControlPlane, operator: RunningOperator, namespace: str
+) -> None:
+    """Records were named `client-<namespace>-<name>` before they were named after uids; the
+    operator removes its client's old one, and never a namesake's (another uid)."""
+    apply(cluster, _client("legacy", namespace))
+    obj = wait_ready(cluster, "OAuth2Client", namespace, "legacy")
+    uid = obj["metadata"]["uid"]
+    old = legacy_record_name("OAuth2Client", namespace, "legacy")
+    namesake = legacy_record_name("OAuth2Client", namespace, "other")
+    for name, owner_uid in ((old, uid), (namesake, "not-this-one")):
+        document = json.dumps({"uid": owner_uid, "secrets": []})
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            name,
+            "-n",
+            operator.namespace,
+            f"--from-literal=client.json={document}",
+        )
+    # The new record goes missing (as right after an upgrade): the operator writes it again
+    # and, finding none under its new name, removes the old one.
+    current = record_name_of(cluster, "OAuth2Client", namespace, "legacy")
+    cluster.kubectl("delete", "secret", current, "-n", operator.namespace)
+    wait_for(lambda: secret(cluster, operator.namespace, current), "the record to come back")
+    wait_for(lambda: secret(cluster, operator.namespace, old) is None, "the old record to go")
+    assert secret(cluster, operator.namespace, namesake) is not None

@@ -12,7 +12,14 @@ import pytest
 from kubemint.devcluster import ControlPlane
 from kubemint.devcluster.components import wait_for_leader
 from tests.integration.conftest import SIGNING_KEY, start_operator
-from tests.integration.kube_helpers import apply, condition, custom, wait_for, wait_ready
+from tests.integration.kube_helpers import (
+    apply,
+    condition,
+    custom,
+    record_name_of,
+    wait_for,
+    wait_ready,
+)
 
 LEASE = "kubemint-operator"
 
@@ -92,11 +99,12 @@ def test_an_operator_killed_mid_way_converges_without_duplicates(
         credentials = _secrets(cluster, namespace, "client-credentials", namespace)
         records = _secrets(cluster, server_namespace, "client-verification", namespace)
         assert credentials == sorted(f"bulk{i}-credentials" for i in range(count))
-        assert records == sorted(f"client-{namespace}-bulk{i}" for i in range(count))
-        for i in range(count):  # each record verifies exactly the mounted secret
-            record = cluster.get_json(
-                f"/api/v1/namespaces/{server_namespace}/secrets/client-{namespace}-bulk{i}"
-            )
+        names = [
+            record_name_of(cluster, "OAuth2Client", namespace, f"bulk{i}") for i in range(count)
+        ]
+        assert records == sorted(names)
+        for name in names:  # each record verifies exactly the mounted secret
+            record = cluster.get_json(f"/api/v1/namespaces/{server_namespace}/secrets/{name}")
             assert len(json.loads(_b64(record["data"]["client.json"]))["secrets"]) == 1
     finally:
         restarted.stop()

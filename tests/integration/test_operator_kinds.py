@@ -11,6 +11,7 @@ from tests.integration.kube_helpers import (
     condition,
     custom,
     get,
+    record_name_of,
     secret,
     secret_data,
     wait_for,
@@ -248,7 +249,11 @@ def test_a_service_account_gets_app_passwords_and_a_subject(
     assert data is not None
     assert data["username"] == "robot"
     assert data["password"].startswith("kmint_")
-    record = secret_data(cluster, operator.namespace, f"account-{namespace}-robot")
+    record = secret_data(
+        cluster,
+        operator.namespace,
+        record_name_of(cluster, "ServiceAccount", namespace, "robot"),
+    )
     assert record is not None
     assert data["password"] not in record["account.json"]
 

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import ast
-import base64
-import json
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -21,11 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from kubemint.api.meta import ROLE_ACCOUNT_VERIFICATION
 from kubemint.oauth.client_auth import Caller
 from kubemint.oauth.errors import AccessDenied
 from kubemint.oauth.policy import decide
-from kubemint.store.snapshot import Snapshot, build_snapshot
+from kubemint.store.snapshot import Snapshot
+from tests.unit.records import account_record, build
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
@@ -159,17 +157,8 @@ def _snapshot(subject: dict[str, str]) -> Snapshot:
         "metadata": {"namespace": "api", "name": "r", "creationTimestamp": "2026-01-01T00:00:00Z"},
         "spec": {"audience": AUDIENCE, "scopes": ["read"], "subjects": [subject]},
     }
-    record = {
-        "metadata": {
-            "labels": {
-                "kubemint.io/role": ROLE_ACCOUNT_VERIFICATION,
-                "kubemint.io/owner-namespace": "tasks",
-                "kubemint.io/owner-name": "bot",
-            }
-        },
-        "data": {"account.json": base64.b64encode(json.dumps({}).encode()).decode()},
-    }
-    return build_snapshot(
+    record = account_record("tasks", "bot")
+    return build(
         server_namespace="kubemint-system",
         clients=[client],
         accounts=[account],

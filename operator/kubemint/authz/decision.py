@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemint.api.accessrule import HttpRule
 from kubemint.authz.requests import OriginalRequest
-from kubemint.authz.rules import HttpRule, deciding
+from kubemint.authz.rules import deciding
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.oauth.introspection import read_token
 from kubemint.store.snapshot import Snapshot

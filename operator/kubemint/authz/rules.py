@@ -10,40 +10,23 @@ A path prefix matches whole segments (`/api` matches `/api` and `/api/x`, not `/
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
 
+from kubemint.api.accessrule import HttpRule
 from kubemint.authz.requests import OriginalRequest
 
 
-@dataclass(frozen=True)
-class HttpRule:
-    hosts: tuple[str, ...] = ()
-    paths: tuple[str, ...] = ()
-    methods: frozenset[str] = frozenset()
-    scopes: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_spec(cls, raw: Mapping[str, Any]) -> HttpRule:
-        return cls(
-            hosts=tuple(str(h).lower().rstrip(".") for h in raw.get("hosts") or ()),
-            paths=tuple(_prefix(str(p)) for p in raw.get("paths") or ()),
-            methods=frozenset(str(m).upper() for m in raw.get("methods") or ()),
-            scopes=frozenset(str(s) for s in raw.get("scopes") or ()),
-        )
-
-    def specificity(self, request: OriginalRequest) -> tuple[int, int, int] | None:
-        """How closely this entry matches `request`, or None when it does not match."""
-        if self.methods and request.method not in self.methods:
-            return None
-        host_rank = max((_host_rank(h, request.host) for h in self.hosts), default=0)
-        if self.hosts and host_rank == 0:
-            return None
-        path_length = max((_path_length(p, request.path) for p in self.paths), default=0)
-        if self.paths and path_length < 0:
-            return None
-        return (max(path_length, 0), host_rank, 1 if self.methods else 0)
+def specificity(rule: HttpRule, request: OriginalRequest) -> tuple[int, int, int] | None:
+    """How closely `rule` matches `request`, or None when it does not match."""
+    if rule.methods and request.method not in rule.methods:
+        return None
+    host_rank = max((_host_rank(h, request.host) for h in rule.hosts), default=0)
+    if rule.hosts and host_rank == 0:
+        return None
+    path_length = max((_path_length(p, request.path) for p in rule.paths), default=0)
+    if rule.paths and path_length < 0:
+        return None
+    return (max(path_length, 0), host_rank, 1 if rule.methods else 0)
 
 
 def deciding(rules: Iterable[HttpRule], request: OriginalRequest) -> list[HttpRule]:
@@ -51,7 +34,7 @@ def deciding(rules: Iterable[HttpRule], request: OriginalRequest) -> list[HttpRu
     best: tuple[int, int, int] | None = None
     chosen: list[HttpRule] = []
     for rule in rules:
-        rank = rule.specificity(request)
+        rank = specificity(rule, request)
         if rank is None:
             continue
         if best is None or rank > best:
@@ -59,11 +42,6 @@ def deciding(rules: Iterable[HttpRule], request: OriginalRequest) -> list[HttpRu
         elif rank == best:
             chosen.append(rule)
     return chosen
-
-
-def _prefix(path: str) -> str:
-    """Canonical prefix: no trailing or repeated slashes, "/" for the root."""
-    return "/" + "/".join(s for s in path.split("/") if s)
 
 
 def _path_length(prefix: str, path: str) -> int:

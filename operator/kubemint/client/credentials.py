@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from kubemint.client.assertions import private_key_assertion, secret_assertion
+from kubemint.crypto.client_assertions import private_key_assertion, secret_assertion
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

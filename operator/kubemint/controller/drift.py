@@ -9,7 +9,6 @@ normal kopf handler (with its indexes, lock, Events and status) like any other c
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import json
 import logging
@@ -19,17 +18,8 @@ from typing import Any
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from kubemint.api.meta import (
-    GROUP,
-    LABEL_MANAGED_BY,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    LABEL_OWNER_NAMESPACE,
-    MANAGED_BY,
-    PLURALS,
-    VERSION,
-    format_time,
-)
+from kubemint.api.meta import LABEL_MANAGED_BY, MANAGED_BY, PLURALS, format_time
+from kubemint.api.records import Owner, controller, decode_or_none, secret_text
 from kubemint.controller.kube import ANNOTATION_DATA_HASH, data_hash
 from kubemint.controller.runtime import Runtime
 
@@ -42,13 +32,24 @@ def drifted(event_type: str, secret: dict[str, Any]) -> str | None:
     meta = secret.get("metadata") or {}
     if event_type == "DELETED":
         return "deleted"
-    data = {
-        k: base64.b64decode(v).decode(errors="replace")
-        for k, v in (secret.get("data") or {}).items()
-    }
-    if (meta.get("annotations") or {}).get(ANNOTATION_DATA_HASH) != data_hash(data):
+    if (meta.get("annotations") or {}).get(ANNOTATION_DATA_HASH) != data_hash(secret_text(secret)):
         return "edited"
     return None
+
+
+def owner_of(secret: dict[str, Any], server_namespace: str) -> Owner | None:
+    """The kubemint object a Secret belongs to, from facts its writer alone controls, never
+    from labels (anyone may label their own Secret "managed by kubemint"): a verification
+    record in the server namespace names its owner in its JSON (only kubemint and admins write
+    there); any other Secret belongs to the object its controller ownerReference names, which
+    Kubernetes confines to the Secret's own namespace, so a tenant can point only at its own."""
+    meta = secret.get("metadata") or {}
+    if meta.get("namespace") == server_namespace:
+        record = decode_or_none(secret)
+        if record is not None:
+            return record.owner
+    owner = controller(secret)
+    return owner if owner is not None and owner.kind in PLURALS else None
 
 
 class DriftWatcher:
@@ -125,30 +126,25 @@ class DriftWatcher:
 
     async def _repair(self, event_type: str, secret: dict[str, Any]) -> None:
         reason = drifted(event_type, secret)
-        labels = (secret.get("metadata") or {}).get("labels") or {}
-        kind = labels.get(LABEL_OWNER_KIND)
-        namespace, name = labels.get(LABEL_OWNER_NAMESPACE), labels.get(LABEL_OWNER_NAME)
-        if reason is None or kind not in PLURALS or not namespace or not name:
+        owner = owner_of(secret, self.runtime.settings.namespace)
+        if reason is None or owner is None:
             return
         meta = secret["metadata"]
         note = f"{format_time(_now())} Secret {meta['namespace']}/{meta['name']} {reason}"
         kube = self.runtime.kube
         try:
-            await kube._call(
-                kube.custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURALS[kind],
-                name,
-                {"metadata": {"annotations": {ANNOTATION_DRIFT: note}}},
+            # The uid makes the patch a precondition: it fails unless the object is the very
+            # one the Secret was written for (not a namesake created since).
+            await kube.patch_custom(
+                owner.kind,
+                owner.namespace,
+                owner.name,
+                {"metadata": {"uid": owner.uid, "annotations": {ANNOTATION_DRIFT: note}}},
             )
         except ApiException as exc:
-            log.warning(
-                "could not request repair of %s %s/%s: %s", kind, namespace, name, exc.reason
-            )
+            log.warning("could not request repair of %s: %s", owner, exc.reason)
             return
-        log.info("drift: %s; asked %s %s/%s to reconcile", note, kind, namespace, name)
+        log.info("drift: %s; asked %s to reconcile", note, owner)
 
 
 def _now() -> datetime.datetime:

@@ -26,6 +26,7 @@ from kubemint.api.meta import (
     PLURALS,
     VERSION,
 )
+from kubemint.api.records import secret_text
 
 ANNOTATION_DATA_HASH = "kubemint.io/data-hash"
 
@@ -51,11 +52,11 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
 Body = dict[str, Any]
 
 
-class _Unread:
+class Unread:
     """`live` not passed: read it. (None means the caller read it and it does not exist.)"""
 
 
-UNREAD = _Unread()
+UNREAD = Unread()
 
 
 class Kube:
@@ -80,12 +81,12 @@ class Kube:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()  # type: ignore[no-untyped-call]
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Body | None:
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body | None:
         """Call the API with raw JSON in and out; None on 404."""
 
         def call() -> Body | None:
             try:
-                response = fn(*args, _preload_content=False)
+                response = fn(*args, **kwargs, _preload_content=False)
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -110,7 +111,7 @@ class Kube:
         labels: Mapping[str, str],
         annotations: Mapping[str, str] | None = None,
         owner: Mapping[str, Any] | None = None,
-        live: Body | _Unread | None = UNREAD,
+        live: Body | Unread | None = UNREAD,
     ) -> str:
         """Make a Secret hold exactly this data; returns "created", "updated" or "unchanged".
 
@@ -130,17 +131,13 @@ class Kube:
         }
         if owner is not None:
             want["metadata"]["ownerReferences"] = [owner_reference(owner)]
-        if isinstance(live, _Unread):
+        if isinstance(live, Unread):
             live = await self.read_secret(namespace, name)
         if live is None:
-            try:
-                await self._call(self.core.create_namespaced_secret, namespace, want)
-                return "created"
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                live = await self.read_secret(namespace, name)
-                assert live is not None
+            # A 409 here means someone created it meanwhile: the caller's ownership check saw
+            # nothing, so the handler fails and retries from a fresh read instead of adopting.
+            await self._call(self.core.create_namespaced_secret, namespace, want)
+            return "created"
         if _secret_matches(live, want):
             return "unchanged"
         live_meta = live["metadata"]
@@ -151,8 +148,19 @@ class Kube:
         await self._call(self.core.replace_namespaced_secret, name, namespace, want)
         return "updated"
 
-    async def delete_secret(self, namespace: str, name: str) -> bool:
-        return await self._call(self.core.delete_namespaced_secret, name, namespace) is not None
+    async def delete_secret(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete a Secret; with `uid`, only that very Secret (a precondition: if it was
+        replaced since it was read, the API server refuses and nothing is deleted)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            result = await self._call(
+                self.core.delete_namespaced_secret, name, namespace, body=options
+            )
+        except ApiException as exc:
+            if exc.status == 409:  # precondition failed: not the Secret we checked
+                return False
+            raise
+        return result is not None
 
     # -- other objects -----------------------------------------------------------------------
 
@@ -170,6 +178,18 @@ class Kube:
             name,
         )
 
+    async def patch_custom(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        """A JSON merge patch of a kubemint object (404 is an ApiException here)."""
+
+        def call() -> None:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURALS[kind], name, dict(patch)
+            )
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
     async def patch_status(
         self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> None:
@@ -186,12 +206,7 @@ class Kube:
 
 def decoded(secret: Body | None) -> dict[str, str] | None:
     """A Secret's data as text (None when the Secret does not exist)."""
-    if secret is None:
-        return None
-    return {
-        k: base64.b64decode(v).decode(errors="replace")
-        for k, v in (secret.get("data") or {}).items()
-    }
+    return None if secret is None else secret_text(secret)
 
 
 def _secret_matches(live: Body, want: Body) -> bool:

@@ -12,17 +12,21 @@ import kopf
 
 from kubemint.api.meta import (
     GROUP,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    LABEL_OWNER_NAMESPACE,
-    LABEL_ROLE,
     VERSION,
     Outcome,
     format_time,
     ready_condition,
 )
+from kubemint.api.records import (
+    Owner,
+    Ownership,
+    is_legacy_record_of,
+    legacy_record_name,
+    ownership,
+    record_name,
+)
 from kubemint.config import OperatorSettings
-from kubemint.controller.kube import Kube
+from kubemint.controller.kube import UNREAD, Body, Kube, Unread
 
 
 @dataclass
@@ -39,14 +43,26 @@ class Runtime:
         self.locks.pop((kind, namespace, name), None)
 
 
-def owner_labels(kind: str, namespace: str, name: str, role: str) -> dict[str, str]:
-    """Labels on every Secret kubemint writes: its role and owner (label values ≤ 63)."""
-    return {
-        LABEL_ROLE: role,
-        LABEL_OWNER_KIND: kind,
-        LABEL_OWNER_NAMESPACE: namespace,
-        LABEL_OWNER_NAME: name[:63],
-    }
+async def delete_record(
+    runtime: Runtime, owner: Owner, live: Body | Unread | None = UNREAD
+) -> None:
+    """Remove the owner's verification record, and nothing that is not exactly that."""
+    name = record_name(owner.kind, owner.uid)
+    if isinstance(live, Unread):
+        live = await runtime.kube.read_secret(runtime.settings.namespace, name)
+    if live is not None and ownership(live, owner, record=True) is Ownership.OURS:
+        meta = live["metadata"]
+        await runtime.kube.delete_secret(meta["namespace"], meta["name"], uid=meta["uid"])
+
+
+async def remove_legacy_record(runtime: Runtime, owner: Owner) -> None:
+    """After an upgrade: the record under the old, collision-prone name goes, if it is this
+    object's (its uid says so); a namesake's is left alone."""
+    namespace = runtime.settings.namespace
+    name = legacy_record_name(owner.kind, owner.namespace, owner.name)
+    live = await runtime.kube.read_secret(namespace, name)
+    if live is not None and is_legacy_record_of(live, owner):
+        await runtime.kube.delete_secret(namespace, name, uid=live["metadata"]["uid"])
 
 
 def post_events(body: Mapping[str, Any], events: Iterable[tuple[str, str]]) -> None:

@@ -8,82 +8,16 @@ keys for private_key_jwt), because the token server reads no Secret outside its 
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from kubemint.api.meta import ObjectRef, Outcome, parse_duration
+from kubemint.api.meta import ObjectRef, Outcome
+from kubemint.api.oauth2client import ClientSpec
+from kubemint.api.records import ClientRecord, Owner
 from kubemint.crypto.jwks import InvalidJWKS, parse_key_document, parse_public_jwks
 from kubemint.reconcile.checks import Check, evaluate
 from kubemint.reconcile.rotating_secret import SecretPlan, SecretPolicy
-
-SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
-DEFAULT_LIFETIME = "15m"
-DEFAULT_OVERLAP = "1h"
-
-
-@dataclass(frozen=True)
-class ClientSpec:
-    namespace: str
-    name: str
-    client_id: str
-    auth_method: str
-    grant_types: tuple[str, ...]
-    token_lifetime: datetime.timedelta
-    signing_key: str
-    encryption_key: str | None
-    jwks: Mapping[str, Any] | None
-    jwks_secret_ref: tuple[str, str] | None  # (secret name, key)
-    secret_name: str
-    rotate_every: datetime.timedelta | None
-    overlap: datetime.timedelta
-    template_labels: Mapping[str, str] = field(default_factory=dict)
-    template_annotations: Mapping[str, str] = field(default_factory=dict)
-    explicit_client_id: bool = False  # spec.clientId is set (else the id is derived)
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ClientSpec:
-        meta, spec = body["metadata"], body.get("spec") or {}
-        secret = spec.get("secret") or {}
-        template = secret.get("template") or {}
-        ref = spec.get("jwksSecretRef")
-        rotate = secret.get("rotateEvery")
-        return cls(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            client_id=effective_client_id(meta["namespace"], meta["name"], spec),
-            auth_method=spec.get("authMethod", "client_secret_basic"),
-            grant_types=tuple(spec.get("grantTypes") or ["client_credentials"]),
-            token_lifetime=parse_duration(spec.get("tokenLifetime", DEFAULT_LIFETIME)),
-            signing_key=spec.get("signingKey", "default"),
-            encryption_key=spec.get("encryptionKey"),
-            jwks=spec.get("jwks"),
-            jwks_secret_ref=(ref["name"], ref.get("key", "jwks.json")) if ref else None,
-            secret_name=secret.get("name") or f"{meta['name']}-credentials",
-            rotate_every=parse_duration(rotate) if rotate else None,
-            overlap=parse_duration(secret.get("overlap", DEFAULT_OVERLAP)),
-            template_labels=dict(template.get("labels") or {}),
-            template_annotations=dict(template.get("annotations") or {}),
-            explicit_client_id=bool(spec.get("clientId")),
-        )
-
-    @property
-    def ref(self) -> ObjectRef:
-        return ObjectRef("OAuth2Client", self.namespace, self.name)
-
-    @property
-    def uses_secret(self) -> bool:
-        return self.auth_method in SECRET_METHODS
-
-    @property
-    def secret_policy(self) -> SecretPolicy:
-        return SecretPolicy(
-            rotate_every=self.rotate_every,
-            overlap=self.overlap,
-            keep_hmac_key=self.auth_method == "client_secret_jwt",
-        )
 
 
 @dataclass(frozen=True)
@@ -95,26 +29,6 @@ class ClientContext:
     jwks_secret_text: str | None = None  # the referenced Secret key's content, None if absent
     client_id_holder: ObjectRef | None = None  # the oldest client claiming the client id
     client_id_contested: bool = False  # several claimed it first, in the same second
-
-
-def client_id_holder(claims: Iterable[tuple[str, str, str]]) -> tuple[ObjectRef | None, bool]:
-    """Who holds a client id, given every (creationTimestamp, namespace, name) claiming it:
-    (the oldest claimant, False), or (None, True) when several claimed it in the same second
-    (timestamps have second resolution). No tie-break by name: a newcomer could pick a name
-    that sorts first and take over an id someone else was given in that second."""
-    claims = list(claims)
-    if not claims:
-        return None, False
-    oldest = min(created for created, _, _ in claims)
-    first = [(namespace, name) for created, namespace, name in claims if created == oldest]
-    if len(first) > 1:
-        return None, True
-    return ObjectRef("OAuth2Client", *first[0]), False
-
-
-def effective_client_id(namespace: str, name: str, spec: Mapping[str, Any]) -> str:
-    """`spec.clientId`, or `<namespace>.<name>` (unique because namespace/name is)."""
-    return str(spec.get("clientId") or f"{namespace}.{name}")
 
 
 def client_jwks(spec: ClientSpec, context: ClientContext) -> dict[str, Any] | None:
@@ -233,26 +147,22 @@ def credentials_data(
     return data
 
 
+def secret_policy(spec: ClientSpec) -> SecretPolicy:
+    return SecretPolicy(
+        rotate_every=spec.rotate_every,
+        overlap=spec.overlap,
+        keep_hmac_key=spec.auth_method == "client_secret_jwt",
+    )
+
+
 def verification_record(
-    spec: ClientSpec, plan: SecretPlan | None, jwks: Mapping[str, Any] | None, uid: str
-) -> dict[str, Any]:
-    """What the token server needs to authenticate this client; digests, never plaintext
-    (except HMAC keys for client_secret_jwt, which cannot be verified any other way)."""
-    return {
-        "clientId": spec.client_id,
-        "namespace": spec.namespace,
-        "name": spec.name,
-        "uid": uid,
-        "authMethod": spec.auth_method,
-        "secrets": [g.to_json() for g in plan.generations] if plan else [],
-        "jwks": dict(jwks) if jwks else None,
-    }
-
-
-def verification_secret_name(kind_prefix: str, namespace: str, name: str) -> str:
-    """`<prefix>-<namespace>-<name>`, shortened with a digest when it would exceed 253 chars."""
-    full = f"{kind_prefix}-{namespace}-{name}"
-    if len(full) <= 253:
-        return full
-    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:16]
-    return f"{full[:230].rstrip('.-')}-{digest}"
+    spec: ClientSpec, plan: SecretPlan | None, jwks: Mapping[str, Any] | None, owner: Owner
+) -> ClientRecord:
+    """What the token server needs to authenticate this client."""
+    return ClientRecord(
+        owner=owner,
+        client_id=spec.client_id,
+        auth_method=spec.auth_method,
+        secrets=plan.generations if plan else (),
+        jwks=dict(jwks) if jwks else None,
+    )

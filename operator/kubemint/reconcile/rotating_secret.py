@@ -12,41 +12,11 @@ secret is written and the last valid one keeps working for the overlap.
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from kubemint.api.meta import format_time, parse_time
+from kubemint.api.records import Generation
 from kubemint.crypto import secrets
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One secret's verification facts: its digest and, once superseded, when it stops working."""
-
-    sha256: str
-    created_at: datetime.datetime
-    not_after: datetime.datetime | None = None
-    # Only for client_secret_jwt, whose HMAC key is the secret itself (RFC 7523 §2.2).
-    hmac_key: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"sha256": self.sha256, "createdAt": format_time(self.created_at)}
-        if self.not_after is not None:
-            data["notAfter"] = format_time(self.not_after)
-        if self.hmac_key is not None:
-            data["hmacKey"] = self.hmac_key
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Generation:
-        return cls(
-            sha256=str(data["sha256"]),
-            created_at=parse_time(data["createdAt"]),
-            not_after=parse_time(data["notAfter"]) if data.get("notAfter") else None,
-            hmac_key=data.get("hmacKey"),
-        )
 
 
 @dataclass(frozen=True)
@@ -133,18 +103,6 @@ def plan_secret(
         next_rotation_at=next_rotation,
         previous_expires_at=max(expiries) if expiries else None,
     )
-
-
-def generations_from_record(text: str | None, key: str) -> tuple[Generation, ...]:
-    """The generations stored under `key` in a verification record (JSON).
-
-    An unreadable record counts as empty: the mounted secret is then adopted as current.
-    """
-    try:
-        record = json.loads(text or "{}")
-        return tuple(Generation.from_json(g) for g in record.get(key, []))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return ()
 
 
 def _generation(value: str, now: datetime.datetime, policy: SecretPolicy) -> Generation:

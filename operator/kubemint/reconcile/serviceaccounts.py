@@ -2,18 +2,19 @@
 
 An account authenticates through one of its clients with an app password (the `password`
 or `client_credentials` grant, authentik-style), a projected Kubernetes ServiceAccount token
-or an external issuer's JWT (client_assertion, jwt-bearer, token exchange).
+or an external issuer's JWT — a TrustedIssuer's or one the account declares itself
+(client_assertion, jwt-bearer, token exchange).
 """
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubemint.api.meta import Outcome, parse_duration
-from kubemint.api.trustedissuer import TrustedIssuerRef
+from kubemint.api.meta import Outcome
+from kubemint.api.records import AccountRecord, Owner
+from kubemint.api.serviceaccount import AccountSpec, AppPasswordSpec
 from kubemint.crypto.jwks import InvalidJWKS, parse_key_document
 from kubemint.policy.expressions import ISSUER_VARIABLES, ExpressionError, compile_condition
 from kubemint.reconcile.checks import Check, evaluate
@@ -27,98 +28,6 @@ ASSERTION_GRANTS = frozenset(
         "urn:ietf:params:oauth:grant-type:token-exchange",
     }
 )
-DEFAULT_OVERLAP = "1h"
-
-
-def subject_of(namespace: str, name: str) -> str:
-    """The `sub` claim of tokens issued to a kubemint ServiceAccount."""
-    return f"kubemint:serviceaccount:{namespace}:{name}"
-
-
-@dataclass(frozen=True)
-class IssuerSpec:
-    issuer: str
-    jwks_uri: str | None
-    jwks_secret_ref: tuple[str, str] | None
-    subject: str | None
-    audience: str | None
-    when: str | None
-
-
-@dataclass(frozen=True)
-class AppPasswordSpec:
-    secret_name: str
-    rotate_every: datetime.timedelta | None
-    overlap: datetime.timedelta
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def policy(self) -> SecretPolicy:
-        return SecretPolicy(rotate_every=self.rotate_every, overlap=self.overlap)
-
-
-@dataclass(frozen=True)
-class AccountSpec:
-    namespace: str
-    name: str
-    clients: tuple[str, ...]
-    app_passwords: AppPasswordSpec | None
-    kubernetes: tuple[str, ...]
-    issuers: tuple[IssuerSpec, ...]
-    trusted_issuers: tuple[TrustedIssuerRef, ...] = ()
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> AccountSpec:
-        meta, spec = body["metadata"], body.get("spec") or {}
-        federation = spec.get("federation") or {}
-        passwords = spec.get("appPasswords")
-        app: AppPasswordSpec | None = None
-        if passwords:
-            template = passwords.get("template") or {}
-            rotate = passwords.get("rotateEvery")
-            app = AppPasswordSpec(
-                secret_name=passwords["secretName"],
-                rotate_every=parse_duration(rotate) if rotate else None,
-                overlap=parse_duration(passwords.get("overlap", DEFAULT_OVERLAP)),
-                labels=dict(template.get("labels") or {}),
-                annotations=dict(template.get("annotations") or {}),
-            )
-        issuers = tuple(
-            IssuerSpec(
-                issuer=i["issuer"],
-                jwks_uri=i.get("jwksUri"),
-                jwks_secret_ref=(
-                    (i["jwksSecretRef"]["name"], i["jwksSecretRef"].get("key", "jwks.json"))
-                    if i.get("jwksSecretRef")
-                    else None
-                ),
-                subject=i.get("subject"),
-                audience=i.get("audience"),
-                when=i.get("when"),
-            )
-            for i in federation.get("issuers") or []
-        )
-        return cls(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            clients=tuple(spec.get("clients") or []),
-            app_passwords=app,
-            kubernetes=tuple(k["serviceAccountName"] for k in federation.get("kubernetes") or []),
-            issuers=issuers,
-            trusted_issuers=tuple(
-                TrustedIssuerRef.from_spec(t) for t in federation.get("trustedIssuers") or []
-            ),
-        )
-
-    @property
-    def federated(self) -> bool:
-        """Whether any foreign JWT can authenticate as this account."""
-        return bool(self.kubernetes or self.issuers or self.trusted_issuers)
-
-    @property
-    def subject(self) -> str:
-        return subject_of(self.namespace, self.name)
 
 
 @dataclass(frozen=True)
@@ -289,15 +198,17 @@ def _trusted_status(name: str, ctx: AccountContext) -> dict[str, Any]:
     return {"name": name, "found": issuer is not None, **({"issuer": issuer} if issuer else {})}
 
 
+def password_policy(app: AppPasswordSpec) -> SecretPolicy:
+    return SecretPolicy(rotate_every=app.rotate_every, overlap=app.overlap)
+
+
 def verification_record(
-    spec: AccountSpec, plan: SecretPlan | None, keys: Mapping[str, Any], uid: str
-) -> dict[str, Any]:
-    return {
-        "namespace": spec.namespace,
-        "name": spec.name,
-        "uid": uid,
-        "subject": spec.subject,
-        "username": spec.name,
-        "passwords": [g.to_json() for g in plan.generations] if plan else [],
-        "issuerKeys": dict(keys),
-    }
+    spec: AccountSpec, plan: SecretPlan | None, keys: Mapping[str, Any], owner: Owner
+) -> AccountRecord:
+    return AccountRecord(
+        owner=owner,
+        subject=spec.subject,
+        username=spec.name,
+        passwords=plan.generations if plan else (),
+        issuer_keys=dict(keys),
+    )

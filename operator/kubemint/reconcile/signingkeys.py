@@ -12,99 +12,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
-from kubemint.api.meta import ANNOTATION_ROTATE, Outcome, format_time, parse_duration, parse_time
+from kubemint.api.meta import ANNOTATION_ROTATE, Outcome, format_time
+from kubemint.api.records import State, StoredKey
+from kubemint.api.signingkey import SigningKeySpec
 from kubemint.crypto import keys
 from kubemint.crypto.keys import KeyMaterial
-
-State = Literal["active", "next", "retired"]
-KEYS_FIELD = "keys.json"  # the data key in the SigningKey's Secret
-
-DEFAULT_EVERY = "720h"
-DEFAULT_PRE_PUBLISH = "24h"
-DEFAULT_RETAIN_AFTER = "24h"
-
-
-@dataclass(frozen=True)
-class SigningKeySpec:
-    algorithm: str
-    use: str
-    key_size: int | None
-    every: datetime.timedelta
-    pre_publish: datetime.timedelta
-    retain_after: datetime.timedelta
-    secret_name: str
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> SigningKeySpec:
-        spec = body.get("spec") or {}
-        rotation = spec.get("rotation") or {}
-        algorithm = spec.get("algorithm", "ES256")
-        keys.use_of(algorithm)  # UnsupportedAlgorithm (a ValueError) for anything unknown
-        return cls(
-            algorithm=algorithm,
-            use=key_use(spec),
-            key_size=spec.get("keySize"),
-            every=parse_duration(rotation.get("every", DEFAULT_EVERY)),
-            pre_publish=parse_duration(rotation.get("prePublish", DEFAULT_PRE_PUBLISH)),
-            retain_after=parse_duration(rotation.get("retainAfter", DEFAULT_RETAIN_AFTER)),
-            secret_name=spec.get("secretName") or f"{body['metadata']['name']}-signing-keys",
-        )
-
-
-def key_use(spec: Mapping[str, Any]) -> str:
-    """A SigningKey's use: `spec.use`, or what `spec.algorithm` implies when it is unset
-    ("enc" for RSA-OAEP-256, "sig" for every other algorithm; admission keeps them in step).
-    The CRD has no default for `use`, so an omitted one reaches here and is inferred."""
-    use = spec.get("use")
-    if use:
-        return str(use)
-    return "enc" if spec.get("algorithm") in keys.ENCRYPTION_ALGORITHMS else "sig"
-
-
-@dataclass(frozen=True)
-class StoredKey:
-    material: KeyMaterial
-    state: State
-    created_at: datetime.datetime
-    activated_at: datetime.datetime | None = None
-    retired_at: datetime.datetime | None = None
-    remove_after: datetime.datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "kid": self.material.kid,
-            "alg": self.material.algorithm,
-            "use": self.material.use,
-            "state": self.state,
-            "createdAt": format_time(self.created_at),
-        }
-        for name, value in (
-            ("activatedAt", self.activated_at),
-            ("retiredAt", self.retired_at),
-            ("removeAfter", self.remove_after),
-        ):
-            if value is not None:
-                data[name] = format_time(value)
-        data["privateKey"] = self.material.private_pem
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StoredKey:
-        def when(name: str) -> datetime.datetime | None:
-            return parse_time(data[name]) if data.get(name) else None
-
-        created = when("createdAt")
-        assert created is not None
-        return cls(
-            material=KeyMaterial(data["kid"], data["alg"], data["use"], data["privateKey"]),
-            state=data["state"],
-            created_at=created,
-            activated_at=when("activatedAt"),
-            retired_at=when("retiredAt"),
-            remove_after=when("removeAfter"),
-        )
 
 
 @dataclass(frozen=True)
@@ -256,4 +170,17 @@ def check_retention(
         f"spec.rotation.retainAfter ({int(spec.retain_after.total_seconds())}s) is shorter than "
         f"the tokenLifetime of OAuth2Client {name} ({int(life.total_seconds())}s); tokens it "
         "issues would fail verification after a rotation",
+    )
+
+
+def check_namespace(namespace: str, server_namespace: str) -> Outcome | None:
+    """SigningKeys are honoured only in the token server's namespace (cluster admins'):
+    elsewhere the operator generates nothing, so tenants cannot spend its CPU on keys."""
+    if namespace == server_namespace:
+        return None
+    return Outcome(
+        False,
+        "WrongNamespace",
+        f"metadata.namespace: SigningKeys must live in the token server's namespace "
+        f"{server_namespace}",
     )

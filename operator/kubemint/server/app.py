@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +37,7 @@ from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService,
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.server.sources import source_address
-from kubemint.store.revocations import RevocationStore
+from kubemint.store.revocations import RevocationStore, RevocationUnavailable
 from kubemint.store.view import View
 
 audit_log = logging.getLogger("kubemint.audit")
@@ -160,7 +158,7 @@ def create_app(
                 raise TemporarilyUnavailable("revocation is not available")
             try:
                 await run_in_threadpool(revocations.revoke, str(claims["jti"]), int(claims["exp"]))
-            except (ApiException, OSError, urllib3.exceptions.HTTPError):
+            except RevocationUnavailable:
                 raise TemporarilyUnavailable("revocation store unavailable; retry") from None
             audit_log.info(
                 "revoke %s",

@@ -12,21 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """Comma-separated CIDRs or addresses (e.g. "10.0.0.0/8, fd00::/8"); ValueError names
-    the bad entry."""
-    networks = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP network: {item!r}") from None
-    return tuple(networks)
+from kubemint.config import Network
 
 
 def source_address(peer: str, forwarded_for: Iterable[str], trusted: Sequence[Network]) -> str:

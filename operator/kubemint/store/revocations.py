@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -42,13 +43,23 @@ def expired_buckets(names: list[str], now: float) -> list[str]:
     return out
 
 
+class RevocationUnavailable(Exception):
+    """The revocation could not be recorded (API server away or refusing); retry later."""
+
+
 class RevocationStore:
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
 
     def revoke(self, jti: str, exp: int) -> None:
-        """Record a revocation (idempotent). Raises ApiException when the API is away."""
+        """Record a revocation (idempotent); RevocationUnavailable when it cannot be."""
+        try:
+            self._revoke(jti, exp)
+        except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+            raise RevocationUnavailable(type(exc).__name__) from None
+
+    def _revoke(self, jti: str, exp: int) -> None:
         name = bucket_name(exp)
         patch = {"data": {jti: str(exp)}}
         try:

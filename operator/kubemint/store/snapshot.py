@@ -8,26 +8,28 @@ so a rule that grabs an owned audience grants nothing even before the operator r
 
 from __future__ import annotations
 
-import base64
 import datetime
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from kubemint.api.meta import (
-    LABEL_OWNER_NAME,
-    LABEL_OWNER_NAMESPACE,
-    LABEL_ROLE,
-    ROLE_ACCOUNT_VERIFICATION,
-    ROLE_CLIENT_VERIFICATION,
-    ROLE_SIGNING_KEYS,
-    ObjectRef,
-    parse_time,
+from kubemint.api.accessrule import HttpRule, RuleClaim, RuleSpec, audience_owner
+from kubemint.api.meta import KIND_ACCOUNT, KIND_CLIENT, ObjectRef, parse_time
+from kubemint.api.oauth2client import ClientSpec, client_id_holder
+from kubemint.api.records import (
+    AccountRecord,
+    ClientRecord,
+    Generation,
+    RecordError,
+    StoredKey,
+    controller_uid,
+    decode,
+    decode_keys,
 )
+from kubemint.api.serviceaccount import AccountSpec, IssuerSpec
+from kubemint.api.signingkey import SigningKeySpec
 from kubemint.api.trustedissuer import TrustedIssuerRef, TrustedIssuerSpec
-from kubemint.authz.rules import HttpRule
 from kubemint.crypto.jwks import InvalidJWKS, parse_public_jwks
 from kubemint.crypto.jwt import (
     Decrypter,
@@ -40,11 +42,6 @@ from kubemint.crypto.jwt import (
 from kubemint.crypto.keys import KeyMaterial
 from kubemint.crypto.opaque import OpaqueKey
 from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
-from kubemint.reconcile.accessrules import RuleClaim, audience_owner
-from kubemint.reconcile.oauth2clients import ClientSpec, client_id_holder
-from kubemint.reconcile.rotating_secret import Generation, generations_from_record
-from kubemint.reconcile.serviceaccounts import AccountSpec, IssuerSpec
-from kubemint.reconcile.signingkeys import KEYS_FIELD, SigningKeySpec, StoredKey
 
 log = logging.getLogger("kubemint.snapshot")
 Body = dict[str, Any]
@@ -195,14 +192,15 @@ def build_snapshot(
     trusted_issuers: Iterable[Body] = (),
 ) -> Snapshot:
     """The view at one moment. Objects that do not parse are skipped (and logged)."""
+    secrets = list(secrets)
     records = _records(secrets)
     snapshot = Snapshot(
-        clients=_clients(clients, records.get(ROLE_CLIENT_VERIFICATION, {})),
-        **_accounts(accounts, records.get(ROLE_ACCOUNT_VERIFICATION, {})),
+        clients=_clients(clients, records),
+        **_accounts(accounts, records),
         rules=_rules(rules),
         keys=_keyrings(
             [k for k in signing_keys if k["metadata"]["namespace"] == server_namespace],
-            records.get(ROLE_SIGNING_KEYS, {}),
+            {s["metadata"]["name"]: s for s in secrets},
             key_cache if key_cache is not None else KeyCache(),
         ),
         revoked=_revoked(revocations),
@@ -248,47 +246,54 @@ def _revoked(config_maps: Iterable[Body]) -> dict[str, int]:
     return revoked
 
 
-def _records(secrets: Iterable[Body]) -> dict[str, dict[tuple[str, str], dict[str, str]]]:
-    """role → (owner namespace, owner name) → decoded data of the managed Secrets."""
-    out: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
+Records = Mapping[str, ClientRecord | AccountRecord]  # owner uid → its verification record
+
+
+def _records(secrets: Iterable[Body]) -> dict[str, ClientRecord | AccountRecord]:
+    """Verification records by the uid of the object they were written for (read from the
+    record itself, named after that uid; labels only select Secrets, they decide nothing)."""
+    out: dict[str, ClientRecord | AccountRecord] = {}
     for secret in secrets:
-        labels = secret["metadata"].get("labels") or {}
-        role = labels.get(LABEL_ROLE)
-        owner = (labels.get(LABEL_OWNER_NAMESPACE, ""), labels.get(LABEL_OWNER_NAME, ""))
-        data = {
-            k: base64.b64decode(v).decode(errors="replace")
-            for k, v in (secret.get("data") or {}).items()
-        }
-        if role:
-            out.setdefault(role, {})[owner] = data
+        try:
+            record = decode(secret)
+        except RecordError:
+            continue  # not a verification record (keys, or unreadable): never trusted
+        out[record.owner.uid] = record
     return out
 
 
-def _clients(
-    bodies: Iterable[Body], records: Mapping[tuple[str, str], dict[str, str]]
-) -> dict[str, ClientView]:
+def _record_of(body: Body, kind: str, records: Records) -> ClientRecord | AccountRecord | None:
+    """The record written for exactly this object: same uid, namespace, name and kind."""
+    meta = body["metadata"]
+    record = records.get(meta.get("uid", ""))
+    if record is None:
+        return None
+    owner = record.owner
+    if (owner.kind, owner.namespace, owner.name) != (kind, meta["namespace"], meta["name"]):
+        return None
+    return record
+
+
+def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
     claims: dict[str, list[tuple[str, ClientView]]] = {}
     for body in bodies:
         try:
             spec = ClientSpec.from_body(body)
-            raw = body.get("spec") or {}
-            record = json.loads(
-                records.get((spec.namespace, spec.name[:63]), {}).get("client.json", "{}")
-            )
+            record = _record_of(body, KIND_CLIENT, records)
             view = ClientView(
                 ref=spec.ref,
                 client_id=spec.client_id,
-                disabled=bool(raw.get("disabled", False)),
+                disabled=spec.disabled,
                 grant_types=frozenset(spec.grant_types),
                 auth_method=spec.auth_method,
-                scopes=frozenset(raw.get("scopes") or []),
-                audiences=tuple(raw.get("audiences") or []),
+                scopes=spec.scopes,
+                audiences=spec.audiences,
                 token_lifetime=int(spec.token_lifetime.total_seconds()),
-                token_format=raw.get("tokenFormat", "jwt"),
+                token_format=spec.token_format,
                 signing_key=spec.signing_key,
                 encryption_key=spec.encryption_key,
-                secrets=generations_from_record(json.dumps(record), "secrets"),
-                jwks=record.get("jwks"),
+                secrets=record.secrets if isinstance(record, ClientRecord) else (),
+                jwks=record.jwks if isinstance(record, ClientRecord) else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("skipping OAuth2Client %s: %s", _name(body), type(exc).__name__)
@@ -306,29 +311,25 @@ def _clients(
     return held
 
 
-def _accounts(
-    bodies: Iterable[Body], records: Mapping[tuple[str, str], dict[str, str]]
-) -> dict[str, Any]:
+def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
     accounts: dict[tuple[str, str], AccountView] = {}
     by_kubernetes: dict[tuple[str, str], list[AccountView]] = {}
     by_client: dict[tuple[str, str], list[AccountView]] = {}
     for body in bodies:
         try:
             spec = AccountSpec.from_body(body)
-            raw = body.get("spec") or {}
-            record = json.loads(
-                records.get((spec.namespace, spec.name[:63]), {}).get("account.json", "{}")
-            )
+            record = _record_of(body, KIND_ACCOUNT, records)
+            stored = record if isinstance(record, AccountRecord) else None
             view = AccountView(
-                ref=ObjectRef("ServiceAccount", spec.namespace, spec.name),
+                ref=spec.ref,
                 subject=spec.subject,
-                disabled=bool(raw.get("disabled", False)),
+                disabled=spec.disabled,
                 clients=frozenset(spec.clients),
-                passwords=generations_from_record(json.dumps(record), "passwords"),
+                passwords=stored.passwords if stored else (),
                 kubernetes=frozenset(spec.kubernetes),
                 issuers=spec.issuers,
-                issuer_keys=record.get("issuerKeys") or {},
-                claims=raw.get("claims") or {},
+                issuer_keys=(stored.issuer_keys or {}) if stored else {},
+                claims=spec.claims,
                 trusted_issuers=spec.trusted_issuers,
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -350,27 +351,23 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
     claims: dict[str, list[RuleClaim]] = {}
     views: dict[str, list[RuleView]] = {}
     for body in bodies:
-        meta, raw = body["metadata"], body.get("spec") or {}
-        audience = raw.get("audience")
-        if not audience:
-            continue
         try:
-            condition = compile_condition(raw["when"]) if raw.get("when") else None
-            created = parse_time(meta["creationTimestamp"])
-        except (ExpressionError, KeyError, ValueError):
+            spec = RuleSpec.from_body(body)
+            if not spec.audience:
+                continue
+            condition = compile_condition(spec.when) if spec.when else None
+            created = parse_time(body["metadata"]["creationTimestamp"])
+        except (ExpressionError, KeyError, ValueError, TypeError):
             continue  # an uncompilable condition grants nothing (and the operator says why)
-        claims.setdefault(audience, []).append(RuleClaim(meta["namespace"], meta["name"], created))
-        views.setdefault(audience, []).append(
+        claims.setdefault(spec.audience, []).append(RuleClaim(spec.namespace, spec.name, created))
+        views.setdefault(spec.audience, []).append(
             RuleView(
-                ref=ObjectRef("AccessRule", meta["namespace"], meta["name"]),
-                audience=audience,
-                subjects=frozenset(
-                    ObjectRef(s["kind"], s.get("namespace") or meta["namespace"], s["name"])
-                    for s in raw.get("subjects") or []
-                ),
-                scopes=frozenset(raw.get("scopes") or []),
+                ref=spec.ref,
+                audience=spec.audience,
+                subjects=frozenset(spec.subjects),
+                scopes=spec.scopes,
                 condition=condition,
-                http=tuple(HttpRule.from_spec(h) for h in raw.get("http") or ()),
+                http=spec.http,
             )
         )
     owned: dict[str, tuple[RuleView, ...]] = {}
@@ -382,7 +379,7 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
 
 def _keyrings(
     bodies: Iterable[Body],
-    records: Mapping[tuple[str, str], dict[str, str]],
+    secrets: Mapping[str, Body],
     cache: KeyCache,
 ) -> dict[str, KeyRing]:
     rings: dict[str, KeyRing] = {}
@@ -390,10 +387,11 @@ def _keyrings(
         try:
             spec = SigningKeySpec.from_body(body)
             name = body["metadata"]["name"]
-            document = json.loads(
-                records.get((body["metadata"]["namespace"], name[:63]), {}).get(KEYS_FIELD, "{}")
-            )
-            stored = [StoredKey.from_json(k) for k in document.get("keys", [])]
+            secret = secrets.get(spec.secret_name)
+            # Only the Secret this very SigningKey controls holds its keys.
+            if secret is None or controller_uid(secret) != body["metadata"].get("uid"):
+                continue
+            stored = list(decode_keys(secret))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("skipping SigningKey %s: %s", _name(body), type(exc).__name__)
             continue

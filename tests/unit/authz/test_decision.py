@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from kubemint.api.records import StoredKey
 from kubemint.authz.decision import EXPIRY_LEEWAY, VerifiedTokens, authorize
 from kubemint.authz.requests import OriginalRequest
 from kubemint.crypto import keys
-from kubemint.reconcile.signingkeys import StoredKey
-from kubemint.store.snapshot import Snapshot, build_snapshot
+from kubemint.store.snapshot import Snapshot
+from tests.unit.records import build, keys_secret
 
 ISSUER = "https://kubemint.test"
 CALENDAR = "https://calendar.example.com"
@@ -50,8 +51,7 @@ CALENDAR_HTTP = [
 @pytest.fixture(scope="module")
 def snapshot() -> Snapshot:
     signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
-    record = {"keys": [signing.to_json()]}
-    return build_snapshot(
+    return build(
         server_namespace="kubemint-system",
         clients=[
             {"metadata": _meta("tasks", "task-service"), "spec": {"audiences": [CALENDAR]}},
@@ -71,18 +71,7 @@ def snapshot() -> Snapshot:
         signing_keys=[
             {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
         ],
-        secrets=[
-            {
-                "metadata": {
-                    "labels": {
-                        "kubemint.io/role": "signing-keys",
-                        "kubemint.io/owner-namespace": "kubemint-system",
-                        "kubemint.io/owner-name": "default",
-                    }
-                },
-                "data": {"keys.json": base64.b64encode(json.dumps(record).encode()).decode()},
-            }
-        ],
+        secrets=[keys_secret("default", [signing])],
         revocations=[
             {
                 "metadata": {"name": "kubemint-revoked-x"},

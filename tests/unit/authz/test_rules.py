@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kubemint.api.accessrule import HttpRule
 from kubemint.authz.requests import OriginalRequest
-from kubemint.authz.rules import HttpRule, deciding
+from kubemint.authz.rules import deciding, specificity
 
 HOST = "calendar.example.com"
 
@@ -40,7 +41,7 @@ def _rule(**spec: object) -> HttpRule:
     ],
 )
 def test_matching(spec: dict[str, object], request_: OriginalRequest, matches: bool) -> None:
-    assert (_rule(**spec).specificity(request_) is not None) is matches
+    assert (specificity(_rule(**spec), request_) is not None) is matches
 
 
 def test_the_longest_path_prefix_decides() -> None:

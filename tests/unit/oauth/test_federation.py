@@ -4,20 +4,18 @@ tenant-declared issuer may share an `iss`: the keys that verify decide who vouch
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from kubemint.api.meta import ROLE_ACCOUNT_VERIFICATION
 from kubemint.crypto import keys
 from kubemint.crypto.jwt import Signer
 from kubemint.oauth.errors import InvalidGrant
 from kubemint.oauth.federation import FederationContext, federated_account, request_context
-from kubemint.store.snapshot import Snapshot, build_snapshot
+from kubemint.store.snapshot import Snapshot
+from tests.unit.records import account_record, build
 
 ISSUER = "https://kubemint.test"
 CI = "https://ci.test"
@@ -53,18 +51,8 @@ def _snapshot(when: str, audiences: list[str] | None = None) -> Snapshot:
             "federation": {"issuers": [{"issuer": CI, "jwksUri": CI + "/jwks", "when": when}]},
         },
     }
-    record = {"issuerKeys": {CI: {"keys": [CI_KEY.public_jwk()]}}}
-    verification = {
-        "metadata": {
-            "labels": {
-                "kubemint.io/role": ROLE_ACCOUNT_VERIFICATION,
-                "kubemint.io/owner-namespace": "tasks",
-                "kubemint.io/owner-name": "ci",
-            }
-        },
-        "data": {"account.json": base64.b64encode(json.dumps(record).encode()).decode()},
-    }
-    return build_snapshot(
+    verification = account_record("tasks", "ci", issuer_keys={CI: {"keys": [CI_KEY.public_jwk()]}})
+    return build(
         server_namespace="kubemint-system",
         clients=[client],
         accounts=[account],
@@ -190,22 +178,14 @@ def _trusting_snapshot(
             },
         },
     }
-    record = {"issuerKeys": {GITHUB: {"keys": [TENANT_KEY.public_jwk()]}}}
-    verification = {
-        "metadata": {
-            "labels": {
-                "kubemint.io/role": ROLE_ACCOUNT_VERIFICATION,
-                "kubemint.io/owner-namespace": "tasks",
-                "kubemint.io/owner-name": "ci",
-            }
-        },
-        "data": {"account.json": base64.b64encode(json.dumps(record).encode()).decode()},
-    }
+    verification = account_record(
+        "tasks", "ci", issuer_keys={GITHUB: {"keys": [TENANT_KEY.public_jwk()]}}
+    )
     trusted = {
         "metadata": {"namespace": trusted_namespace, "name": "github"},
         "spec": {"issuer": GITHUB, "jwks": {"keys": [GITHUB_KEY.public_jwk()]}},
     }
-    return build_snapshot(
+    return build(
         server_namespace="kubemint-system",
         clients=[
             {
@@ -275,7 +255,7 @@ def test_an_issuer_condition_sees_who_vouches_for_the_jwt() -> None:
 
 
 def test_the_token_server_fetches_the_keys_of_trusted_issuers_with_a_jwks_uri() -> None:
-    fetched = build_snapshot(
+    fetched = build(
         server_namespace="kubemint-system",
         clients=[],
         accounts=[],

@@ -7,23 +7,20 @@ from typing import Any
 
 import pytest
 
+from kubemint.api.accessrule import RuleClaim, RuleSpec, audience_owner
 from kubemint.api.meta import ObjectRef
+from kubemint.api.oauth2client import ClientSpec, client_id_holder
+from kubemint.api.serviceaccount import AccountSpec
 from kubemint.crypto import keys
 from kubemint.reconcile.accessrules import (
-    RuleClaim,
-    RuleSpec,
-    audience_owner,
     check_rule,
     unresolved_subjects,
 )
 from kubemint.reconcile.oauth2clients import (
     ClientContext,
-    ClientSpec,
     check_client,
-    client_id_holder,
-    verification_secret_name,
 )
-from kubemint.reconcile.serviceaccounts import AccountContext, AccountSpec, check_account
+from kubemint.reconcile.serviceaccounts import AccountContext, check_account
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 PUBLIC = keys.generate("ES256").public_jwk()
@@ -156,13 +153,6 @@ def test_a_contested_client_id_is_refused_to_every_claimant() -> None:
 def test_the_default_client_id_is_namespace_dot_name() -> None:
     assert _client().client_id == "tasks.svc"
     assert _client(clientId="custom").client_id == "custom"
-
-
-def test_verification_secret_names_stay_within_the_kubernetes_limit() -> None:
-    name = verification_secret_name("client", "n" * 63, "x" * 253)
-    assert len(name) <= 253
-    assert name != verification_secret_name("client", "n" * 63, "x" * 252 + "y")
-    assert verification_secret_name("client", "tasks", "svc") == "client-tasks-svc"
 
 
 def _account(**spec: Any) -> AccountSpec:

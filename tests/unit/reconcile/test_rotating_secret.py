@@ -7,8 +7,9 @@ import itertools
 
 import pytest
 
+from kubemint.api.records import Generation
 from kubemint.crypto import secrets
-from kubemint.reconcile.rotating_secret import Generation, SecretPolicy, plan_secret
+from kubemint.reconcile.rotating_secret import SecretPolicy, plan_secret
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)

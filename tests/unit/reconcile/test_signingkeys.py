@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
+from kubemint.api.records import StoredKey
+from kubemint.api.signingkey import SigningKeySpec
 from kubemint.crypto.keys import KeyMaterial
 from kubemint.reconcile.signingkeys import (
     RotationPlan,
-    SigningKeySpec,
-    StoredKey,
     check_retention,
     plan_rotation,
 )

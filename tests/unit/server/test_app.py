@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from joserfc import jws
 from starlette.testclient import TestClient
 
+from kubemint.api.records import Generation, StoredKey
 from kubemint.config import ServerSettings
 from kubemint.crypto import keys, secrets
-from kubemint.reconcile.signingkeys import StoredKey
 from kubemint.server.app import create_app
-from kubemint.store.snapshot import build_snapshot
 from kubemint.store.view import StaticView
+from tests.unit.records import account_record, build, client_record, keys_secret
 
 ISSUER = "https://kubemint.test"
 TOKEN_URL = ISSUER + "/oauth2/token"
@@ -35,21 +35,6 @@ HMAC_SECRET = secrets.generate_secret()
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _secret(
-    role: str, owner: tuple[str, str], key: str, document: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "labels": {
-                "kubemint.io/role": role,
-                "kubemint.io/owner-namespace": owner[0],
-                "kubemint.io/owner-name": owner[1],
-            }
-        },
-        "data": {key: base64.b64encode(json.dumps(document).encode()).decode()},
-    }
 
 
 def _client(name: str, **spec: Any) -> dict[str, Any]:
@@ -66,12 +51,8 @@ def _client(name: str, **spec: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
     signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
-    generation = {
-        "sha256": secrets.digest(HMAC_SECRET),
-        "createdAt": "2026-01-01T00:00:00Z",
-        "hmacKey": HMAC_SECRET,
-    }
-    snapshot = build_snapshot(
+    generation = Generation(secrets.digest(HMAC_SECRET), NOW, hmac_key=HMAC_SECRET)
+    snapshot = build(
         server_namespace="kubemint-system",
         clients=[
             _client(
@@ -101,21 +82,9 @@ def client() -> Iterator[TestClient]:
             {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
         ],
         secrets=[
-            _secret(
-                "signing-keys",
-                ("kubemint-system", "default"),
-                "keys.json",
-                {"keys": [signing.to_json()]},
-            ),
-            _secret(
-                "client-verification",
-                ("tasks", "signer"),
-                "client.json",
-                {"secrets": [], "jwks": {"keys": [CLIENT_KEY.public_jwk()]}},
-            ),
-            _secret(
-                "client-verification", ("tasks", "hmac"), "client.json", {"secrets": [generation]}
-            ),
+            keys_secret("default", [signing]),
+            client_record("tasks", "signer", jwks={"keys": [CLIENT_KEY.public_jwk()]}),
+            client_record("tasks", "hmac", secrets=[generation]),
         ],
     )
     # Many deliberate failures against one client: lift the per-client limit for this module.
@@ -280,7 +249,7 @@ def federated() -> Iterator[TestClient]:
             },
         },
     }
-    snapshot = build_snapshot(
+    snapshot = build(
         server_namespace="kubemint-system",
         clients=[
             _client(
@@ -308,18 +277,8 @@ def federated() -> Iterator[TestClient]:
             {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
         ],
         secrets=[
-            _secret(
-                "signing-keys",
-                ("kubemint-system", "default"),
-                "keys.json",
-                {"keys": [signing.to_json()]},
-            ),
-            _secret(
-                "account-verification",
-                ("tasks", "ci"),
-                "account.json",
-                {"passwords": [], "issuerKeys": {CI_ISSUER: {"keys": [CI_KEY.public_jwk()]}}},
-            ),
+            keys_secret("default", [signing]),
+            account_record("tasks", "ci", issuer_keys={CI_ISSUER: {"keys": [CI_KEY.public_jwk()]}}),
         ],
     )
     settings = ServerSettings(namespace="kubemint-system", issuer=ISSUER)

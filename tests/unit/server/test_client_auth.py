@@ -3,7 +3,6 @@ clients, a wrong client secret smuggled next to an app password, and what the au
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import logging
@@ -13,13 +12,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from kubemint.config import ServerSettings
+from kubemint.api.records import Generation, StoredKey
+from kubemint.config import ServerSettings, parse_networks
 from kubemint.crypto import keys, secrets
-from kubemint.reconcile.signingkeys import StoredKey
 from kubemint.server.app import create_app
-from kubemint.server.sources import parse_networks
-from kubemint.store.snapshot import build_snapshot
 from kubemint.store.view import StaticView
+from tests.unit.records import account_record, build, client_record, keys_secret
 
 ISSUER = "https://kubemint.test"
 AUDIENCE = "https://calendar.test"
@@ -28,22 +26,12 @@ SECRET = secrets.generate_secret()
 PASSWORD = secrets.generate_secret()
 
 
-def _record(role: str, name: str, key: str, document: dict[str, Any]) -> dict[str, Any]:
-    labels = {
-        "kubemint.io/role": role,
-        "kubemint.io/owner-namespace": "tasks" if role != "signing-keys" else "kubemint-system",
-        "kubemint.io/owner-name": name,
-    }
-    data = {key: base64.b64encode(json.dumps(document).encode()).decode()}
-    return {"metadata": {"labels": labels}, "data": data}
-
-
 def _meta(name: str) -> dict[str, Any]:
     return {"namespace": "tasks", "name": name, "creationTimestamp": "2026-01-01T00:00:00Z"}
 
 
-def _generation(value: str) -> dict[str, Any]:
-    return {"sha256": secrets.digest(value), "createdAt": "2026-01-01T00:00:00Z"}
+def _generation(value: str) -> Generation:
+    return Generation(secrets.digest(value), datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +39,7 @@ def client() -> Iterator[TestClient]:
     signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
     grants = ["client_credentials", "password"]
     common = {"audiences": [AUDIENCE], "scopes": ["read"], "grantTypes": grants}
-    snapshot = build_snapshot(
+    snapshot = build(
         server_namespace="kubemint-system",
         clients=[
             {"metadata": _meta("app"), "spec": common},
@@ -80,19 +68,10 @@ def client() -> Iterator[TestClient]:
             {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
         ],
         secrets=[
-            _record("signing-keys", "default", "keys.json", {"keys": [signing.to_json()]}),
-            _record(
-                "client-verification", "app", "client.json", {"secrets": [_generation(SECRET)]}
-            ),
-            _record(
-                "client-verification", "off", "client.json", {"secrets": [_generation(SECRET)]}
-            ),
-            _record(
-                "account-verification",
-                "robot",
-                "account.json",
-                {"passwords": [_generation(PASSWORD)]},
-            ),
+            keys_secret("default", [signing]),
+            client_record("tasks", "app", secrets=[_generation(SECRET)]),
+            client_record("tasks", "off", secrets=[_generation(SECRET)]),
+            account_record("tasks", "robot", passwords=[_generation(PASSWORD)]),
         ],
     )
     settings = ServerSettings(
@@ -175,7 +154,7 @@ def test_behind_a_trusted_proxy_one_attacker_locks_out_only_itself() -> None:
     app = create_app(
         settings,
         StaticView(
-            build_snapshot(
+            build(
                 server_namespace="kubemint-system",
                 clients=[],
                 accounts=[],

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubemint.server.sources import parse_networks, source_address
+from kubemint.config import parse_networks
+from kubemint.server.sources import source_address
 
 PROXIES = parse_networks("10.0.0.0/8, fd00::/8")
 

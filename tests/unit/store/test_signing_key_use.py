@@ -3,17 +3,16 @@ token server infer it from the algorithm, RSA-OAEP-256 → enc, everything else 
 
 from __future__ import annotations
 
-import base64
 import datetime
-import json
 from typing import Any
 
 import pytest
 
-from kubemint.api.meta import ROLE_SIGNING_KEYS
+from kubemint.api.records import StoredKey
+from kubemint.api.signingkey import SigningKeySpec, key_use
 from kubemint.crypto import keys
-from kubemint.reconcile.signingkeys import SigningKeySpec, StoredKey, key_use, plan_rotation
-from kubemint.store.snapshot import build_snapshot
+from kubemint.reconcile.signingkeys import plan_rotation
+from tests.unit.records import build, keys_secret
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -48,24 +47,10 @@ def test_status_reports_the_use_of_the_active_key() -> None:
     assert plan.status()["active"]["use"] == "sig"
 
 
-def _keys_secret(name: str, stored: list[StoredKey]) -> dict[str, Any]:
-    document = {"keys": [k.to_json() for k in stored]}
-    return {
-        "metadata": {
-            "labels": {
-                "kubemint.io/role": ROLE_SIGNING_KEYS,
-                "kubemint.io/owner-namespace": "kubemint-system",
-                "kubemint.io/owner-name": name,
-            }
-        },
-        "data": {"keys.json": base64.b64encode(json.dumps(document).encode()).decode()},
-    }
-
-
 def test_the_token_server_builds_an_encryption_ring_for_a_key_without_use() -> None:
     enc = StoredKey(keys.generate("RSA-OAEP-256"), "active", NOW, activated_at=NOW)
     sig = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
-    snapshot = build_snapshot(
+    snapshot = build(
         server_namespace="kubemint-system",
         clients=[],
         accounts=[],
@@ -77,7 +62,7 @@ def test_the_token_server_builds_an_encryption_ring_for_a_key_without_use() -> N
             },
             {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}},
         ],
-        secrets=[_keys_secret("enc", [enc]), _keys_secret("default", [sig])],
+        secrets=[keys_secret("enc", [enc]), keys_secret("default", [sig])],
     )
     ring = snapshot.keys["enc"]
     assert ring.use == "enc"

@@ -6,6 +6,7 @@ from typing import Any
 
 import kopf
 
+from kubemint.api.accessrule import RuleClaim, RuleSpec, audience_owner
 from kubemint.api.meta import (
     GROUP,
     KIND_ACCOUNT,
@@ -18,9 +19,6 @@ from kubemint.api.meta import (
 )
 from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
 from kubemint.reconcile.accessrules import (
-    RuleClaim,
-    RuleSpec,
-    audience_owner,
     check_rule,
     unresolved_subjects,
 )

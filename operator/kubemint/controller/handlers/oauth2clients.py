@@ -2,52 +2,51 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import kopf
 
-from kubemint.api.meta import (
-    GROUP,
-    KIND_CLIENT,
-    ROLE_CLIENT_CREDENTIALS,
-    ROLE_CLIENT_VERIFICATION,
-    VERSION,
-    ObjectRef,
+from kubemint.api.meta import GROUP, KIND_CLIENT, ROLE_CLIENT_CREDENTIALS, VERSION, ObjectRef
+from kubemint.api.oauth2client import ClientSpec, client_id_holder, effective_client_id
+from kubemint.api.records import (
+    ClientRecord,
+    Owner,
+    decode_or_none,
+    encode,
+    owner_annotations,
+    owner_labels,
+    record_name,
+    record_role,
+    secret_text,
 )
+from kubemint.api.signingkey import key_use
 from kubemint.controller.kube import decoded
 from kubemint.controller.runtime import (
     BACKOFF,
     Runtime,
     changed,
+    delete_record,
     iso,
     needs_recheck,
     now,
-    owner_labels,
     post_events,
     reconciler,
+    remove_legacy_record,
     status_update,
 )
 from kubemint.reconcile.oauth2clients import (
     ClientContext,
-    ClientSpec,
     check_client,
-    client_id_holder,
     client_jwks,
     credentials_data,
+    secret_policy,
     verification_record,
-    verification_secret_name,
 )
-from kubemint.reconcile.rotating_secret import generations_from_record, plan_secret
-from kubemint.reconcile.signingkeys import key_use
+from kubemint.reconcile.ownership import record_conflict, secret_conflict
+from kubemint.reconcile.rotating_secret import plan_secret
 
 PLURAL = "oauth2clients"
-RECORD_FIELD = "client.json"
 PENDING = ("nextSecretRotationAt", "previousSecretExpiresAt")
-
-
-def verification_name(namespace: str, name: str) -> str:
-    return verification_secret_name("client", namespace, name)
 
 
 async def reconcile(
@@ -59,29 +58,38 @@ async def reconcile(
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
     spec = ClientSpec.from_body(body)
+    owner = Owner.of({**body, "kind": KIND_CLIENT})
     jwks_text = None
     if spec.jwks_secret_ref is not None:
         secret_name, key = spec.jwks_secret_ref
         jwks_text = (decoded(await kube.read_secret(spec.namespace, secret_name)) or {}).get(key)
     context = ClientContext(signing_keys, settings.namespace, jwks_text, holder, contested)
     outcome = check_client(spec, context)
-    record_name = verification_name(spec.namespace, spec.name)
+    name = record_name(KIND_CLIENT, owner.uid)
+    fields = {"clientId": spec.client_id}
 
     async with runtime.lock(KIND_CLIENT, spec.namespace, spec.name):
+        live_record = await kube.read_secret(settings.namespace, name)
+        if live_record is None:
+            await remove_legacy_record(runtime, owner)
         if outcome.reason == "ClientIdConflict":
             # The client id belongs to another client: nothing may authenticate as it here.
-            await kube.delete_secret(settings.namespace, record_name)
-            return status_update(body, outcome, now(), {"clientId": spec.client_id})
+            await delete_record(runtime, owner, live_record)
+            return status_update(body, outcome, now(), fields)
         live = await kube.read_secret(spec.namespace, spec.secret_name)
-        record = await kube.read_secret(settings.namespace, record_name)
+        conflict = secret_conflict(
+            live, owner, "spec.secret.name", spec.secret_name
+        ) or record_conflict(live_record, owner, settings.namespace, name)
+        if conflict is not None:
+            return status_update(body, conflict, now(), fields)
         moment = now()
         plan = None
         if spec.uses_secret:
-            presented = (decoded(live) or {}).get("client-secret")
+            stored = decode_or_none(live_record)
             plan = plan_secret(
-                presented,
-                generations_from_record((decoded(record) or {}).get(RECORD_FIELD), "secrets"),
-                spec.secret_policy,
+                secret_text(live).get("client-secret") if live else None,
+                stored.secrets if isinstance(stored, ClientRecord) else (),
+                secret_policy(spec),
                 moment,
                 what="client secret",
             )
@@ -89,11 +97,8 @@ async def reconcile(
             spec.namespace,
             spec.secret_name,
             credentials_data(spec, plan, settings.issuer, settings.token_url),
-            labels={
-                **spec.template_labels,
-                **owner_labels(KIND_CLIENT, spec.namespace, spec.name, ROLE_CLIENT_CREDENTIALS),
-            },
-            annotations=spec.template_annotations,
+            labels={**spec.template_labels, **owner_labels(owner, ROLE_CLIENT_CREDENTIALS)},
+            annotations={**spec.template_annotations, **owner_annotations(owner)},
             owner=body,
             live=live,
         )
@@ -101,13 +106,13 @@ async def reconcile(
             jwks = client_jwks(spec, context)
         except ValueError:
             jwks = None  # reported through `outcome`
-        document = verification_record(spec, plan, jwks, body["metadata"]["uid"])
         await kube.apply_secret(
             settings.namespace,
-            record_name,
-            {RECORD_FIELD: json.dumps(document, sort_keys=True)},
-            labels=owner_labels(KIND_CLIENT, spec.namespace, spec.name, ROLE_CLIENT_VERIFICATION),
-            live=record,
+            name,
+            encode(verification_record(spec, plan, jwks, owner)),
+            labels=owner_labels(owner, record_role(KIND_CLIENT)),
+            annotations=owner_annotations(owner),
+            live=live_record,
         )
     post_events(body, plan.events if plan else ())
     return status_update(
@@ -115,7 +120,7 @@ async def reconcile(
         outcome,
         moment,
         {
-            "clientId": spec.client_id,
+            **fields,
             "secretName": spec.secret_name,
             "tokenEndpoint": settings.token_url,
             "issuer": settings.issuer,
@@ -138,8 +143,6 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def client_ids(
         *, body: kopf.Body, meta: kopf.Meta, **_: Any
     ) -> dict[str, tuple[str, str, str]]:
-        from kubemint.reconcile.oauth2clients import effective_client_id
-
         client_id = effective_client_id(meta["namespace"], meta["name"], body.get("spec") or {})
         return {client_id: (meta["creationTimestamp"], meta["namespace"], meta["name"])}
 
@@ -161,10 +164,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.delete(
         GROUP, VERSION, PLURAL, id="oauth2_client_deleted", backoff=BACKOFF, registry=registry
     )
-    async def oauth2_client_deleted(*, meta: kopf.Meta, **_: Any) -> None:
+    async def oauth2_client_deleted(*, body: kopf.Body, **_: Any) -> None:
         # The credentials Secret goes with its ownerReference; the verification record lives
         # in another namespace, where ownerReferences cannot point, so it is removed here.
-        await runtime.kube.delete_secret(
-            settings.namespace, verification_name(meta["namespace"], meta["name"])
-        )
+        await delete_record(runtime, Owner.of({**body, "kind": KIND_CLIENT}))
+        meta = body["metadata"]
         runtime.forget(KIND_CLIENT, meta["namespace"], meta["name"])

@@ -2,50 +2,52 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import kopf
 
 from kubemint.api import trustedissuer
-from kubemint.api.meta import (
-    GROUP,
-    KIND_ACCOUNT,
-    ROLE_ACCOUNT_VERIFICATION,
-    ROLE_APP_PASSWORD,
-    VERSION,
+from kubemint.api.meta import GROUP, KIND_ACCOUNT, ROLE_APP_PASSWORD, VERSION
+from kubemint.api.oauth2client import DEFAULT_GRANT_TYPES
+from kubemint.api.records import (
+    AccountRecord,
+    Owner,
+    decode_or_none,
+    encode,
+    owner_annotations,
+    owner_labels,
+    record_name,
+    record_role,
+    secret_text,
 )
+from kubemint.api.serviceaccount import AccountSpec
 from kubemint.controller.kube import decoded
 from kubemint.controller.runtime import (
     BACKOFF,
     Runtime,
     changed,
+    delete_record,
     iso,
     needs_recheck,
     now,
-    owner_labels,
     post_events,
     reconciler,
+    remove_legacy_record,
     status_update,
 )
-from kubemint.reconcile.oauth2clients import verification_secret_name
-from kubemint.reconcile.rotating_secret import generations_from_record, plan_secret
+from kubemint.reconcile.ownership import record_conflict, secret_conflict
+from kubemint.reconcile.rotating_secret import plan_secret
 from kubemint.reconcile.serviceaccounts import (
     AccountContext,
-    AccountSpec,
     check_account,
     federation_status,
     issuer_keys,
+    password_policy,
     verification_record,
 )
 
 PLURAL = "serviceaccounts"
-RECORD_FIELD = "account.json"
 PENDING = ("nextPasswordRotationAt",)
-
-
-def verification_name(namespace: str, name: str) -> str:
-    return verification_secret_name("account", namespace, name)
 
 
 async def reconcile(
@@ -56,6 +58,7 @@ async def reconcile(
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
     spec = AccountSpec.from_body(body)
+    owner = Owner.of({**body, "kind": KIND_ACCOUNT})
     key_texts: dict[tuple[str, str], str | None] = {}
     for issuer in spec.issuers:
         if issuer.jwks_secret_ref is not None:
@@ -67,30 +70,40 @@ async def reconcile(
     )
     context = AccountContext(clients, k8s_accounts, key_texts, trusted or {})
     outcome = check_account(spec, context)
-    record_name = verification_name(spec.namespace, spec.name)
+    name = record_name(KIND_ACCOUNT, owner.uid)
+    fields = {"subject": spec.subject}
 
     async with runtime.lock(KIND_ACCOUNT, spec.namespace, spec.name):
-        record = await kube.read_secret(settings.namespace, record_name)
+        live_record = await kube.read_secret(settings.namespace, name)
+        if live_record is None:
+            await remove_legacy_record(runtime, owner)
+        app = spec.app_passwords
+        live = await kube.read_secret(spec.namespace, app.secret_name) if app else None
+        conflict = record_conflict(live_record, owner, settings.namespace, name)
+        if app is not None:
+            conflict = (
+                secret_conflict(live, owner, "spec.appPasswords.secretName", app.secret_name)
+                or conflict
+            )
+        if conflict is not None:
+            return status_update(body, conflict, now(), fields)
         moment = now()
         plan = None
-        if spec.app_passwords is not None:
-            live = await kube.read_secret(spec.namespace, spec.app_passwords.secret_name)
+        if app is not None:
+            stored = decode_or_none(live_record)
             plan = plan_secret(
-                (decoded(live) or {}).get("password"),
-                generations_from_record((decoded(record) or {}).get(RECORD_FIELD), "passwords"),
-                spec.app_passwords.policy,
+                secret_text(live).get("password") if live else None,
+                stored.passwords if isinstance(stored, AccountRecord) else (),
+                password_policy(app),
                 moment,
                 what="app password",
             )
             await kube.apply_secret(
                 spec.namespace,
-                spec.app_passwords.secret_name,
+                app.secret_name,
                 {"username": spec.name, "password": plan.plaintext},
-                labels={
-                    **spec.app_passwords.labels,
-                    **owner_labels(KIND_ACCOUNT, spec.namespace, spec.name, ROLE_APP_PASSWORD),
-                },
-                annotations=spec.app_passwords.annotations,
+                labels={**app.labels, **owner_labels(owner, ROLE_APP_PASSWORD)},
+                annotations={**app.annotations, **owner_annotations(owner)},
                 owner=body,
                 live=live,
             )
@@ -98,13 +111,13 @@ async def reconcile(
             keys = issuer_keys(spec, context)
         except (ValueError, LookupError):
             keys = {}  # reported through `outcome`
-        document = verification_record(spec, plan, keys, body["metadata"]["uid"])
         await kube.apply_secret(
             settings.namespace,
-            record_name,
-            {RECORD_FIELD: json.dumps(document, sort_keys=True)},
-            labels=owner_labels(KIND_ACCOUNT, spec.namespace, spec.name, ROLE_ACCOUNT_VERIFICATION),
-            live=record,
+            name,
+            encode(verification_record(spec, plan, keys, owner)),
+            labels=owner_labels(owner, record_role(KIND_ACCOUNT)),
+            annotations=owner_annotations(owner),
+            live=live_record,
         )
     post_events(body, plan.events if plan else ())
     return status_update(
@@ -112,10 +125,10 @@ async def reconcile(
         outcome,
         moment,
         {
-            "subject": spec.subject,
+            **fields,
             "clients": [c for c in spec.clients if c in clients],
             "federation": federation_status(spec, context),
-            "appPasswordSecret": spec.app_passwords.secret_name if spec.app_passwords else None,
+            "appPasswordSecret": app.secret_name if app else None,
             "passwordRotatedAt": iso(plan.rotated_at) if plan else None,
             "nextPasswordRotationAt": iso(plan.next_rotation_at) if plan else None,
         },
@@ -134,7 +147,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_grants", registry=registry)
     def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
-        grants = tuple((body.get("spec") or {}).get("grantTypes") or ["client_credentials"])
+        grants = tuple((body.get("spec") or {}).get("grantTypes") or DEFAULT_GRANT_TYPES)
         return {meta["namespace"]: (meta["name"], grants)}
 
     @kopf.index(GROUP, VERSION, trustedissuer.PLURAL, id="trusted_issuers", registry=registry)
@@ -156,8 +169,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.delete(
         GROUP, VERSION, PLURAL, id="service_account_deleted", backoff=BACKOFF, registry=registry
     )
-    async def service_account_deleted(*, meta: kopf.Meta, **_: Any) -> None:
-        await runtime.kube.delete_secret(
-            settings.namespace, verification_name(meta["namespace"], meta["name"])
-        )
+    async def service_account_deleted(*, body: kopf.Body, **_: Any) -> None:
+        await delete_record(runtime, Owner.of({**body, "kind": KIND_ACCOUNT}))
+        meta = body["metadata"]
         runtime.forget(KIND_ACCOUNT, meta["namespace"], meta["name"])

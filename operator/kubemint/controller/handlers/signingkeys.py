@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 from typing import Any
 
 import kopf
@@ -16,33 +15,36 @@ from kubemint.api.meta import (
     VERSION,
     Outcome,
 )
-from kubemint.controller.kube import decoded
+from kubemint.api.oauth2client import ClientSpec
+from kubemint.api.records import (
+    Owner,
+    RecordError,
+    StoredKey,
+    decode_keys,
+    encode_keys,
+    owner_annotations,
+    owner_labels,
+)
+from kubemint.api.signingkey import SigningKeySpec
 from kubemint.controller.runtime import (
     Runtime,
     changed,
     now,
-    owner_labels,
     post_events,
     reconciler,
     status_update,
 )
-from kubemint.reconcile.signingkeys import (
-    KEYS_FIELD,
-    SigningKeySpec,
-    StoredKey,
-    check_retention,
-    plan_rotation,
-)
+from kubemint.reconcile.ownership import secret_conflict
+from kubemint.reconcile.signingkeys import check_namespace, check_retention, plan_rotation
 
 PLURAL = "signingkeys"
 
 
-def stored_keys(data: dict[str, str] | None) -> tuple[StoredKey, ...]:
+def stored_keys(secret: dict[str, Any] | None) -> tuple[StoredKey, ...]:
     """Keys from the Secret; unreadable content counts as none (a fresh key set is made)."""
     try:
-        document = json.loads((data or {}).get(KEYS_FIELD, "{}"))
-        return tuple(StoredKey.from_json(k) for k in document.get("keys", []))
-    except (ValueError, KeyError, TypeError, AttributeError):
+        return decode_keys(secret)
+    except RecordError:
         return ()
 
 
@@ -50,24 +52,32 @@ async def reconcile(
     runtime: Runtime, body: kopf.Body | dict[str, Any], lifetimes: dict[str, datetime.timedelta]
 ) -> dict[str, Any]:
     meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
+    owner = Owner.of({**body, "kind": KIND_SIGNING_KEY})
+    misplaced = check_namespace(owner.namespace, runtime.settings.namespace)
+    if misplaced is not None:
+        # Honoured only in the server namespace: elsewhere nothing is generated or written.
+        return status_update(body, misplaced, now(), {})
     spec = SigningKeySpec.from_body(body)
-    async with runtime.lock(KIND_SIGNING_KEY, namespace, name):
-        live = await runtime.kube.read_secret(namespace, spec.secret_name)
+    async with runtime.lock(KIND_SIGNING_KEY, owner.namespace, owner.name):
+        live = await runtime.kube.read_secret(owner.namespace, spec.secret_name)
+        conflict = secret_conflict(live, owner, "spec.secretName", spec.secret_name)
+        if conflict is not None:
+            return status_update(body, conflict, now(), {"secretName": spec.secret_name})
         moment = now()
         plan = plan_rotation(
             spec,
-            stored_keys(decoded(live)),
+            stored_keys(live),
             moment,
             manual_request=(meta.get("annotations") or {}).get(ANNOTATION_ROTATE),
             last_manual=(body.get("status") or {}).get("lastManualRotation"),
         )
         # The Secret first: status must never name a kid that is not stored yet.
         await runtime.kube.apply_secret(
-            namespace,
+            owner.namespace,
             spec.secret_name,
-            {KEYS_FIELD: json.dumps({"keys": [k.to_json() for k in plan.keys]})},
-            labels=owner_labels(KIND_SIGNING_KEY, namespace, name, ROLE_SIGNING_KEYS),
+            encode_keys(plan.keys),
+            labels=owner_labels(owner, ROLE_SIGNING_KEYS),
+            annotations=owner_annotations(owner),
             owner=body,
             live=live,
         )
@@ -75,13 +85,6 @@ async def reconcile(
     outcome = check_retention(spec, lifetimes) or Outcome.ok(
         f"active key {plan.active.material.kid}, next rotation at {plan.status()['nextRotationAt']}"
     )
-    if namespace != runtime.settings.namespace:
-        outcome = Outcome(
-            False,
-            "WrongNamespace",
-            f"metadata.namespace: SigningKeys must live in the token server's namespace "
-            f"{runtime.settings.namespace}",
-        )
     return status_update(body, outcome, moment, {**plan.status(), "secretName": spec.secret_name})
 
 
@@ -95,8 +98,6 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_lifetimes", registry=registry)
     def client_lifetimes(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, float]]:
         """SigningKey name → (client, token lifetime seconds), for the retention check."""
-        from kubemint.reconcile.oauth2clients import ClientSpec
-
         try:
             spec = ClientSpec.from_body(body)
         except (ValueError, KeyError):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kubemint.client.assertions import private_key_assertion, secret_assertion
 from kubemint.client.credentials import Credentials, CredentialsError
 from kubemint.crypto import keys, secrets
+from kubemint.crypto.client_assertions import private_key_assertion, secret_assertion
 from kubemint.oauth.assertions import ReplayCache, verify_client_assertion
 
 TOKEN_URL = "https://kubemint.test/oauth2/token"

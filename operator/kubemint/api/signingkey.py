@@ -1,0 +1,54 @@
+"""SigningKey as Python reads it: every spec field, parsed once, with the CRD's defaults."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubemint.api.meta import parse_duration
+from kubemint.crypto import keys
+
+DEFAULT_ALGORITHM = "ES256"
+DEFAULT_EVERY = "720h"
+DEFAULT_PRE_PUBLISH = "24h"
+DEFAULT_RETAIN_AFTER = "24h"
+
+
+@dataclass(frozen=True)
+class SigningKeySpec:
+    algorithm: str
+    use: str
+    key_size: int | None
+    every: datetime.timedelta
+    pre_publish: datetime.timedelta
+    retain_after: datetime.timedelta
+    secret_name: str
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SigningKeySpec:
+        """Raises ValueError (or KeyError/TypeError) for a body the CRD would not admit."""
+        spec = body.get("spec") or {}
+        rotation = spec.get("rotation") or {}
+        algorithm = spec.get("algorithm", DEFAULT_ALGORITHM)
+        keys.use_of(algorithm)  # UnsupportedAlgorithm (a ValueError) for anything unknown
+        return cls(
+            algorithm=algorithm,
+            use=key_use(spec),
+            key_size=spec.get("keySize"),
+            every=parse_duration(rotation.get("every", DEFAULT_EVERY)),
+            pre_publish=parse_duration(rotation.get("prePublish", DEFAULT_PRE_PUBLISH)),
+            retain_after=parse_duration(rotation.get("retainAfter", DEFAULT_RETAIN_AFTER)),
+            secret_name=spec.get("secretName") or f"{body['metadata']['name']}-signing-keys",
+        )
+
+
+def key_use(spec: Mapping[str, Any]) -> str:
+    """A SigningKey's use: `spec.use`, or what `spec.algorithm` implies when it is unset
+    ("enc" for RSA-OAEP-256, "sig" for every other algorithm; admission keeps them in step).
+    The CRD has no default for `use`, so an omitted one reaches here and is inferred."""
+    use = spec.get("use")
+    if use:
+        return str(use)
+    return "enc" if spec.get("algorithm") in keys.ENCRYPTION_ALGORITHMS else "sig"
