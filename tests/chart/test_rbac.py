@@ -109,6 +109,24 @@ def test_token_server_only_lists_and_watches_core_objects_cluster_wide_and_only_
     assert cluster_groups == {"kubemint.io", ""}
 
 
+def test_token_server_reads_trusted_issuers_only_in_its_namespace(
+    rendered: dict[str, str], name: str
+) -> None:
+    """A TrustedIssuer means "a cluster admin vouches for this issuer" only in the token
+    server's namespace; the token server cannot even list those elsewhere."""
+    rules = [
+        (kind, where, rule)
+        for kind, where, rule in grants(rendered[name], "kubemint-token-server")
+        if "trustedissuers" in rule["resources"]
+    ]
+    assert rules, "the token server cannot read TrustedIssuers"
+    for kind, where, rule in rules:
+        assert (kind, where) == ("Role", NAMESPACE)
+        assert rule["apiGroups"] == ["kubemint.io"]
+        assert rule["resources"] == ["trustedissuers"]
+        assert set(rule["verbs"]) == {"get", "list", "watch"}
+
+
 def test_operator_writes_secrets_and_status_and_only_its_own_lease(
     rendered: dict[str, str],
 ) -> None:
@@ -128,6 +146,10 @@ def test_operator_writes_secrets_and_status_and_only_its_own_lease(
         assert {"patch", "update"} <= verbs(f"{plural}/status", "kubemint.io")
         assert verbs(f"{plural}/finalizers", "kubemint.io") == {"update"}
         assert "delete" not in verbs(plural, "kubemint.io")
+    # TrustedIssuers: status, and no finalizers (the operator writes nothing for them).
+    assert verbs("trustedissuers", "kubemint.io") == {"get", "list", "watch", "patch"}
+    assert verbs("trustedissuers/status", "kubemint.io") == {"get", "patch", "update"}
+    assert not verbs("trustedissuers/finalizers", "kubemint.io")
     leases = [
         (kind, where, rule)
         for kind, where, rule in rules

@@ -19,6 +19,7 @@ PLURALS = {
     "ServiceAccount": "serviceaccounts",
     "SigningKey": "signingkeys",
     "AccessRule": "accessrules",
+    "TrustedIssuer": "trustedissuers",
 }
 
 

@@ -29,7 +29,7 @@ kind: ClusterRole
 metadata: {{name: {ROLE}}}
 rules:
   - apiGroups: [kubemint.io]
-    resources: [oauth2clients, serviceaccounts, signingkeys, accessrules]
+    resources: [oauth2clients, serviceaccounts, signingkeys, accessrules, trustedissuers]
     verbs: ["*"]
   - apiGroups: [""]
     resources: [secrets, configmaps, serviceaccounts]

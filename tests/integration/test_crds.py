@@ -98,6 +98,7 @@ SERVICE_ACCOUNT = manifest(
             "issuers": [
                 {"issuer": "https://ci.example.com", "jwksUri": "https://ci.example.com/jwks"}
             ],
+            "trustedIssuers": [{"name": "github-actions", "subject": "repo:example/tasks"}],
         },
         "claims": {"team": "tasks"},
     },
@@ -113,7 +114,28 @@ ACCESS_RULE = manifest(
         "http": [{"hosts": ["calendar.example.com"], "paths": ["/api"], "methods": ["GET"]}],
     },
 )
-VALID_BASES = (SIGNING_KEY, CLIENT, KEY_CLIENT, SERVICE_ACCOUNT, ACCESS_RULE)
+TRUSTED_ISSUER = manifest(
+    "TrustedIssuer",
+    "github-actions",
+    {
+        "issuer": "https://token.actions.githubusercontent.com",
+        "jwksUri": "https://token.actions.githubusercontent.com/.well-known/jwks",
+    },
+)
+INLINE_TRUSTED_ISSUER = manifest(
+    "TrustedIssuer",
+    "pinned",
+    {"issuer": "https://ci.example.com", "jwks": {"keys": [EC_PUBLIC_JWK]}},
+)
+VALID_BASES = (
+    SIGNING_KEY,
+    CLIENT,
+    KEY_CLIENT,
+    SERVICE_ACCOUNT,
+    ACCESS_RULE,
+    TRUSTED_ISSUER,
+    INLINE_TRUSTED_ISSUER,
+)
 
 
 @dataclass(frozen=True)
@@ -485,6 +507,41 @@ INVALID: tuple[Invalid, ...] = (
         edited(ACCESS_RULE, {"spec.when": "true || " * 600 + "true"}),
         "spec.when: Too long",
     ),
+    # ServiceAccount trustedIssuers
+    Invalid(
+        "a trusted issuer reference without a name is rejected",
+        edited(SERVICE_ACCOUNT, {"spec.federation.trustedIssuers": [{"subject": "x"}]}),
+        "spec.federation.trustedIssuers[0].name: Required value",
+    ),
+    Invalid(
+        "a trusted issuer named twice is rejected",
+        edited(
+            SERVICE_ACCOUNT,
+            {"spec.federation.trustedIssuers": [{"name": "github"}, {"name": "github"}]},
+        ),
+        "spec.federation.trustedIssuers[1]: Duplicate value",
+    ),
+    # TrustedIssuer
+    Invalid(
+        "a trusted issuer with neither jwksUri nor jwks is rejected",
+        edited(TRUSTED_ISSUER, {"spec.jwksUri": REMOVE}),
+        "spec.jwksUri or spec.jwks must be set, and not both",
+    ),
+    Invalid(
+        "a trusted issuer with both jwksUri and jwks is rejected",
+        edited(TRUSTED_ISSUER, {"spec.jwks": {"keys": [EC_PUBLIC_JWK]}}),
+        "spec.jwksUri or spec.jwks must be set, and not both",
+    ),
+    Invalid(
+        "a trusted issuer over http is rejected",
+        edited(TRUSTED_ISSUER, {"spec.issuer": "http://token.actions.githubusercontent.com"}),
+        "spec.issuer in body should match '^https://'",
+    ),
+    Invalid(
+        "a trusted issuer with a private key in jwks is rejected",
+        edited(INLINE_TRUSTED_ISSUER, {"spec.jwks.keys.0.d": "c2VjcmV0"}),
+        "spec.jwks.keys[].d must not be set",
+    ),
 )
 
 
@@ -701,7 +758,7 @@ def test_every_example_file_starts_with_a_comment_and_declares_its_namespaces(
 
 # -- kubectl get / explain -------------------------------------------------------------------
 
-ONE_OF_EACH = (SIGNING_KEY, CLIENT, SERVICE_ACCOUNT, ACCESS_RULE)
+ONE_OF_EACH = (SIGNING_KEY, CLIENT, SERVICE_ACCOUNT, ACCESS_RULE, TRUSTED_ISSUER)
 
 
 @pytest.fixture
@@ -712,7 +769,7 @@ def one_of_each(cluster: ControlPlane, namespace: str) -> str:
     return namespace
 
 
-def test_kubectl_get_kubemint_lists_all_four_kinds(cluster: ControlPlane, one_of_each: str) -> None:
+def test_kubectl_get_kubemint_lists_every_kind(cluster: ControlPlane, one_of_each: str) -> None:
     output = cluster.kubectl("get", "kubemint", "-n", one_of_each, "-o", "name").stdout.split()
     assert sorted(output) == sorted(
         f"{body['kind'].lower()}.kubemint.io/{body['metadata']['name']}" for body in ONE_OF_EACH
@@ -748,6 +805,11 @@ COLUMNS: tuple[Columns, ...] = (
         "accessrules",
         ("NAME", "AUDIENCE", "READY", "AGE"),
         ("NAME", "AUDIENCE", "READY", "REASON", "AGE"),
+    ),
+    Columns(
+        "trustedissuers",
+        ("NAME", "ISSUER", "READY", "AGE"),
+        ("NAME", "ISSUER", "READY", "REASON", "AGE"),
     ),
 )
 

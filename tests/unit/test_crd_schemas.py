@@ -67,6 +67,13 @@ KINDS: tuple[Kind, ...] = (
         columns=("Audience", "Ready", "Age"),
         wide_only_columns=("Reason",),
     ),
+    Kind(
+        kind="TrustedIssuer",
+        plural="trustedissuers",
+        short_names=("tiss",),
+        columns=("Issuer", "Ready", "Age"),
+        wide_only_columns=("Reason",),
+    ),
 )
 
 
@@ -138,7 +145,7 @@ def kind_param(kind: Kind) -> Any:
 KIND_PARAMS = [kind_param(kind) for kind in KINDS]
 
 
-def test_the_crds_directory_holds_exactly_the_four_kinds() -> None:
+def test_the_crds_directory_holds_exactly_the_kubemint_kinds() -> None:
     expected = sorted(crd_path(kind).name for kind in KINDS)
     assert sorted(path.name for path in CRD_DIR.glob("*.yaml")) == expected
 
@@ -400,6 +407,9 @@ REQUIRED: tuple[Required, ...] = (
     Required("ServiceAccount", ".spec.federation.issuers[*]", ("issuer",)),
     Required("AccessRule", ".spec", ("audience", "subjects")),
     Required("AccessRule", ".spec.subjects[*]", ("kind", "name")),
+    Required("ServiceAccount", ".spec.federation.trustedIssuers[*]", ("name",)),
+    Required("TrustedIssuer", ".spec", ("issuer",)),
+    Required("TrustedIssuer", ".spec.jwks.keys[*]", ("kty",)),
 )
 
 

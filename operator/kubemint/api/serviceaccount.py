@@ -9,6 +9,7 @@ from typing import Any
 
 from kubemint.api.identity import account_subject
 from kubemint.api.meta import KIND_ACCOUNT, ObjectRef, parse_duration
+from kubemint.api.trustedissuer import TrustedIssuerRef
 
 DEFAULT_OVERLAP = "1h"
 DEFAULT_JWKS_KEY = "jwks.json"
@@ -48,6 +49,7 @@ class AccountSpec:
     issuers: tuple[IssuerSpec, ...]
     disabled: bool = False
     claims: Mapping[str, Any] = field(default_factory=dict)
+    trusted_issuers: tuple[TrustedIssuerRef, ...] = ()  # spec.federation.trustedIssuers
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> AccountSpec:
@@ -90,7 +92,15 @@ class AccountSpec:
             issuers=issuers,
             disabled=bool(spec.get("disabled", False)),
             claims=dict(spec.get("claims") or {}),
+            trusted_issuers=tuple(
+                TrustedIssuerRef.from_spec(t) for t in federation.get("trustedIssuers") or []
+            ),
         )
+
+    @property
+    def federated(self) -> bool:
+        """Whether any foreign JWT can authenticate as this account."""
+        return bool(self.kubernetes or self.issuers or self.trusted_issuers)
 
     @property
     def ref(self) -> ObjectRef:

@@ -8,7 +8,13 @@ from typing import Any
 import kopf
 
 from kubemint.api.meta import FINALIZER
-from kubemint.controller.handlers import accessrules, oauth2clients, serviceaccounts, signingkeys
+from kubemint.controller.handlers import (
+    accessrules,
+    oauth2clients,
+    serviceaccounts,
+    signingkeys,
+    trustedissuers,
+)
 from kubemint.controller.runtime import Runtime
 
 KOPF_PREFIX = "operator.kubemint.io"
@@ -16,7 +22,7 @@ KOPF_PREFIX = "operator.kubemint.io"
 
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    for module in (signingkeys, oauth2clients, serviceaccounts, accessrules):
+    for module in (signingkeys, oauth2clients, serviceaccounts, accessrules, trustedissuers):
         module.register(registry, runtime)
 
     @kopf.on.login(registry=registry)

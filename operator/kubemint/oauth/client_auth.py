@@ -21,11 +21,11 @@ from typing import Any
 from kubemint.crypto import secrets
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.oauth.assertions import ReplayCache, peek_unverified, verify_client_assertion
+from kubemint.oauth.claim_sources import CLIENT, NONE
 from kubemint.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedClient
 from kubemint.oauth.federation import (
     FederationContext,
     KeyLookup,
-    cluster_serviceaccount_uid,
     federated_account,
     request_context,
 )
@@ -50,6 +50,7 @@ class Caller:
     method: str
     account: AccountView | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)  # the presented JWT's claims
+    claims_source: str = NONE  # who vouches for them (kubemint.oauth.claim_sources)
     # The Kubernetes ServiceAccount whose projected token authenticated `account`, if one did:
     # its tokens then stop when that ServiceAccount goes (kubemint.oauth.provenance).
     kubernetes_uid: str | None = None
@@ -93,7 +94,7 @@ def looks_like_jwt(value: str) -> bool:
 
 def federated(client: ClientView, token: str, request: TokenRequest, ctx: AuthContext) -> Caller:
     """A foreign JWT (Kubernetes projected token, federated issuer) authenticates an account."""
-    account, claims = federated_account(
+    found = federated_account(
         token,
         client,
         ctx.snapshot,
@@ -104,9 +105,10 @@ def federated(client: ClientView, token: str, request: TokenRequest, ctx: AuthCo
     return Caller(
         client,
         "federated_assertion",
-        account=account,
-        claims=claims,
-        kubernetes_uid=cluster_serviceaccount_uid(claims, ctx.federation()),
+        account=found.account,
+        claims=found.claims,
+        claims_source=found.source,
+        kubernetes_uid=found.kubernetes_uid,
     )
 
 
@@ -238,7 +240,7 @@ def _assertion(
             replay=ctx.replay,
             now=ctx.now.timestamp(),
         )
-        return Caller(client, "client_secret_jwt", claims=claims)
+        return Caller(client, "client_secret_jwt", claims=claims, claims_source=CLIENT)
     if client.auth_method == "private_key_jwt" and client.jwks:
         claims = verify_client_assertion(
             assertion,
@@ -249,7 +251,7 @@ def _assertion(
             replay=ctx.replay,
             now=ctx.now.timestamp(),
         )
-        return Caller(client, "private_key_jwt", claims=claims)
+        return Caller(client, "private_key_jwt", claims=claims, claims_source=CLIENT)
     raise InvalidClient(
         FAILED, reason=f"client assertion; the client's authMethod is {client.auth_method}"
     )

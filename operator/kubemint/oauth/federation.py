@@ -1,21 +1,28 @@
 """Which kubemint ServiceAccount a foreign JWT stands for (zero-secret machine identity).
 
-Two kinds of foreign JWTs are accepted:
+Three kinds of foreign JWTs are accepted:
 - a Kubernetes projected ServiceAccount token whose audience is the kubemint issuer, from a
   ServiceAccount listed in an account's `spec.federation.kubernetes` (same namespace) that
   still exists: the token's `kubernetes.io.serviceaccount.uid` must be the uid of the live
   ServiceAccount of that name (a deleted, or deleted and re-created, one is refused, as a
   TokenReview would refuse it);
-- a JWT from an external issuer in an account's `spec.federation.issuers`, checked against
-  its keys, the required `sub`/`aud`, and the optional CEL `when` over its claims and the
-  token request (authentik's JWT authentication; `exp` must be in the future).
-The account must list the client the request came through. The JWT's `iss` only routes the
-lookup; everything is verified before it is trusted.
+- a JWT from a TrustedIssuer (an issuer a cluster admin defined in the token server's
+  namespace) that an account names in `spec.federation.trustedIssuers`;
+- a JWT from an external issuer the account's namespace declared itself in
+  `spec.federation.issuers`, checked against the keys it gave.
+Each is checked against its keys, the required `sub`/`aud`, and the optional CEL `when` over
+its claims and the token request (authentik's JWT authentication; `exp` must be in the
+future). The account must list the client the request came through. The JWT's `iss` only
+routes the lookup; everything is verified before it is trusted. A TrustedIssuer and a
+tenant-declared issuer may share an `iss`: each candidate's keys are tried (trusted ones
+first), and the one that verifies decides the claims' source (`cluster` or `tenant`, see
+`kubemint.oauth.claim_sources`), which is what AccessRules' conditions rely on.
 
 An issuer's `when` sees `claims` (the JWT's verified claims) and `request`: the same fields an
-AccessRule's `when` gets (grant_type, client_id, subject, scopes, audience, source), built by
-`request_context` from the token request, with `subject` the candidate account's. A `when`
-that does not compile accepts nothing (the operator reports it as InvalidExpression).
+AccessRule's `when` gets (grant_type, client_id, subject, scopes, audience, source,
+issuerSource), built by `request_context` from the token request, with `subject` the
+candidate account's. A `when` that does not compile accepts nothing (the operator reports it
+as InvalidExpression).
 """
 
 from __future__ import annotations
@@ -23,15 +30,27 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, decode_unverified, verify_jwt
+from kubemint.crypto.jwt import (
+    ASYMMETRIC_ALGORITHMS,
+    InvalidJWT,
+    VerificationKeys,
+    decode_unverified,
+    verify_jwt,
+)
+from kubemint.oauth import claim_sources
 from kubemint.oauth.errors import OAuth2Error
 from kubemint.oauth.provenance import kubernetes_uid
-from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
+from kubemint.policy.expressions import (
+    ISSUER_VARIABLES,
+    Condition,
+    ExpressionError,
+    compile_condition,
+)
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
-KUBERNETES = "kubernetes"
+KUBERNETES = "kubernetes"  # the cluster's key source in KeyLookup
 SA_PREFIX = "system:serviceaccount:"
 MAX_LIFETIME = 48 * 3600.0  # projected tokens live up to 48 h (kubelet's expirationSeconds max)
 
@@ -70,6 +89,34 @@ def request_context(form: Mapping[str, str], source: str, client: ClientView) ->
     }
 
 
+class Federated(NamedTuple):
+    """A verified foreign JWT: the account it stands for, its claims, and who vouches for
+    them (`claim_sources.KUBERNETES`, `CLUSTER` or `TENANT`)."""
+
+    account: AccountView
+    claims: dict[str, Any]
+    source: str
+    # The Kubernetes ServiceAccount a projected token of this cluster names: its tokens then
+    # stop when that ServiceAccount goes (kubemint.oauth.provenance).
+    kubernetes_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One way an account accepts JWTs with a given `iss`."""
+
+    source: str  # claim_sources.CLUSTER or TENANT
+    keys: VerificationKeys | None  # inline keys (TrustedIssuer spec.jwks, copied Secret)
+    jwks_uri: str | None
+    subject: str | None
+    audience: str | None
+    when: str | None
+
+    @property
+    def key_source(self) -> str:
+        return f"jwks:{self.jwks_uri}"
+
+
 def federated_account(
     token: str,
     client: ClientView,
@@ -77,11 +124,12 @@ def federated_account(
     ctx: FederationContext,
     error: type[OAuth2Error],
     request: Mapping[str, Any] | None = None,
-) -> tuple[AccountView, dict[str, Any]]:
-    """The account `token` authenticates through `client`, and its verified claims.
+) -> Federated:
+    """The account `token` authenticates through `client`, its verified claims and their
+    source.
 
     `request` is what issuers' `when` conditions see as `request` (see `request_context`);
-    without it they see only `request.subject`."""
+    without it they see only `request.subject` and `request.issuerSource`."""
     try:
         _, unverified = decode_unverified(token)
     except InvalidJWT:
@@ -101,7 +149,7 @@ def _kubernetes(
     error: type[OAuth2Error],
     issuer: str,
     keys: Mapping[str, Any] | None,
-) -> tuple[AccountView, dict[str, Any]]:
+) -> Federated:
     claims = _verify(token, keys, issuer, ctx.issuer, ctx, KUBERNETES, error)
     subject = str(claims.get("sub", ""))
     namespace, _, name = subject.removeprefix(SA_PREFIX).partition(":")
@@ -110,23 +158,45 @@ def _kubernetes(
     for account in snapshot.accounts_by_kubernetes.get((namespace, name), ()):
         if client.ref.name in account.clients and not account.disabled:
             live = snapshot.kubernetes_accounts.get((namespace, name))
-            if live is None or kubernetes_uid(claims) != live:
+            uid = kubernetes_uid(claims)
+            if live is None or uid != live:
                 raise error(
                     "the ServiceAccount token's ServiceAccount no longer exists"
                     " (deleted or re-created)"
                 )
-            return account, claims
+            return Federated(account, claims, claim_sources.KUBERNETES, uid)
     raise error("the ServiceAccount token is not federated with this client")
 
 
-def cluster_serviceaccount_uid(claims: Mapping[str, Any], ctx: FederationContext) -> str | None:
-    """The Kubernetes ServiceAccount uid of `claims` if they are a projected token of this
-    cluster (routed as `federated_account` routes them: by the cluster's issuer); None for an
-    external issuer's JWT, even another cluster's, whose uids mean nothing here."""
-    cluster_issuer, _ = ctx.keys.get(KUBERNETES)
-    if cluster_issuer is None or claims.get("iss") != cluster_issuer:
-        return None
-    return kubernetes_uid(claims)
+def _candidates(account: AccountView, iss: str, snapshot: Snapshot) -> list[_Candidate]:
+    """The account's ways to accept `iss`: the TrustedIssuers it names first, then its own."""
+    found = []
+    for ref in account.trusted_issuers:
+        trusted = snapshot.trusted_issuers.get(ref.name)
+        if trusted is not None and trusted.issuer == iss:
+            found.append(
+                _Candidate(
+                    claim_sources.CLUSTER,
+                    trusted.keys,
+                    trusted.jwks_uri,
+                    ref.subject,
+                    ref.audience,
+                    ref.when,
+                )
+            )
+    for issuer in account.issuers:
+        if issuer.issuer == iss:
+            found.append(
+                _Candidate(
+                    claim_sources.TENANT,
+                    account.issuer_keys.get(iss),
+                    issuer.jwks_uri,
+                    issuer.subject,
+                    issuer.audience,
+                    issuer.when,
+                )
+            )
+    return found
 
 
 def _external(
@@ -137,31 +207,33 @@ def _external(
     ctx: FederationContext,
     error: type[OAuth2Error],
     request: Mapping[str, Any],
-) -> tuple[AccountView, dict[str, Any]]:
+) -> Federated:
+    failure: OAuth2Error | None = None
     for account in snapshot.accounts_by_client.get((client.ref.namespace, client.ref.name), ()):
         if account.disabled:
             continue
-        for issuer in account.issuers:
-            if issuer.issuer != iss:
+        for candidate in _candidates(account, iss, snapshot):
+            keys: VerificationKeys | None = candidate.keys
+            if keys is None and candidate.jwks_uri:
+                keys = ctx.keys.get(candidate.key_source)[1]
+            audience = candidate.audience or ctx.issuer
+            try:
+                claims = _verify(token, keys, iss, audience, ctx, candidate.key_source, error)
+            except OAuth2Error as exc:  # maybe another candidate's keys: try those
+                failure = exc
                 continue
-            keys: Mapping[str, Any] | None = account.issuer_keys.get(iss)
-            source = f"jwks:{issuer.jwks_uri}"
-            if keys is None and issuer.jwks_uri:
-                keys = ctx.keys.get(source)[1]
-            claims = _verify(token, keys, iss, issuer.audience or ctx.issuer, ctx, source, error)
-            if issuer.subject is not None and claims.get("sub") != issuer.subject:
+            if candidate.subject is not None and claims.get("sub") != candidate.subject:
                 continue
-            if issuer.when and not _allows(
-                issuer.when, {**request, "subject": account.subject}, claims
-            ):
+            seen = {**request, "subject": account.subject, "issuerSource": candidate.source}
+            if candidate.when and not _allows(candidate.when, seen, claims):
                 continue
-            return account, claims
-    raise error("the assertion's issuer is not federated with this client")
+            return Federated(account, claims, candidate.source)
+    raise failure or error("the assertion's issuer is not federated with this client")
 
 
 def _verify(
     token: str,
-    keys: Mapping[str, Any] | None,
+    keys: VerificationKeys | None,
     issuer: str,
     audience: str,
     ctx: FederationContext,
@@ -196,6 +268,6 @@ def _allows(source: str, request: dict[str, Any], claims: dict[str, Any]) -> boo
 @functools.lru_cache(maxsize=256)
 def _condition(source: str) -> Condition | None:
     try:
-        return compile_condition(source, "spec.federation.issuers[].when")
+        return compile_condition(source, "spec.federation.issuers[].when", ISSUER_VARIABLES)
     except ExpressionError:
         return None  # an invalid condition accepts nothing

@@ -4,7 +4,8 @@ Default deny: without an AccessRule (in the namespace that owns the audience) na
 subject, nothing is issued. Requested scopes beyond what is allowed are an `invalid_scope`
 error, never silently dropped; no scope requested (or `scope=` without a value, RFC 6749
 §3.2) means everything allowed (authentik). A rule that grants no scope grants an
-audience-only token.
+audience-only token. A rule's `when` sees the presented claims as `claims` only when a
+cluster-trusted source verified them (`kubemint.oauth.claim_sources`).
 
 An account's `spec.claims` are its own assertions: they reach tokens for an audience owned by
 the account's namespace, and otherwise only the names the matching rules list in
@@ -17,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
+from kubemint.oauth.claim_sources import WhenInputs, when_inputs
 from kubemint.oauth.client_auth import Caller
 from kubemint.oauth.errors import AccessDenied, InvalidScope, InvalidTarget
 from kubemint.store.snapshot import Snapshot
@@ -75,14 +77,14 @@ def decide(
     granted: set[str] = set()
     claim_names: set[str] | None = set()
     matched = False
-    context: dict[str, Any] | None = None
+    inputs: WhenInputs | None = None
     for rule in snapshot.rules.get(audience, ()):
         if subject not in rule.subjects:
             continue
         if rule.condition is not None:
-            if context is None:
-                context = dict(request_context())
-            if not rule.condition.allows(context, dict(caller.claims)):
+            if inputs is None:
+                inputs = when_inputs(caller.claims_source, caller.claims, request_context())
+            if not rule.condition.allows(inputs.request, inputs.claims, inputs.tenant_claims):
                 continue
         matched = True
         granted |= rule.scopes

@@ -36,7 +36,6 @@ from kubemint.oauth.errors import (
 )
 from kubemint.oauth.federation import (
     KeyLookup,
-    cluster_serviceaccount_uid,
     federated_account,
     request_context,
 )
@@ -158,7 +157,7 @@ class TokenService:
             if named is None or named.auth_method != "none":
                 raise InvalidClient("client authentication required")
             client = named
-        account, claims = federated_account(
+        found = federated_account(
             token,
             client,
             ctx.snapshot,
@@ -171,9 +170,10 @@ class TokenService:
         return Caller(
             client,
             grant_type.rsplit(":", 1)[-1],
-            account=account,
-            claims=claims,
-            kubernetes_uid=cluster_serviceaccount_uid(claims, ctx.federation()),
+            account=found.account,
+            claims=found.claims,
+            claims_source=found.source,
+            kubernetes_uid=found.kubernetes_uid,
         )
 
     def _grant(

@@ -2,13 +2,14 @@
 
 An account authenticates through one of its clients with an app password (the `password`
 or `client_credentials` grant, authentik-style), a projected Kubernetes ServiceAccount token
-or an external issuer's JWT (client_assertion, jwt-bearer, token exchange).
+or an external issuer's JWT — a TrustedIssuer's or one the account declares itself
+(client_assertion, jwt-bearer, token exchange).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubemint.api.identity import claims_problem
@@ -16,7 +17,7 @@ from kubemint.api.meta import Outcome
 from kubemint.api.records import AccountRecord, Owner
 from kubemint.api.serviceaccount import AccountSpec, AppPasswordSpec
 from kubemint.crypto.jwks import InvalidJWKS, parse_key_document
-from kubemint.policy.expressions import ExpressionError, compile_condition
+from kubemint.policy.expressions import ISSUER_VARIABLES, ExpressionError, compile_condition
 from kubemint.reconcile.checks import Check, evaluate
 from kubemint.reconcile.rotating_secret import SecretPlan, SecretPolicy
 
@@ -35,6 +36,7 @@ class AccountContext:
     clients: Mapping[str, tuple[str, ...]]  # existing OAuth2Clients in the namespace → grants
     kubernetes_accounts: frozenset[str]  # existing Kubernetes ServiceAccounts in the namespace
     issuer_key_texts: Mapping[tuple[str, str], str | None]  # (secret, key) → content or None
+    trusted_issuers: Mapping[str, str] = field(default_factory=dict)  # server namespace: name → iss
 
 
 def _claims_allowed(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
@@ -56,7 +58,7 @@ def _clients_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
 
 
 def _has_credentials(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
-    if spec.app_passwords or spec.kubernetes or spec.issuers:
+    if spec.app_passwords or spec.federated:
         return None
     return Outcome(
         False,
@@ -74,7 +76,7 @@ def _grants_usable(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
             "spec.appPasswords: no client in spec.clients allows the password or "
             "client_credentials grant",
         )
-    if (spec.kubernetes or spec.issuers) and not grants & ASSERTION_GRANTS:
+    if spec.federated and not grants & ASSERTION_GRANTS:
         return Outcome(
             False,
             "GrantMismatch",
@@ -99,13 +101,35 @@ def _kubernetes_accounts_exist(spec: AccountSpec, ctx: AccountContext) -> Outcom
 def _issuer_conditions_compile(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
     """Each issuer's `when` must compile: one that does not accepts no token (the token
     server skips it), which the status must say rather than leave to a silent refusal."""
-    for index, issuer in enumerate(spec.issuers):
-        if not issuer.when:
+    conditions = [
+        *((f"spec.federation.issuers[{i}].when", item.when) for i, item in enumerate(spec.issuers)),
+        *(
+            (f"spec.federation.trustedIssuers[{i}].when", item.when)
+            for i, item in enumerate(spec.trusted_issuers)
+        ),
+    ]
+    for field_path, when in conditions:
+        if not when:
             continue
         try:
-            compile_condition(issuer.when, f"spec.federation.issuers[{index}].when")
+            compile_condition(when, field_path, ISSUER_VARIABLES)
         except ExpressionError as exc:
             return Outcome(False, "InvalidExpression", str(exc))
+    return None
+
+
+def _trusted_issuers_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    """A name that is not a TrustedIssuer in the server namespace accepts nothing. Saying so
+    reveals only whether the cluster trusts an issuer of that name, which tenants are meant
+    to know (they reference them), not anything about another tenant's namespace."""
+    for index, ref in enumerate(spec.trusted_issuers):
+        if ref.name not in ctx.trusted_issuers:
+            return Outcome(
+                False,
+                "TrustedIssuerNotFound",
+                f"spec.federation.trustedIssuers[{index}].name: no TrustedIssuer {ref.name} "
+                "in the token server's namespace",
+            )
     return None
 
 
@@ -126,6 +150,7 @@ CHECKS: tuple[Check[AccountSpec, AccountContext], ...] = (
     _grants_usable,
     _issuer_conditions_compile,
     _kubernetes_accounts_exist,
+    _trusted_issuers_exist,
     _issuer_keys_valid,
 )
 
@@ -150,11 +175,12 @@ def issuer_keys(spec: AccountSpec, ctx: AccountContext) -> dict[str, dict[str, A
 
 
 def federation_status(spec: AccountSpec, ctx: AccountContext) -> dict[str, Any] | None:
-    """What the account accepts, for `kubectl get -o yaml`: the projected-token subjects and
-    the issuers with where their keys come from."""
-    if not spec.kubernetes and not spec.issuers:
+    """What the account accepts, for `kubectl get -o yaml`: the projected-token subjects, the
+    TrustedIssuers with their issuer URLs, and its own issuers with where their keys come
+    from."""
+    if not spec.federated:
         return None
-    return {
+    status: dict[str, Any] = {
         "kubernetes": [
             {
                 "serviceAccountName": name,
@@ -171,6 +197,14 @@ def federation_status(spec: AccountSpec, ctx: AccountContext) -> dict[str, Any] 
             for issuer in spec.issuers
         ],
     }
+    if spec.trusted_issuers:
+        status["trustedIssuers"] = [_trusted_status(r.name, ctx) for r in spec.trusted_issuers]
+    return status
+
+
+def _trusted_status(name: str, ctx: AccountContext) -> dict[str, Any]:
+    issuer = ctx.trusted_issuers.get(name)
+    return {"name": name, "found": issuer is not None, **({"issuer": issuer} if issuer else {})}
 
 
 def password_policy(app: AppPasswordSpec) -> SecretPolicy:

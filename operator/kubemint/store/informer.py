@@ -31,6 +31,7 @@ MAX_BACKOFF = 8.0  # reconnect soon after an API server outage; a watch is cheap
 # each need their own media type (a watch sent the list's type gets no events).
 METADATA_LIST = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 METADATA_WATCH = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
+ABSENT_RECHECK = 30.0  # how often an optional resource that does not exist is looked for
 
 
 def key_of(body: Body) -> str:
@@ -51,7 +52,12 @@ class Informer:
         transform: Callable[[Body], Body] | None = None,
         relevant: Callable[[Body], bool] | None = None,
         page_size: int | None = None,
+        absent_ok: bool = False,
     ) -> None:
+        """`absent_ok`: the resource may not exist (a CRD newer than the cluster's, e.g. after
+        an upgrade whose CRDs were not applied yet): then it counts as synced and empty, and
+        is looked for again every ABSENT_RECHECK seconds, instead of keeping the whole view
+        unsynced."""
         self.name = name
         self._list_fn = list_fn
         self._args = args
@@ -62,6 +68,7 @@ class Informer:
         self._transform = transform
         self._relevant = relevant
         self._page_size = page_size
+        self._absent_ok = absent_ok
         self._lock = threading.Lock()
         self._objects: dict[str, Body] = {}
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
@@ -99,6 +106,10 @@ class Informer:
             except ApiException as exc:
                 if exc.status == 410:
                     version = None  # history compacted: start over from a fresh list
+                    continue
+                if exc.status == 404 and self._absent_ok:
+                    version = None
+                    self._absent(halt)
                     continue
                 self._failed(halt, f"API error {exc.status}", backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -167,6 +178,16 @@ class Informer:
                 self._objects[key] = self._reduce(body)
         if self._relevant is None or self._relevant(body):
             self._on_change()
+
+    def _absent(self, halt: threading.Event) -> None:
+        with self._lock:
+            self._objects = {}
+        self._connected()
+        if not self.synced.is_set():
+            log.warning("%s: the resource does not exist (CRD not installed?)", self.name)
+        self.synced.set()
+        self._on_change()
+        halt.wait(ABSENT_RECHECK)
 
     def _connected(self) -> None:
         if self._connected_since is None:

@@ -33,6 +33,8 @@ from kubemint.api.records import (
 )
 from kubemint.api.serviceaccount import AccountSpec, IssuerSpec
 from kubemint.api.signingkey import SigningKeySpec
+from kubemint.api.trustedissuer import TrustedIssuerRef, TrustedIssuerSpec
+from kubemint.crypto.jwks import InvalidJWKS, parse_public_jwks
 from kubemint.crypto.jwt import (
     Decrypter,
     Encrypter,
@@ -90,9 +92,20 @@ class AccountView:
     issuer_keys: Mapping[str, Any]
     claims: Mapping[str, Any]
     uid: str = ""  # this object's, so a re-created account of the same name is told apart
+    trusted_issuers: tuple[TrustedIssuerRef, ...] = ()
 
     def password_digests(self, now: datetime.datetime) -> list[str]:
         return [g.sha256 for g in self.passwords if g.not_after is None or g.not_after > now]
+
+
+@dataclass(frozen=True)
+class TrustedIssuerView:
+    """A TrustedIssuer from the server namespace: its `iss` and where its keys come from."""
+
+    name: str
+    issuer: str
+    jwks_uri: str | None
+    keys: PreparedKeys | None  # spec.jwks: public keys only, checked and parsed once
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,7 @@ class Snapshot:
     # (namespace, name) → uid of the live Kubernetes ServiceAccounts that some account's
     # spec.federation.kubernetes names; a projected token of any other is refused.
     kubernetes_accounts: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    trusted_issuers: Mapping[str, TrustedIssuerView] = field(default_factory=dict)  # by name
     verification_keys: PreparedKeys | None = None  # parsed once: introspection verifies with it
 
     def opaque_key(self, kid: str) -> OpaqueKey | None:
@@ -157,7 +171,9 @@ class Snapshot:
 
     def jwks_uris(self) -> set[str]:
         """External issuers' jwksUris the token server must keep fetching."""
-        return {i.jwks_uri for a in self.accounts.values() for i in a.issuers if i.jwks_uri}
+        tenants = {i.jwks_uri for a in self.accounts.values() for i in a.issuers if i.jwks_uri}
+        trusted = {t.jwks_uri for t in self.trusted_issuers.values() if t.jwks_uri}
+        return tenants | trusted
 
     def jwks(self) -> dict[str, Any]:
         """Every public signing and encryption key (active, next and retired)."""
@@ -188,6 +204,7 @@ def build_snapshot(
     kubernetes_accounts: Iterable[Body] = (),
     audience_records: Iterable[Body] = (),
     audience_ownership: str = FIRST_CLAIM,
+    trusted_issuers: Iterable[Body] = (),
 ) -> Snapshot:
     """The view at one moment. Objects that do not parse are skipped (and logged).
 
@@ -207,6 +224,7 @@ def build_snapshot(
             key_cache if key_cache is not None else KeyCache(),
         ),
         revoked=_revoked(revocations),
+        trusted_issuers=_trusted_issuers(trusted_issuers, server_namespace),
     )
     snapshot = replace(
         snapshot,
@@ -236,6 +254,27 @@ def _kubernetes_uids(
         if key in wanted and meta.get("uid"):
             uids[key] = meta["uid"]
     return uids
+
+
+def _trusted_issuers(bodies: Iterable[Body], server_namespace: str) -> dict[str, TrustedIssuerView]:
+    """TrustedIssuers by name, from the server namespace only: one anywhere else is a
+    tenant's and trusts nothing (the operator reports it WrongNamespace)."""
+    views: dict[str, TrustedIssuerView] = {}
+    for body in bodies:
+        try:
+            spec = TrustedIssuerSpec.from_body(body)
+            if spec.namespace != server_namespace:
+                continue
+            keys = (
+                prepared_keys(parse_public_jwks(spec.jwks, "spec.jwks"))
+                if spec.jwks is not None
+                else None
+            )
+        except (InvalidJWKS, InvalidJWT, KeyError, TypeError) as exc:
+            log.warning("skipping TrustedIssuer %s: %s", _name(body), type(exc).__name__)
+            continue
+        views[spec.name] = TrustedIssuerView(spec.name, spec.issuer, spec.jwks_uri, keys)
+    return views
 
 
 def _revoked(config_maps: Iterable[Body]) -> dict[str, int]:
@@ -344,6 +383,7 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
                 issuers=spec.issuers,
                 issuer_keys=(stored.issuer_keys or {}) if stored else {},
                 claims=spec.claims,
+                trusted_issuers=spec.trusted_issuers,
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("skipping ServiceAccount %s: %s", _name(body), type(exc).__name__)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from kubernetes import client
 
+from kubemint.api import trustedissuer
 from kubemint.api.audiences import FIRST_CLAIM
 from kubemint.api.audiences import SELECTOR as OWNERSHIP_SELECTOR
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
@@ -88,6 +89,17 @@ class ClusterView:
             "accounts": kind("ServiceAccount"),
             "rules": kind("AccessRule"),
             "keys": kind("SigningKey"),
+            # Only the server namespace's: a TrustedIssuer anywhere else trusts nothing.
+            "trusted": Informer(
+                "trustedissuers",
+                custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                server_namespace,
+                trustedissuer.PLURAL,
+                on_change=self._dirty.set,
+                absent_ok=True,
+            ),
             "revocations": Informer(
                 "revocations",
                 core.list_namespaced_config_map,
@@ -191,4 +203,5 @@ class ClusterView:
             kubernetes_accounts=i["kubernetes-accounts"].objects(),
             audience_records=i["audiences"].objects(),
             audience_ownership=self.audience_ownership,
+            trusted_issuers=i["trusted"].objects(),
         )

@@ -1,5 +1,6 @@
 """An external issuer's `when` sees the JWT's claims and the token request, like an
-AccessRule's `when`; one that does not compile accepts nothing."""
+AccessRule's `when`; one that does not compile accepts nothing. A TrustedIssuer and a
+tenant-declared issuer may share an `iss`: the keys that verify decide who vouches."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ FORM = {
 
 def _federate(snapshot: Snapshot, request: Mapping[str, Any] | None) -> str:
     client = snapshot.clients["tasks.gw"]
-    account, _ = federated_account(
+    found = federated_account(
         _jwt(),
         client,
         snapshot,
@@ -85,7 +86,7 @@ def _federate(snapshot: Snapshot, request: Mapping[str, Any] | None) -> str:
         InvalidGrant,
         request=request,
     )
-    return account.subject
+    return found.account.subject
 
 
 def test_the_request_context_has_the_fields_an_access_rule_condition_sees() -> None:
@@ -154,3 +155,119 @@ def test_an_issuer_condition_that_does_not_compile_accepts_nothing() -> None:
     request = request_context(FORM, "10.0.0.7", snapshot.clients["tasks.gw"])
     with pytest.raises(InvalidGrant, match="not federated with this client"):
         _federate(snapshot, request)
+
+
+# --- TrustedIssuers and tenant-declared issuers with the same `iss` -----------------------
+
+GITHUB = "https://token.actions.githubusercontent.com"
+GITHUB_KEY = keys.generate("ES256")  # the test plays GitHub (and the admin trusting it)
+TENANT_KEY = keys.generate("ES256")  # the tenant's own keys for "GitHub"
+
+
+def _trusting_snapshot(
+    trusted_namespace: str = "kubemint-system", ref: dict[str, Any] | None = None
+) -> Snapshot:
+    """Account tasks/ci names TrustedIssuer `github` and declares GitHub's URL itself too."""
+    account = {
+        "metadata": {"namespace": "tasks", "name": "ci"},
+        "spec": {
+            "clients": ["gw"],
+            "federation": {
+                "trustedIssuers": [ref or {"name": "github"}],
+                "issuers": [{"issuer": GITHUB, "jwksSecretRef": {"name": "mine"}}],
+            },
+        },
+    }
+    verification = account_record(
+        "tasks", "ci", issuer_keys={GITHUB: {"keys": [TENANT_KEY.public_jwk()]}}
+    )
+    trusted = {
+        "metadata": {"namespace": trusted_namespace, "name": "github"},
+        "spec": {"issuer": GITHUB, "jwks": {"keys": [GITHUB_KEY.public_jwk()]}},
+    }
+    return build(
+        server_namespace="kubemint-system",
+        clients=[
+            {
+                "metadata": {
+                    "namespace": "tasks",
+                    "name": "gw",
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                },
+                "spec": {"audiences": ["https://api.test"], "authMethod": "none"},
+            }
+        ],
+        accounts=[account],
+        rules=[],
+        signing_keys=[],
+        secrets=[verification],
+        trusted_issuers=[trusted],
+    )
+
+
+def _github_jwt(key: keys.KeyMaterial, sub: str = "repo:victim/repo") -> str:
+    now = int(time.time())
+    claims = {"iss": GITHUB, "sub": sub, "aud": ISSUER, "iat": now, "exp": now + 300}
+    return Signer(key).sign(claims, typ="JWT")
+
+
+def _found(snapshot: Snapshot, token: str) -> tuple[str, str]:
+    found = federated_account(
+        token,
+        snapshot.clients["tasks.gw"],
+        snapshot,
+        FederationContext(NoKeys(), ISSUER, time.time()),
+        InvalidGrant,
+    )
+    return found.account.subject, found.source
+
+
+def test_a_jwt_that_verifies_with_a_trusted_issuer_s_keys_is_vouched_for_by_the_cluster() -> None:
+    assert _found(_trusting_snapshot(), _github_jwt(GITHUB_KEY)) == (
+        "kubemint:serviceaccount:tasks:ci",
+        "cluster",
+    )
+
+
+def test_the_same_iss_signed_with_the_tenant_s_own_keys_is_only_the_tenant_s_word() -> None:
+    assert _found(_trusting_snapshot(), _github_jwt(TENANT_KEY))[1] == "tenant"
+
+
+def test_a_trusted_issuer_outside_the_server_namespace_is_ignored() -> None:
+    snapshot = _trusting_snapshot(trusted_namespace="tasks")
+    assert snapshot.trusted_issuers == {}
+    with pytest.raises(InvalidGrant, match="assertion rejected"):
+        _found(snapshot, _github_jwt(GITHUB_KEY))
+    assert _found(snapshot, _github_jwt(TENANT_KEY))[1] == "tenant"
+
+
+def test_a_trusted_reference_s_subject_binds_its_jwts() -> None:
+    snapshot = _trusting_snapshot(ref={"name": "github", "subject": "repo:tasks/app"})
+    assert _found(snapshot, _github_jwt(GITHUB_KEY, sub="repo:tasks/app"))[1] == "cluster"
+    with pytest.raises(InvalidGrant):
+        _found(snapshot, _github_jwt(GITHUB_KEY, sub="repo:victim/repo"))
+
+
+def test_an_issuer_condition_sees_who_vouches_for_the_jwt() -> None:
+    ref = {"name": "github", "when": "request.issuerSource == 'cluster'"}
+    snapshot = _trusting_snapshot(ref=ref)
+    assert _found(snapshot, _github_jwt(GITHUB_KEY))[1] == "cluster"
+
+
+def test_the_token_server_fetches_the_keys_of_trusted_issuers_with_a_jwks_uri() -> None:
+    fetched = build(
+        server_namespace="kubemint-system",
+        clients=[],
+        accounts=[],
+        rules=[],
+        signing_keys=[],
+        secrets=[],
+        trusted_issuers=[
+            {
+                "metadata": {"namespace": namespace, "name": "github"},
+                "spec": {"issuer": GITHUB, "jwksUri": f"{GITHUB}/{namespace}/jwks"},
+            }
+            for namespace in ("kubemint-system", "tasks")
+        ],
+    ).jwks_uris()
+    assert fetched == {f"{GITHUB}/kubemint-system/jwks"}  # never a tenant's TrustedIssuer's

@@ -1,10 +1,10 @@
-"""AccessRule `when` conditions: compile errors name the field; evaluation denies on error."""
+"""`when` conditions: compile errors name the field; evaluation denies on error."""
 
 from __future__ import annotations
 
 import pytest
 
-from kubemint.policy.expressions import ExpressionError, compile_condition
+from kubemint.policy.expressions import ISSUER_VARIABLES, ExpressionError, compile_condition
 
 REQUEST = {"grant_type": "client_credentials", "scopes": ["event.view"], "audience": "a"}
 
@@ -47,3 +47,22 @@ def test_bad_conditions_fail_to_compile_naming_the_field(source: str, message: s
     with pytest.raises(ExpressionError, match=r"spec\.when") as caught:
         compile_condition(source)
     assert message in str(caught.value)
+
+
+def test_a_rule_condition_sees_tenant_claims_apart_from_claims() -> None:
+    condition = compile_condition("tenantClaims.repository == 'org/app'")
+    assert condition.allows(REQUEST, {}, {"repository": "org/app"}) is True
+    assert condition.allows(REQUEST, {"repository": "org/app"}, {}) is False
+
+
+def test_an_issuer_condition_has_no_tenant_claims() -> None:
+    """In a ServiceAccount's own issuer condition the issuer's claims are `claims`."""
+    with pytest.raises(ExpressionError) as caught:
+        compile_condition(
+            "tenantClaims.ref == 'main'", "spec.federation.issuers[0].when", ISSUER_VARIABLES
+        )
+    assert str(caught.value) == (
+        "spec.federation.issuers[0].when: unknown variable tenantClaims; use request and claims"
+    )
+    with pytest.raises(ExpressionError, match="use request, claims and tenantClaims"):
+        compile_condition("claim.iss == 'a'")

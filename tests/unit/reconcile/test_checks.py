@@ -264,6 +264,35 @@ GW_ALL = {"gw": ("password", "client_credentials")}
             "Reconciled",
             "",
         ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "github"}]}},
+            GW_ALL,
+            (),
+            "TrustedIssuerNotFound",
+            "spec.federation.trustedIssuers[0].name: no TrustedIssuer github in the token "
+            "server's namespace",
+        ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "gitlab", "when": "claims.ref =="}]}},
+            GW_ALL,
+            (),
+            "InvalidExpression",
+            "spec.federation.trustedIssuers[0].when: ",
+        ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "gitlab"}]}},
+            {"gw": ("password",)},
+            (),
+            "GrantMismatch",
+            "spec.federation",
+        ),
+        (
+            {"federation": {"trustedIssuers": [{"name": "gitlab", "when": "claims.ref != ''"}]}},
+            GW_ALL,
+            (),
+            "Reconciled",
+            "",
+        ),
         ({**PASSWORDS, "claims": {"scp": "admin"}}, GW_ALL, (), "ForbiddenClaims", "spec.claims: "),
         (
             {**PASSWORDS, "claims": {"team": "t", "roles": ["admin"], "acr": "2", "email": "x"}},
@@ -301,6 +330,10 @@ GW_ALL = {"gw": ("password", "client_credentials")}
         "an issuer condition with an unknown variable is named",
         "an issuer condition over claims and request compiles",
         "plain custom claims are fine",
+        "a TrustedIssuer the server namespace does not have is named",
+        "a TrustedIssuer reference's condition that does not compile is named",
+        "a TrustedIssuer alone needs an assertion-capable client",
+        "an account naming an existing TrustedIssuer is ready",
         "an authorization claim is refused",
         "every refused claim is named, sorted",
         "a differently cased authorization claim is refused",
@@ -316,7 +349,8 @@ def test_account_checks(
     reason: str,
     field: str,
 ) -> None:
-    outcome = check_account(_account(**spec), AccountContext(clients, frozenset(k8s), {}))
+    trusted = {"gitlab": "https://gitlab.example"}
+    outcome = check_account(_account(**spec), AccountContext(clients, frozenset(k8s), {}, trusted))
     assert outcome.reason == reason
     assert field in outcome.message
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import kopf
 
+from kubemint.api import trustedissuer
 from kubemint.api.meta import GROUP, KIND_ACCOUNT, ROLE_APP_PASSWORD, VERSION
 from kubemint.api.oauth2client import DEFAULT_GRANT_TYPES
 from kubemint.api.records import (
@@ -50,7 +51,10 @@ PENDING = ("nextPasswordRotationAt",)
 
 
 async def reconcile(
-    runtime: Runtime, body: kopf.Body | dict[str, Any], clients: dict[str, tuple[str, ...]]
+    runtime: Runtime,
+    body: kopf.Body | dict[str, Any],
+    clients: dict[str, tuple[str, ...]],
+    trusted: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
     spec = AccountSpec.from_body(body)
@@ -64,7 +68,7 @@ async def reconcile(
     k8s_accounts = (
         await kube.service_account_names(spec.namespace) if spec.kubernetes else frozenset()
     )
-    context = AccountContext(clients, k8s_accounts, key_texts)
+    context = AccountContext(clients, k8s_accounts, key_texts, trusted or {})
     outcome = check_account(spec, context)
     name = record_name(KIND_ACCOUNT, owner.uid)
     fields = {"subject": spec.subject}
@@ -131,9 +135,11 @@ async def reconcile(
     )
 
 
-def pending(*, status: kopf.Status, **_: Any) -> bool:
-    """Re-check while not Ready or while a rotation or an overlap is scheduled."""
-    return needs_recheck(status, *PENDING)
+def pending(*, spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """Re-check while not Ready or while a rotation or an overlap is scheduled; and while it
+    names TrustedIssuers, whose removal by an admin its status must come to say."""
+    federation = spec.get("federation") or {}
+    return needs_recheck(status, *PENDING) or bool(federation.get("trustedIssuers"))
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
@@ -144,12 +150,21 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         grants = tuple((body.get("spec") or {}).get("grantTypes") or DEFAULT_GRANT_TYPES)
         return {meta["namespace"]: (meta["name"], grants)}
 
+    @kopf.index(GROUP, VERSION, trustedissuer.PLURAL, id="trusted_issuers", registry=registry)
+    def trusted_issuers(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
+        """TrustedIssuer name → issuer URL, for those in the server namespace only."""
+        issuer = (body.get("spec") or {}).get("issuer")
+        if meta["namespace"] != settings.namespace or not issuer:
+            return {}
+        return {meta["name"]: issuer}
+
     @reconciler(
         registry, PLURAL, id="service_account", interval=settings.recheck_interval, when=pending
     )
     async def service_account(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         clients = dict(kwargs["client_grants"].get(body["metadata"]["namespace"], []))
-        patch.status.update(changed(body, await reconcile(runtime, body, clients)))
+        trusted = {name: next(iter(urls)) for name, urls in kwargs["trusted_issuers"].items()}
+        patch.status.update(changed(body, await reconcile(runtime, body, clients, trusted)))
 
     @kopf.on.delete(
         GROUP, VERSION, PLURAL, id="service_account_deleted", backoff=BACKOFF, registry=registry
