@@ -15,8 +15,8 @@ from kubemint.crypto.jwt import Signer
 from kubemint.oauth.client_auth import Caller
 from kubemint.oauth.errors import InvalidClient
 from kubemint.oauth.federation import (
+    Federated,
     FederationContext,
-    cluster_serviceaccount_uid,
     federated_account,
 )
 from kubemint.oauth.policy import Grant
@@ -89,14 +89,14 @@ def _projected(uid: str | None, name: str = "worker") -> str:
     return Signer(CLUSTER_KEY).sign(claims, typ="JWT")
 
 
-def _federate(snapshot: Snapshot, token: str) -> tuple[Any, dict[str, Any]]:
+def _federate(snapshot: Snapshot, token: str) -> Federated:
     return federated_account(token, snapshot.clients["tasks.pods"], snapshot, _ctx(), InvalidClient)
 
 
 def test_a_projected_token_of_the_live_service_account_authenticates_its_account() -> None:
-    account, claims = _federate(_snapshot({"worker": "uid-1"}), _projected("uid-1"))
-    assert account.subject == "kubemint:serviceaccount:tasks:worker"
-    assert cluster_serviceaccount_uid(claims, _ctx()) == "uid-1"
+    found = _federate(_snapshot({"worker": "uid-1"}), _projected("uid-1"))
+    assert found.account.subject == "kubemint:serviceaccount:tasks:worker"
+    assert found.kubernetes_uid == "uid-1"
 
 
 @pytest.mark.parametrize(
@@ -122,22 +122,28 @@ def test_a_service_account_no_account_federates_is_still_just_not_federated() ->
 
 
 def test_another_issuers_kubernetes_claim_names_no_service_account_here() -> None:
-    claims = {
-        "iss": "https://other-cluster.test",
-        "kubernetes.io": {"serviceaccount": {"uid": "u"}},
-    }
-    assert cluster_serviceaccount_uid(claims, _ctx()) is None
+    """Only a projected token of this cluster ties a token to a Kubernetes ServiceAccount:
+    a `kubernetes.io` claim in another issuer's JWT is not read as one."""
+    snapshot = _snapshot({"worker": "uid-1"})
+    caller = Caller(
+        snapshot.clients["tasks.pods"],
+        "federated_assertion",
+        account=snapshot.accounts[("tasks", "worker")],
+        claims={"iss": "https://other.test", "kubernetes.io": {"serviceaccount": {"uid": "u"}}},
+    )
+    claims = access_token_claims(caller, Grant("https://api.test", ("read",)), ISSUER, 0)
+    assert "kubernetes" not in claims["kubemint.io"]
 
 
 def test_tokens_issued_for_a_projected_token_name_the_objects_they_are_for() -> None:
     snapshot = _snapshot({"worker": "uid-1"})
-    account, projected = _federate(snapshot, _projected("uid-1"))
+    found = _federate(snapshot, _projected("uid-1"))
     caller = Caller(
         snapshot.clients["tasks.pods"],
         "federated_assertion",
-        account=account,
-        claims=projected,
-        kubernetes_uid=cluster_serviceaccount_uid(projected, _ctx()),
+        account=found.account,
+        claims=found.claims,
+        kubernetes_uid=found.kubernetes_uid,
     )
     claims = access_token_claims(caller, Grant("https://api.test", ("read",)), ISSUER, 0)
     assert claims["kubemint.io"] == {
