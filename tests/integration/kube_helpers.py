@@ -86,17 +86,30 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0) ->
 
 
 def wait_ready(
-    cluster: ControlPlane, kind: str, namespace: str, name: str, status: str = "True"
+    cluster: ControlPlane,
+    kind: str,
+    namespace: str,
+    name: str,
+    status: str = "True",
+    reason: str | None = None,
 ) -> dict[str, Any]:
+    """Poll until Ready is `status` for the current generation (and, when given, has
+    `reason`: a dependent object may be reconciled before what it needs is indexed, and
+    then says so first, e.g. ClientNotFound)."""
+
     def probe() -> dict[str, Any] | None:
         obj = get(cluster, kind, namespace, name)
         current = condition(obj)
         generation = (obj or {}).get("metadata", {}).get("generation")
-        if current.get("status") == status and current.get("observedGeneration") == generation:
+        if (
+            current.get("status") == status
+            and current.get("observedGeneration") == generation
+            and reason in (None, current.get("reason"))
+        ):
             return obj
         return None
 
-    return wait_for(probe, f"{kind} {namespace}/{name} Ready={status}")
+    return wait_for(probe, f"{kind} {namespace}/{name} Ready={status} {reason or ''}".strip())
 
 
 def record_name_of(cluster: ControlPlane, kind: str, namespace: str, name: str) -> str:

@@ -204,7 +204,9 @@ def test_a_service_account_with_a_broken_issuer_condition_is_not_ready(
             federation={"issuers": [{**issuer, "when": "claims.ref == "}]},
         ),
     )
-    obj = wait_ready(cluster, "ServiceAccount", namespace, "ci", status="False")
+    obj = wait_ready(
+        cluster, "ServiceAccount", namespace, "ci", status="False", reason="InvalidExpression"
+    )
     assert condition(obj)["reason"] == "InvalidExpression"
     assert condition(obj)["message"].startswith("spec.federation.issuers[0].when: ")
     fixed = {**issuer, "when": "claims.ref == 'refs/heads/main' && request.client_id != ''"}
@@ -294,7 +296,14 @@ def test_federation_waits_for_the_kubernetes_service_account(
             federation={"kubernetes": [{"serviceAccountName": "worker"}]},
         ),
     )
-    obj = wait_ready(cluster, "ServiceAccount", namespace, "worker", status="False")
+    obj = wait_ready(
+        cluster,
+        "ServiceAccount",
+        namespace,
+        "worker",
+        status="False",
+        reason="KubernetesServiceAccountNotFound",
+    )
     assert condition(obj)["reason"] == "KubernetesServiceAccountNotFound"
     assert "spec.federation.kubernetes[0].serviceAccountName" in condition(obj)["message"]
     cluster.kubectl("create", "serviceaccount", "worker", "-n", namespace)
@@ -322,7 +331,9 @@ def test_an_app_password_grant_needs_a_client_that_allows_it(
             appPasswords={"secretName": "mismatch-password"},
         ),
     )
-    obj = wait_ready(cluster, "ServiceAccount", namespace, "mismatch", status="False")
+    obj = wait_ready(
+        cluster, "ServiceAccount", namespace, "mismatch", status="False", reason="GrantMismatch"
+    )
     assert condition(obj)["reason"] == "GrantMismatch"
     assert "spec.appPasswords" in condition(obj)["message"]
 
