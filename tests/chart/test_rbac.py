@@ -109,6 +109,7 @@ def test_token_server_only_lists_and_watches_core_objects_cluster_wide_and_only_
     assert cluster_groups == {"kubemint.io", ""}
 
 
+@pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_token_server_reads_trusted_issuers_only_in_its_namespace(
     rendered: dict[str, str], name: str
 ) -> None:
