@@ -27,6 +27,7 @@ CRD_NAMES = {
     "oauth2clients.kubemint.io",
     "serviceaccounts.kubemint.io",
     "signingkeys.kubemint.io",
+    "trustedissuers.kubemint.io",
 }
 
 
