@@ -62,6 +62,12 @@ class OperatorSettings:
     """This replica's name in the Lease (pod name plus a random suffix)."""
     workers: int = 16
     """Threads for Kubernetes API calls (the official client is synchronous)."""
+    key_workers: int = 2
+    """Threads that generate and read signing keys, off the event loop (cryptography releases
+    the GIL there); at most this many keys are made at once, however many SigningKeys ask."""
+    manual_rotation_interval: float = 60.0
+    """Seconds a SigningKey waits after a manual rotation (kubemint.io/rotate) before the
+    next one is done; a request made sooner is deferred until then, never dropped."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -75,6 +81,8 @@ class OperatorSettings:
             lease_name=env.get("KUBEMINT_LEASE_NAME", "kubemint-operator"),
             identity=env.get("POD_NAME", socket.gethostname()) + "-" + uuid.uuid4().hex[:6],
             workers=int(env.get("KUBEMINT_API_WORKERS", "16")),
+            key_workers=max(1, int(env.get("KUBEMINT_KEY_WORKERS", "2"))),
+            manual_rotation_interval=float(env.get("KUBEMINT_MANUAL_ROTATION_INTERVAL", "60")),
         )
 
 
