@@ -109,12 +109,14 @@ def plan_rotation(
     last_manual_at: datetime.datetime | None = None,
     deferred_before: datetime.datetime | None = None,
     manual_interval: datetime.timedelta = DEFAULT_MANUAL_INTERVAL,
+    status_active_kid: str | None = None,
     generate: Callable[[str, int | None], KeyMaterial] = keys.generate,
 ) -> RotationPlan:
     """The key set at `now`: generate, promote, retire and remove as the schedule says.
 
     `last_manual_at` is when the last manual rotation was done and `deferred_before` the
-    deferral status already shows (so its Event is posted once, not on every reconcile)."""
+    deferral status already shows (so its Event is posted once, not on every reconcile);
+    `status_active_kid` is the active kid status shows, to tell a stale view (below)."""
     events: list[tuple[str, str]] = []
 
     def new_key(state: State) -> StoredKey:
@@ -160,6 +162,12 @@ def plan_rotation(
         upcoming = None
 
     manual = manual_request if manual_request and manual_request != last_manual else None
+    stored_active = next((k for k in stored if k.state == "active"), None)
+    if stored_active is not None and status_active_kid not in (None, stored_active.material.kid):
+        # Status lags the Secret: another reconcile (e.g. the change handler, while this
+        # timer waited for the lock) rotated since this view was read, perhaps for this
+        # very request. Its status write is what the next reconcile acts on.
+        manual = None
     deferred, manual_at = None, last_manual_at
     if manual is not None and upcoming is not None:
         deferred, why = manual_deferral(now, last_manual_at, manual_interval, retired)

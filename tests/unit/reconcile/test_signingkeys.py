@@ -386,3 +386,14 @@ def test_a_manual_request_on_a_new_key_set_needs_no_rotation_and_is_not_limited(
     assert _kids(plan) == {"active": ["kid1"], "next": ["kid2"]}
     assert plan.manual_rotation == "r1"  # fresh keys: nothing left to rotate away from
     assert plan.deferred_until is None
+
+
+def test_a_view_older_than_the_key_secret_does_not_act_on_the_request_again() -> None:
+    """A timer that waited for the lock while the change handler rotated holds the old
+    status: the request it sees as new was done already."""
+    rotated = _plan(_steady(), T0 + HOUR, manual="r1")
+    stale = _plan(rotated.keys, T0 + HOUR, manual="r1", last=None, status_active_kid="a")
+    assert stale.keys == rotated.keys
+    assert stale.events == ()
+    fresh = _plan(rotated.keys, T0 + HOUR, manual="r1", last="r1", status_active_kid="n")
+    assert fresh.keys == rotated.keys

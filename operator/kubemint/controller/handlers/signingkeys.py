@@ -85,6 +85,7 @@ async def reconcile(
             last_manual_at=status_time(status.get("lastManualRotationAt")),
             deferred_before=status_time(status.get("manualRotationDeferredUntil")),
             manual_interval=datetime.timedelta(seconds=runtime.settings.manual_rotation_interval),
+            status_active_kid=(status.get("active") or {}).get("kid"),
         )
         # The Secret first: status must never name a kid that is not stored yet.
         await runtime.kube.apply_secret(
