@@ -72,6 +72,12 @@ class OperatorSettings:
     audience_ownership: str = "firstClaim"
     """How a namespace comes to own an audience: `firstClaim` (its rule claims it first) or
     `assigned` (only a cluster admin's assignment record makes an owner)."""
+    key_workers: int = 2
+    """Threads that generate and read signing keys, off the event loop (cryptography releases
+    the GIL there); at most this many keys are made at once, however many SigningKeys ask."""
+    manual_rotation_interval: float = 60.0
+    """Seconds a SigningKey waits after a manual rotation (kubemint.io/rotate) before the
+    next one is done; a request made sooner is deferred until then, never dropped."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -86,6 +92,8 @@ class OperatorSettings:
             identity=env.get("POD_NAME", socket.gethostname()) + "-" + uuid.uuid4().hex[:6],
             workers=int(env.get("KUBEMINT_API_WORKERS", "16")),
             audience_ownership=_audience_ownership(env),
+            key_workers=max(1, int(env.get("KUBEMINT_KEY_WORKERS", "2"))),
+            manual_rotation_interval=float(env.get("KUBEMINT_MANUAL_ROTATION_INTERVAL", "60")),
         )
 
 

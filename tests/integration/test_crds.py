@@ -190,6 +190,36 @@ INVALID: tuple[Invalid, ...] = (
         "spec.rotation.every must be at least 1s",
     ),
     Invalid(
+        "an RSA key rotating more often than hourly is rejected",
+        edited(
+            SIGNING_KEY,
+            {
+                "spec.algorithm": "RS256",
+                "spec.keySize": 4096,
+                "spec.rotation": {"every": "59m", "prePublish": "10m", "retainAfter": "1h"},
+            },
+        ),
+        "spec.rotation.every: Invalid value: spec.rotation.every must be at least "
+        "1h for RSA keys (spec.algorithm RS256, PS256 or RSA-OAEP-256)",
+    ),
+    Invalid(
+        "an RSA encryption key has the same floor, with its use inferred",
+        edited(
+            SIGNING_KEY,
+            {
+                "spec.algorithm": "RSA-OAEP-256",
+                "spec.rotation": {"every": "1s", "prePublish": "0s", "retainAfter": "1s"},
+            },
+        ),
+        "spec.rotation.every must be at least 1h for RSA keys",
+    ),
+    Invalid(
+        "a retainAfter of more than 24 rotation periods is rejected",
+        edited(SIGNING_KEY, {"spec.rotation": {"every": "1m", "prePublish": "10s"}}),
+        "spec.rotation.retainAfter: Invalid value: spec.rotation.retainAfter must "
+        "be at most 24 times spec.rotation.every",
+    ),
+    Invalid(
         "a rotation period in days is rejected because durations are Go durations",
         edited(SIGNING_KEY, {"spec.rotation.every": "30d"}),
         "spec.rotation.every in body should match",
@@ -579,6 +609,25 @@ def test_an_encryption_key_needs_only_its_algorithm(
         "get", "signingkey", "key", "-n", namespace, "-o", "jsonpath={.spec.use}"
     ).stdout
     assert stored == body["spec"].get("use", "")
+
+
+@pytest.mark.parametrize(
+    "rotation",
+    [
+        pytest.param(("RS256", {"every": "1h", "prePublish": "30m"}), id="RSA hourly"),
+        pytest.param(
+            ("ES256", {"every": "1s", "prePublish": "0s", "retainAfter": "24s"}),
+            id="EC every second, retainAfter 24 periods",
+        ),
+    ],
+)
+def test_the_fastest_allowed_schedules_are_accepted(
+    cluster: ControlPlane, namespace: str, rotation: tuple[str, dict[str, str]]
+) -> None:
+    algorithm, schedule = rotation
+    body = edited(SIGNING_KEY, {"spec.algorithm": algorithm, "spec.rotation": schedule})
+    result = kubectl_create(cluster, namespace, body)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in INVALID])

@@ -15,6 +15,19 @@ DEFAULT_EVERY = "720h"
 DEFAULT_PRE_PUBLISH = "24h"
 DEFAULT_RETAIN_AFTER = "24h"
 
+# Bounds on the schedule, the same as the CRD's CEL rules (a unit test keeps them equal); the
+# operator checks them too, for objects stored before a rule existed.
+MIN_EVERY = datetime.timedelta(seconds=1)
+# Each rotation generates a key: microseconds for EC and EdDSA, seconds of CPU for RSA-4096.
+MIN_RSA_EVERY = datetime.timedelta(hours=1)
+# Each rotation keeps a retired key in JWKS for retainAfter, so retainAfter is at most this
+# many periods: the schedule keeps about as many retired keys, and the key Secret,
+# status.retired and JWKS stay small (every: 1h with the default retainAfter: 24h fits).
+MAX_RETAINED_ROTATIONS = 24
+# Manual rotations wait while this many retired keys are still published: with the
+# schedule's (about MAX_RETAINED_ROTATIONS more) within status.retired's 64 items.
+MAX_RETIRED_KEYS = 32
+
 
 @dataclass(frozen=True)
 class SigningKeySpec:

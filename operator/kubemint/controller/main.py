@@ -54,7 +54,7 @@ async def run_operator(settings: OperatorSettings) -> None:
         else:
             await work(asyncio.Event())
     finally:
-        runtime.kube.close()
+        runtime.close()
 
 
 def main() -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -28,12 +30,31 @@ from kubemint.api.records import (
 from kubemint.config import OperatorSettings
 from kubemint.controller.kube import UNREAD, Body, Kube, Unread
 
+R = TypeVar("R")
+
 
 @dataclass
 class Runtime:
     settings: OperatorSettings
     kube: Kube
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+    _key_pool: ThreadPoolExecutor | None = None
+
+    async def off_loop(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run key generation and key reading in the small key pool, not on kopf's event
+        loop: an RSA-4096 key takes seconds of CPU, during which the loop would handle no
+        other object. Threads suffice because cryptography releases the GIL meanwhile."""
+        if self._key_pool is None:
+            self._key_pool = ThreadPoolExecutor(
+                max_workers=self.settings.key_workers, thread_name_prefix="kubemint-keys"
+            )
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._key_pool, call)
+
+    def close(self) -> None:
+        self.kube.close()
+        if self._key_pool is not None:
+            self._key_pool.shutdown(wait=False, cancel_futures=True)
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         """Serialise reconciles of one object (timer, change handler and drift repair)."""

@@ -65,9 +65,16 @@ def generate(algorithm: str, key_size: int | None = None) -> KeyMaterial:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    return KeyMaterial(
-        kid=jose_key(pem).thumbprint(), algorithm=algorithm, use=use, private_pem=pem
-    )
+    # The thumbprint from the key object: re-reading the PEM would check the RSA key again
+    # (most of a second of CPU for 4096 bits) for a key made a moment ago.
+    jose: JoseKey
+    if isinstance(key, rsa.RSAPrivateKey):
+        jose = RSAKey.import_key(key)
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        jose = ECKey.import_key(key)
+    else:
+        jose = OKPKey.import_key(key)
+    return KeyMaterial(kid=jose.thumbprint(), algorithm=algorithm, use=use, private_pem=pem)
 
 
 def jose_key(private_pem: str) -> JoseKey:
@@ -87,7 +94,17 @@ def matches(material: KeyMaterial, algorithm: str, key_size: int | None) -> bool
     if material.algorithm != algorithm:
         return False
     if algorithm in RSA_ALGORITHMS:
-        loaded = serialization.load_pem_private_key(material.private_pem.encode(), password=None)
-        assert isinstance(loaded, rsa.RSAPrivateKey)
-        return loaded.key_size == (key_size or DEFAULT_RSA_BITS)
+        return rsa_key_size(material.private_pem) == (key_size or DEFAULT_RSA_BITS)
     return True
+
+
+def rsa_key_size(private_pem: str) -> int:
+    """The modulus size of a stored RSA key, cheaply: only its size is read and nothing is
+    signed with the object, so the RSA consistency check (up to seconds of CPU for 4096
+    bits, on every reconcile) is skipped. The keys are the operator's own, from its Secret."""
+    loaded = serialization.load_pem_private_key(
+        private_pem.encode(), password=None, unsafe_skip_rsa_key_validation=True
+    )
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise UnsupportedAlgorithm(f"not an RSA key: {type(loaded).__name__}")
+    return loaded.key_size

@@ -4,7 +4,14 @@ States: `next` (in JWKS, not signing) → `active` (signing) → `retired` (in J
 `removeAfter`, so tokens it signed keep verifying) → removed. A next key always exists, made
 when the previous one was promoted, so it is published for a whole rotation period; a
 scheduled promotion also waits until the next key has been published for `prePublish`.
-A manual rotation (annotation `kubemint.io/rotate` set to a new value) promotes at once.
+A manual rotation (annotation `kubemint.io/rotate` set to a new value) promotes at once,
+unless one was done less than the operator's manual-rotation interval ago or too many retired
+keys are still published: then it is deferred (status and an Event say until when), and done
+by the first reconcile after that, never dropped.
+
+The schedule's bounds (a floor on `every`, higher for RSA, whose keys take seconds to make;
+`retainAfter` within a few periods) are the CRD's rules; `check_schedule` repeats them for
+objects stored before a rule existed, and the operator then generates nothing for them.
 """
 
 from __future__ import annotations
@@ -14,11 +21,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kubemint.api.meta import ANNOTATION_ROTATE, Outcome, format_time
+from kubemint.api.meta import ANNOTATION_ROTATE, Outcome, format_time, parse_time
 from kubemint.api.records import State, StoredKey
-from kubemint.api.signingkey import SigningKeySpec
+from kubemint.api.signingkey import (
+    MAX_RETAINED_ROTATIONS,
+    MAX_RETIRED_KEYS,
+    MIN_EVERY,
+    MIN_RSA_EVERY,
+    SigningKeySpec,
+)
 from kubemint.crypto import keys
 from kubemint.crypto.keys import KeyMaterial
+
+DEFAULT_MANUAL_INTERVAL = datetime.timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,8 @@ class RotationPlan:
     next_rotation_at: datetime.datetime
     next_check_at: datetime.datetime
     manual_rotation: str | None  # the annotation value acted on (or already acted on)
+    manual_rotation_at: datetime.datetime | None = None  # when the last one was done
+    deferred_until: datetime.datetime | None = None  # a pending manual rotation waits until
 
     @property
     def active(self) -> StoredKey:
@@ -67,7 +84,19 @@ class RotationPlan:
             ],
             "nextRotationAt": format_time(self.next_rotation_at),
             "lastManualRotation": self.manual_rotation,
+            "lastManualRotationAt": _iso(self.manual_rotation_at),
+            "manualRotationDeferredUntil": _iso(self.deferred_until),
         }
+
+    def summary(self) -> str:
+        """The Ready message: which key signs, and what is scheduled or waiting."""
+        kid, due = self.active.material.kid, format_time(self.next_rotation_at)
+        if self.deferred_until is not None:
+            return (
+                f"active key {kid}, next rotation at {due}; the rotation requested by "
+                f"kubemint.io/rotate is deferred until {format_time(self.deferred_until)}"
+            )
+        return f"active key {kid}, next rotation at {due}"
 
 
 def plan_rotation(
@@ -77,9 +106,17 @@ def plan_rotation(
     *,
     manual_request: str | None,
     last_manual: str | None,
+    last_manual_at: datetime.datetime | None = None,
+    deferred_before: datetime.datetime | None = None,
+    manual_interval: datetime.timedelta = DEFAULT_MANUAL_INTERVAL,
+    status_active_kid: str | None = None,
     generate: Callable[[str, int | None], KeyMaterial] = keys.generate,
 ) -> RotationPlan:
-    """The key set at `now`: generate, promote, retire and remove as the schedule says."""
+    """The key set at `now`: generate, promote, retire and remove as the schedule says.
+
+    `last_manual_at` is when the last manual rotation was done and `deferred_before` the
+    deferral status already shows (so its Event is posted once, not on every reconcile);
+    `status_active_kid` is the active kid status shows, to tell a stale view (below)."""
     events: list[tuple[str, str]] = []
 
     def new_key(state: State) -> StoredKey:
@@ -125,6 +162,27 @@ def plan_rotation(
         upcoming = None
 
     manual = manual_request if manual_request and manual_request != last_manual else None
+    stored_active = next((k for k in stored if k.state == "active"), None)
+    if stored_active is not None and status_active_kid not in (None, stored_active.material.kid):
+        # Status lags the Secret: another reconcile (e.g. the change handler, while this
+        # timer waited for the lock) rotated since this view was read, perhaps for this
+        # very request. Its status write is what the next reconcile acts on.
+        manual = None
+    deferred, manual_at = None, last_manual_at
+    if manual is not None and upcoming is not None:
+        deferred, why = manual_deferral(now, last_manual_at, manual_interval, retired)
+        if deferred is not None:
+            if _iso(deferred) != _iso(deferred_before):
+                events.append(
+                    (
+                        "RotationDeferred",
+                        "the rotation requested by kubemint.io/rotate is deferred until "
+                        f"{format_time(deferred)}: {why}",
+                    )
+                )
+            manual = None  # still requested: done by the first reconcile after `deferred`
+        else:
+            manual_at = now
     if upcoming is not None and (manual is not None or now >= _due(spec, active, upcoming)):
         retired.append(retire(active))
         active = promote(upcoming, f"{ANNOTATION_ROTATE} requested it" if manual else "scheduled")
@@ -138,9 +196,55 @@ def plan_rotation(
         keys=(active, upcoming, *sorted(retired, key=lambda k: k.retired_at or now)),
         events=tuple(events),
         next_rotation_at=next_rotation,
-        next_check_at=min([next_rotation, *removals]),
-        manual_rotation=manual_request if manual_request else last_manual,
+        next_check_at=min([next_rotation, *removals, *([deferred] if deferred else [])]),
+        manual_rotation=last_manual if deferred else (manual_request or last_manual),
+        manual_rotation_at=manual_at,
+        deferred_until=deferred,
     )
+
+
+def manual_deferral(
+    now: datetime.datetime,
+    last_manual_at: datetime.datetime | None,
+    interval: datetime.timedelta,
+    retired: list[StoredKey],
+) -> tuple[datetime.datetime | None, str]:
+    """When a manual rotation requested now may be done (None: now), and why it waits.
+
+    Each one generates a key (seconds of CPU for RSA) and keeps the old one published for
+    retainAfter, so they are spaced by `interval` and wait while MAX_RETIRED_KEYS retired
+    keys are still in JWKS (until enough of them have been removed)."""
+    waits: list[tuple[datetime.datetime, str]] = []
+    if last_manual_at is not None and now < last_manual_at + interval:
+        waits.append(
+            (
+                last_manual_at + interval,
+                f"manual rotations are limited to one every {int(interval.total_seconds())}s",
+            )
+        )
+    if len(retired) >= MAX_RETIRED_KEYS:
+        removals = sorted(k.remove_after or now for k in retired)
+        waits.append(
+            (
+                removals[len(retired) - MAX_RETIRED_KEYS],
+                f"{len(retired)} retired keys are still published, at most {MAX_RETIRED_KEYS}",
+            )
+        )
+    if not waits:
+        return None, ""
+    return max(waits)
+
+
+def status_time(value: Any) -> datetime.datetime | None:
+    """A time the operator wrote into status, or None when absent or unreadable."""
+    try:
+        return parse_time(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
 
 
 def active_since(key: StoredKey) -> datetime.datetime:
@@ -184,3 +288,25 @@ def check_namespace(namespace: str, server_namespace: str) -> Outcome | None:
         f"metadata.namespace: SigningKeys must live in the token server's namespace "
         f"{server_namespace}",
     )
+
+
+def check_schedule(spec: SigningKeySpec) -> Outcome | None:
+    """The CRD's rules on spec.rotation, for a SigningKey stored before they existed (the
+    API server admits no new one that breaks them): the operator generates nothing for it
+    until the spec is fixed. Messages are the CEL rules' own."""
+    problem = None
+    if spec.every < MIN_EVERY:
+        problem = "spec.rotation.every must be at least 1s"
+    elif spec.algorithm in keys.RSA_ALGORITHMS and spec.every < MIN_RSA_EVERY:
+        problem = (
+            "spec.rotation.every must be at least 1h for RSA keys (spec.algorithm RS256, PS256 "
+            "or RSA-OAEP-256): each rotation generates an RSA key, which takes seconds of CPU"
+        )
+    elif spec.pre_publish >= spec.every:
+        problem = "spec.rotation.prePublish must be shorter than spec.rotation.every"
+    elif spec.retain_after > spec.every * MAX_RETAINED_ROTATIONS:
+        problem = (
+            "spec.rotation.retainAfter must be at most 24 times spec.rotation.every: each "
+            "rotation keeps the retired key in JWKS for retainAfter"
+        )
+    return Outcome(False, "InvalidRotation", problem) if problem else None

@@ -49,7 +49,11 @@ def bearer_token(authorization: str | None) -> str:
 
 class BearerAuthMiddleware:
     """Verifies the Bearer token of every HTTP request (except `exempt` paths) and puts its
-    claims in `request.state.claims`."""
+    claims in `request.state.claims`.
+
+    A token whose key is not cached waits for the JWKS fetch without blocking the event
+    loop (asyncio: uvicorn, hypercorn's asyncio worker), for at most the cache's `timeout`;
+    every other request, exempt or with a cached key, is answered meanwhile."""
 
     def __init__(self, app: ASGIApp, verifier: Verifier, exempt: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -62,7 +66,9 @@ class BearerAuthMiddleware:
             return
         request = Request(scope)
         try:
-            claims = self.verifier.verify(bearer_token(request.headers.get("authorization")))
+            claims = await self.verifier.verify_async(
+                bearer_token(request.headers.get("authorization"))
+            )
         except InvalidToken as error:
             await challenge(error)(scope, receive, send)
             return

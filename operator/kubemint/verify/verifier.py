@@ -52,7 +52,22 @@ class Verifier:
 
     def verify(self, token: str, required_scopes: Iterable[str] = ()) -> dict[str, Any]:
         """The token's claims, or InvalidToken (401) / missing scopes (403); or
-        VerificationUnavailable when the issuer's keys cannot be fetched right now."""
+        VerificationUnavailable when the issuer's keys cannot be fetched right now.
+
+        May wait (this thread) for a JWKS fetch when the token names a key not cached yet:
+        in a coroutine, use `verify_async`."""
+        kid = self._kid(token)
+        return self._check(token, self.jwks.key(kid) if kid else None, required_scopes)
+
+    async def verify_async(self, token: str, required_scopes: Iterable[str] = ()) -> dict[str, Any]:
+        """`verify` for asyncio code: waiting for a JWKS fetch suspends only this coroutine,
+        so the event loop keeps serving other requests meanwhile."""
+        kid = self._kid(token)
+        key = await self.jwks.key_async(kid) if kid else None
+        return self._check(token, key, required_scopes)
+
+    def _kid(self, token: str) -> str | None:
+        """The key id from the header, after the checks that need no key."""
         try:
             header = protected_header(token)
         except InvalidJWT as exc:
@@ -60,7 +75,11 @@ class Verifier:
         if header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
             raise InvalidToken("not an access token (typ must be at+jwt)")
         kid = header.get("kid")
-        key = self.jwks.key(kid) if isinstance(kid, str) else None
+        return kid if isinstance(kid, str) else None
+
+    def _check(
+        self, token: str, key: dict[str, Any] | None, required_scopes: Iterable[str]
+    ) -> dict[str, Any]:
         if key is None:
             raise InvalidToken("unknown signing key")
         try:

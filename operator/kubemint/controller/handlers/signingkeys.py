@@ -35,7 +35,13 @@ from kubemint.controller.runtime import (
     status_update,
 )
 from kubemint.reconcile.ownership import secret_conflict
-from kubemint.reconcile.signingkeys import check_namespace, check_retention, plan_rotation
+from kubemint.reconcile.signingkeys import (
+    check_namespace,
+    check_retention,
+    check_schedule,
+    plan_rotation,
+    status_time,
+)
 
 PLURAL = "signingkeys"
 
@@ -58,18 +64,28 @@ async def reconcile(
         # Honoured only in the server namespace: elsewhere nothing is generated or written.
         return status_update(body, misplaced, now(), {})
     spec = SigningKeySpec.from_body(body)
+    invalid = check_schedule(spec)
+    if invalid is not None:
+        return status_update(body, invalid, now(), {})
+    status = body.get("status") or {}
     async with runtime.lock(KIND_SIGNING_KEY, owner.namespace, owner.name):
         live = await runtime.kube.read_secret(owner.namespace, spec.secret_name)
         conflict = secret_conflict(live, owner, "spec.secretName", spec.secret_name)
         if conflict is not None:
             return status_update(body, conflict, now(), {"secretName": spec.secret_name})
         moment = now()
-        plan = plan_rotation(
+        # Off the event loop: generating (or reading) an RSA key takes seconds of CPU.
+        plan = await runtime.off_loop(
+            plan_rotation,
             spec,
             stored_keys(live),
             moment,
             manual_request=(meta.get("annotations") or {}).get(ANNOTATION_ROTATE),
-            last_manual=(body.get("status") or {}).get("lastManualRotation"),
+            last_manual=status.get("lastManualRotation"),
+            last_manual_at=status_time(status.get("lastManualRotationAt")),
+            deferred_before=status_time(status.get("manualRotationDeferredUntil")),
+            manual_interval=datetime.timedelta(seconds=runtime.settings.manual_rotation_interval),
+            status_active_kid=(status.get("active") or {}).get("kid"),
         )
         # The Secret first: status must never name a kid that is not stored yet.
         await runtime.kube.apply_secret(
@@ -82,9 +98,7 @@ async def reconcile(
             live=live,
         )
     post_events(body, plan.events)
-    outcome = check_retention(spec, lifetimes) or Outcome.ok(
-        f"active key {plan.active.material.kid}, next rotation at {plan.status()['nextRotationAt']}"
-    )
+    outcome = check_retention(spec, lifetimes) or Outcome.ok(plan.summary())
     return status_update(body, outcome, moment, {**plan.status(), "secretName": spec.secret_name})
 
 
