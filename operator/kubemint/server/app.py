@@ -195,11 +195,18 @@ def create_app(
         body: dict[str, Any] = {"synced": view.synced(), "staleSeconds": round(stale, 1)}
         ready = view.synced() and stale < settings.stale_after
         body["status"] = "ready" if ready else ("stale" if view.synced() else "starting")
+        failing = view.rebuild_stats().last_error
+        if failing is not None:  # serving an old view: disabled clients would still work
+            ready = False
+            body["status"] = "rebuild_failing"
+            body["reason"] = f"the view could not be rebuilt ({failing}); see the server log"
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def prometheus(request: Request) -> Response:
         metrics.stale.set(view.stale_for())
         metrics.synced.set(1 if view.synced() else 0)
+        stats = view.rebuild_stats()
+        metrics.observe_view(stats.failures, stats.last_success, view.snapshot().skipped)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> Response:

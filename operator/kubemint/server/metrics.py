@@ -1,8 +1,13 @@
-"""Prometheus metrics: issued tokens by grant/client/outcome, latency, failures, staleness."""
+"""Prometheus metrics: issued tokens by grant/client/outcome, latency, failures, staleness,
+the view's rebuilds and skipped objects, and CEL conditions that could not be evaluated."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+KINDS = ("OAuth2Client", "ServiceAccount", "AccessRule", "SigningKey")
 
 
 class Metrics:
@@ -42,3 +47,36 @@ class Metrics:
             "1 once the initial list of every watched resource has been loaded.",
             registry=self.registry,
         )
+        self.rebuild_failures = Counter(
+            "kubemint_view_rebuild_failures",
+            "Rebuilds of the view that failed (the previous view was kept; /readyz says 503).",
+            registry=self.registry,
+        )
+        self.last_rebuild = Gauge(
+            "kubemint_view_last_rebuild_success_timestamp_seconds",
+            "Unix time of the last successful rebuild of the view (0: none yet).",
+            registry=self.registry,
+        )
+        self.skipped = Gauge(
+            "kubemint_view_objects_skipped",
+            "Objects left out of the view because they could not be read (see their status).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.conditions_unavailable = Counter(
+            "kubemint_conditions_unavailable",
+            "CEL conditions not evaluated within their budget (timeout, busy, or quarantined):"
+            " the request was refused with temporarily_unavailable.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._rebuild_failures_seen = 0
+
+    def observe_view(self, failures: int, last_success: float, skipped: Mapping[str, int]) -> None:
+        """Copy the view's rebuild statistics in, at scrape time."""
+        if failures > self._rebuild_failures_seen:
+            self.rebuild_failures.inc(failures - self._rebuild_failures_seen)
+            self._rebuild_failures_seen = failures
+        self.last_rebuild.set(last_success)
+        for kind in KINDS:
+            self.skipped.labels(kind).set(skipped.get(kind, 0))

@@ -4,18 +4,30 @@ Built by a pure function from the informers' objects, so tests pass in hand-made
 Ownership questions are re-derived here with the operator's own functions (oldest client
 keeps a client id, oldest rule's namespace owns an audience) rather than trusted from status,
 so a rule that grabs an owned audience grants nothing even before the operator reacts.
+
+Every object is read on its own: whatever one of them holds (a value admission let through,
+an object stored before a bound existed) makes that object skipped and counted, never the
+whole build fail, so no tenant can freeze the view for the others.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from kubemint.api.accessrule import HttpRule, RuleClaim, RuleSpec, audience_owner
-from kubemint.api.meta import KIND_ACCOUNT, KIND_CLIENT, ObjectRef, parse_time
+from kubemint.api.meta import (
+    KIND_ACCESS_RULE,
+    KIND_ACCOUNT,
+    KIND_CLIENT,
+    KIND_SIGNING_KEY,
+    ObjectRef,
+    parse_time,
+)
 from kubemint.api.oauth2client import ClientSpec, client_id_holder
 from kubemint.api.records import (
     AccountRecord,
@@ -130,6 +142,11 @@ class Snapshot:
     keys: Mapping[str, KeyRing] = field(default_factory=dict)
     revoked: Mapping[str, int] = field(default_factory=dict)  # jti → exp
     verification_keys: PreparedKeys | None = None  # parsed once: introspection verifies with it
+    skipped: Mapping[str, int] = field(default_factory=dict)  # kind → objects left out
+    # Client ids whose token requests may evaluate a CEL condition (an AccessRule `when` on
+    # one of their audiences, or an issuer `when` of an account using them): the server
+    # evaluates those off its event loop.
+    conditional_clients: frozenset[str] = frozenset()
 
     def opaque_key(self, kid: str) -> OpaqueKey | None:
         return next((r.opaque[kid] for r in self.keys.values() if kid in r.opaque), None)
@@ -177,16 +194,25 @@ def build_snapshot(
     """The view at one moment. Objects that do not parse are skipped (and logged)."""
     secrets = list(secrets)
     records = _records(secrets)
+    skipped: Counter[str] = Counter()
+    client_views = _clients(clients, records, skipped)
+    account_views = _accounts(accounts, records, skipped)
+    rule_views = _rules(rules, skipped)
     snapshot = Snapshot(
-        clients=_clients(clients, records),
-        **_accounts(accounts, records),
-        rules=_rules(rules),
+        clients=client_views,
+        **account_views,
+        rules=rule_views,
         keys=_keyrings(
-            [k for k in signing_keys if k["metadata"]["namespace"] == server_namespace],
+            [k for k in signing_keys if _namespace(k) == server_namespace],
             {s["metadata"]["name"]: s for s in secrets},
             key_cache if key_cache is not None else KeyCache(),
+            skipped,
         ),
         revoked=_revoked(revocations),
+        skipped=dict(skipped),
+        conditional_clients=_conditional_clients(
+            client_views, account_views["accounts"], rule_views
+        ),
     )
     public = snapshot.signature_keys()
     if public:
@@ -235,7 +261,35 @@ def _record_of(body: Body, kind: str, records: Records) -> ClientRecord | Accoun
     return record
 
 
-def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
+def _conditional_clients(
+    clients: Mapping[str, ClientView],
+    accounts: Mapping[tuple[str, str], AccountView],
+    rules: Mapping[str, tuple[RuleView, ...]],
+) -> frozenset[str]:
+    conditional = {a for a, owned in rules.items() if any(r.condition for r in owned)}
+    federated = {
+        (a.ref.namespace, name)
+        for a in accounts.values()
+        if any(i.when for i in a.issuers)
+        for name in a.clients
+    }
+    return frozenset(
+        client_id
+        for client_id, c in clients.items()
+        if conditional.intersection(c.audiences) or (c.ref.namespace, c.ref.name) in federated
+    )
+
+
+def _skip(kind: str, body: Body, exc: BaseException, skipped: Counter[str]) -> None:
+    """Leave one object out of the view: the type of error only, never its value (it may
+    be anything a tenant wrote)."""
+    skipped[kind] += 1
+    log.warning("skipping %s %s: %s", kind, _name(body), type(exc).__name__)
+
+
+def _clients(
+    bodies: Iterable[Body], records: Records, skipped: Counter[str]
+) -> dict[str, ClientView]:
     claims: dict[str, list[tuple[str, ClientView]]] = {}
     for body in bodies:
         try:
@@ -256,10 +310,10 @@ def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
                 secrets=record.secrets if isinstance(record, ClientRecord) else (),
                 jwks=record.jwks if isinstance(record, ClientRecord) else None,
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping OAuth2Client %s: %s", _name(body), type(exc).__name__)
+            created = body["metadata"].get("creationTimestamp", "")
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_CLIENT, body, exc, skipped)
             continue
-        created = body["metadata"].get("creationTimestamp", "")
         claims.setdefault(view.client_id, []).append((created, view))
     # The oldest claimant keeps a client id; same-second claimants are contested and nobody
     # authenticates as it (as the operator decides, with the same function).
@@ -272,7 +326,7 @@ def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
     return held
 
 
-def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
+def _accounts(bodies: Iterable[Body], records: Records, skipped: Counter[str]) -> dict[str, Any]:
     accounts: dict[tuple[str, str], AccountView] = {}
     by_kubernetes: dict[tuple[str, str], list[AccountView]] = {}
     by_client: dict[tuple[str, str], list[AccountView]] = {}
@@ -292,8 +346,8 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
                 issuer_keys=(stored.issuer_keys or {}) if stored else {},
                 claims=spec.claims,
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping ServiceAccount %s: %s", _name(body), type(exc).__name__)
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_ACCOUNT, body, exc, skipped)
             continue
         accounts[(spec.namespace, spec.name)] = view
         for sa in spec.kubernetes:
@@ -307,7 +361,7 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
     }
 
 
-def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
+def _rules(bodies: Iterable[Body], skipped: Counter[str]) -> dict[str, tuple[RuleView, ...]]:
     claims: dict[str, list[RuleClaim]] = {}
     views: dict[str, list[RuleView]] = {}
     for body in bodies:
@@ -317,8 +371,11 @@ def _rules(bodies: Iterable[Body]) -> dict[str, tuple[RuleView, ...]]:
                 continue
             condition = compile_condition(spec.when) if spec.when else None
             created = parse_time(body["metadata"]["creationTimestamp"])
-        except (ExpressionError, KeyError, ValueError, TypeError):
+        except ExpressionError:
             continue  # an uncompilable condition grants nothing (and the operator says why)
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_ACCESS_RULE, body, exc, skipped)
+            continue
         claims.setdefault(spec.audience, []).append(RuleClaim(spec.namespace, spec.name, created))
         views.setdefault(spec.audience, []).append(
             RuleView(
@@ -341,41 +398,48 @@ def _keyrings(
     bodies: Iterable[Body],
     secrets: Mapping[str, Body],
     cache: KeyCache,
+    skipped: Counter[str],
 ) -> dict[str, KeyRing]:
     rings: dict[str, KeyRing] = {}
     for body in bodies:
         try:
-            spec = SigningKeySpec.from_body(body)
-            name = body["metadata"]["name"]
-            secret = secrets.get(spec.secret_name)
-            # Only the Secret this very SigningKey controls holds its keys.
-            if secret is None or controller_uid(secret) != body["metadata"].get("uid"):
-                continue
-            stored = list(decode_keys(secret))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping SigningKey %s: %s", _name(body), type(exc).__name__)
+            ring = _keyring(body, secrets, cache)
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_SIGNING_KEY, body, exc, skipped)
             continue
-        active = next((k for k in stored if k.state == "active"), None)
-        if active is None:
-            continue  # not reconciled yet
-        signing = active.material.use == "sig"
-        rings[name] = KeyRing(
-            name=name,
-            algorithm=active.material.algorithm,
-            use=active.material.use,
-            signer=_cached(cache.signers, active, Signer) if signing else None,
-            public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
-            pre_publish=spec.pre_publish,
-            active_kid=active.material.kid,
-            opaque={k.material.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored}
-            if signing
-            else {},
-            encrypter=None if signing else _cached(cache.encrypters, active, Encrypter),
-            decrypters={}
-            if signing
-            else {k.material.kid: _cached(cache.decrypters, k, Decrypter) for k in stored},
-        )
+        if ring is not None:
+            rings[ring.name] = ring
     return rings
+
+
+def _keyring(body: Body, secrets: Mapping[str, Body], cache: KeyCache) -> KeyRing | None:
+    spec = SigningKeySpec.from_body(body)
+    name = body["metadata"]["name"]
+    secret = secrets.get(spec.secret_name)
+    # Only the Secret this very SigningKey controls holds its keys.
+    if secret is None or controller_uid(secret) != body["metadata"].get("uid"):
+        return None
+    stored = list(decode_keys(secret))
+    active = next((k for k in stored if k.state == "active"), None)
+    if active is None:
+        return None  # not reconciled yet
+    signing = active.material.use == "sig"
+    return KeyRing(
+        name=name,
+        algorithm=active.material.algorithm,
+        use=active.material.use,
+        signer=_cached(cache.signers, active, Signer) if signing else None,
+        public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
+        pre_publish=spec.pre_publish,
+        active_kid=active.material.kid,
+        opaque={k.material.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored}
+        if signing
+        else {},
+        encrypter=None if signing else _cached(cache.encrypters, active, Encrypter),
+        decrypters={}
+        if signing
+        else {k.material.kid: _cached(cache.decrypters, k, Decrypter) for k in stored},
+    )
 
 
 T = TypeVar("T")
@@ -391,6 +455,10 @@ def _public_jwk(key: StoredKey, cache: dict[str, Mapping[str, Any]]) -> Mapping[
     if key.material.kid not in cache:
         cache[key.material.kid] = key.material.public_jwk()
     return cache[key.material.kid]
+
+
+def _namespace(body: Body) -> str | None:
+    return (body.get("metadata") or {}).get("namespace")
 
 
 def _name(body: Body) -> str:

@@ -17,7 +17,14 @@ from kubemint.api.meta import (
     parse_time,
     set_condition,
 )
-from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
+from kubemint.controller.runtime import (
+    Runtime,
+    changed,
+    invalid_spec,
+    now,
+    reconciler,
+    status_update,
+)
 from kubemint.reconcile.accessrules import (
     check_rule,
     unresolved_subjects,
@@ -31,6 +38,9 @@ def reconcile(
     claims: list[RuleClaim],
     existing: frozenset[ObjectRef],
 ) -> dict[str, Any]:
+    refused = invalid_spec(body, RuleSpec.from_body)
+    if refused is not None:
+        return refused
     spec = RuleSpec.from_body(body)
     outcome = check_rule(spec, audience_owner(claims))
     missing = unresolved_subjects(spec, existing)

@@ -26,6 +26,7 @@ from kubemint.controller.runtime import (
     Runtime,
     changed,
     delete_record,
+    invalid_spec,
     iso,
     needs_recheck,
     now,
@@ -53,6 +54,9 @@ async def reconcile(
     runtime: Runtime, body: kopf.Body | dict[str, Any], clients: dict[str, tuple[str, ...]]
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
+    refused = invalid_spec(body, AccountSpec.from_body)
+    if refused is not None:
+        return refused
     spec = AccountSpec.from_body(body)
     owner = Owner.of({**body, "kind": KIND_ACCOUNT})
     key_texts: dict[tuple[str, str], str | None] = {}
