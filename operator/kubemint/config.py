@@ -100,6 +100,12 @@ class ServerSettings:
     """Proxies (e.g. the ingress controllers' pod network) whose X-Forwarded-For names the
     source address; empty: X-Forwarded-For is ignored."""
 
+    condition_workers: int = 2
+    """Worker processes that evaluate CEL conditions (AccessRule and issuer `when`)."""
+    condition_timeout: float = 0.1
+    """Seconds one condition may take; a later one is cut off, refused for a while, and the
+    request gets temporarily_unavailable."""
+
     @property
     def token_endpoint(self) -> str:
         return self.issuer + "/oauth2/token"
@@ -117,4 +123,6 @@ class ServerSettings:
             failures_per_client=int(env.get("KUBEMINT_AUTH_FAILURES_PER_CLIENT", "10")),
             failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
             trusted_proxies=parse_networks(env.get("KUBEMINT_TRUSTED_PROXIES", "")),
+            condition_workers=int(env.get("KUBEMINT_CONDITION_WORKERS", "2")),
+            condition_timeout=float(env.get("KUBEMINT_CONDITION_TIMEOUT", "0.1")),
         )

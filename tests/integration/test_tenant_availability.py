@@ -111,9 +111,7 @@ DURATION_FIELDS = [
         "spec.appPasswords.rotateEvery",
     ),
     pytest.param("SigningKey", {"rotation": {"every": OVERFLOW}}, "spec.rotation.every"),
-    pytest.param(
-        "SigningKey", {"rotation": {"prePublish": OVERFLOW}}, "spec.rotation.prePublish"
-    ),
+    pytest.param("SigningKey", {"rotation": {"prePublish": OVERFLOW}}, "spec.rotation.prePublish"),
     pytest.param(
         "SigningKey", {"rotation": {"retainAfter": OVERFLOW}}, "spec.rotation.retainAfter"
     ),
@@ -174,24 +172,34 @@ def test_an_overflowing_duration_costs_only_its_own_object(
     before = _working_client(cluster, victim, "before", audience)
     wait_for(lambda: _issued(http, token_server, before, audience), "the victim's token")
 
-    attacker.apply(_client("bomb", attacker.namespace, audience, secret={"overlap": OVERFLOW}))
-    # The operator reports the bad field on the attacker's own object.
-    bomb = wait_for(
-        lambda: (o := get(cluster, "OAuth2Client", attacker.namespace, "bomb"))
-        and condition(o).get("reason") == "InvalidSpec"
-        and o,
-        "the attacker's client to be reported InvalidSpec",
+    bomb_body = json.dumps(
+        _client("bomb", attacker.namespace, audience, secret={"overlap": OVERFLOW})
     )
-    assert "spec.secret.overlap" in condition(bomb)["message"], condition(bomb)
-
+    wait_for(  # the relaxed schema takes a moment to be in force
+        lambda: attacker.kubectl("apply", "-f", "-", stdin=bomb_body, check=False).returncode == 0,
+        "the API server to store the attacker's client",
+    )
     # The view keeps following changes: a new client works, a disabled one stops.
     after = _working_client(cluster, victim, "after", audience)
     wait_for(lambda: _issued(http, token_server, after, audience), "the new client's token")
     victim.apply(_client("before", victim.namespace, audience, disabled=True))
     wait_for(
-        lambda: _token(http, token_server, before, audience).status_code == 401,
+        lambda: (
+            _token(http, token_server, before, audience).json().get("error")
+            == "unauthorized_client"
+        ),
         "the disabled client to be refused",
     )
+    # The operator reports the bad field on the attacker's own object.
+    bomb = wait_for(
+        lambda: (
+            (o := get(cluster, "OAuth2Client", attacker.namespace, "bomb"))
+            and condition(o).get("reason") == "InvalidSpec"
+            and o
+        ),
+        "the attacker's client to be reported InvalidSpec",
+    )
+    assert "spec.secret.overlap" in condition(bomb)["message"], condition(bomb)
     ready = http.get(token_server.issuer + "/readyz")
     assert ready.status_code == 200, ready.text
     metrics = http.get(token_server.issuer + "/metrics").text

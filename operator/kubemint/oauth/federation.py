@@ -22,9 +22,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kubemint.api.meta import ObjectRef
 from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, decode_unverified, verify_jwt
-from kubemint.oauth.errors import OAuth2Error
-from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
+from kubemint.oauth.errors import OAuth2Error, TemporarilyUnavailable
+from kubemint.policy.expressions import (
+    Condition,
+    EvaluationUnavailable,
+    ExpressionError,
+    compile_condition,
+)
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
 KUBERNETES = "kubernetes"
@@ -132,7 +138,7 @@ def _external(
             if issuer.subject is not None and claims.get("sub") != issuer.subject:
                 continue
             if issuer.when and not _allows(
-                issuer.when, {**request, "subject": account.subject}, claims
+                issuer.when, {**request, "subject": account.subject}, claims, account.ref
             ):
                 continue
             return account, claims
@@ -168,9 +174,22 @@ def _verify(
         raise error(f"assertion rejected: {exc}") from None
 
 
-def _allows(source: str, request: dict[str, Any], claims: dict[str, Any]) -> bool:
+def _allows(
+    source: str, request: dict[str, Any], claims: dict[str, Any], account: ObjectRef
+) -> bool:
+    """An issuer's `when`; one that cannot be evaluated in time (kubemint.policy.sandbox)
+    fails the request as temporarily_unavailable rather than trying the next issuer."""
     condition = _condition(source)
-    return condition is not None and condition.allows(request, claims)
+    if condition is None:
+        return False
+    try:
+        return condition.allows(request, claims, account.namespace)
+    except EvaluationUnavailable as exc:
+        raise TemporarilyUnavailable(
+            "an issuer condition could not be evaluated in time; retry later",
+            retry_after=1,
+            reason=f"{account} spec.federation.issuers[].when not evaluated: {exc.reason}",
+        ) from None
 
 
 @functools.lru_cache(maxsize=256)

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubemint.oauth.client_auth import Caller
-from kubemint.oauth.errors import AccessDenied, InvalidScope, InvalidTarget
+from kubemint.oauth.errors import (
+    AccessDenied,
+    InvalidScope,
+    InvalidTarget,
+    TemporarilyUnavailable,
+)
+from kubemint.policy.expressions import EvaluationUnavailable
 from kubemint.store.snapshot import Snapshot
 
 MAX_SCOPES = 64
@@ -58,7 +64,9 @@ def decide(
 ) -> Grant:
     """The scopes to issue, or the OAuth error explaining why not.
 
-    `request_context` is called only when a matching rule has a `when` condition.
+    `request_context` is called only when a matching rule has a `when` condition. A
+    condition that cannot be evaluated within its budget (see kubemint.policy.sandbox) fails
+    this request with temporarily_unavailable: neither granting nor silently denying.
     """
     subject = caller.subject_ref
     granted: set[str] = set()
@@ -70,7 +78,15 @@ def decide(
         if rule.condition is not None:
             if context is None:
                 context = dict(request_context())
-            if not rule.condition.allows(context, dict(caller.claims)):
+            try:
+                holds = rule.condition.allows(context, dict(caller.claims), rule.ref.namespace)
+            except EvaluationUnavailable as exc:
+                raise TemporarilyUnavailable(
+                    "an AccessRule condition could not be evaluated in time; retry later",
+                    retry_after=1,
+                    reason=f"{rule.ref} spec.when not evaluated: {exc.reason}",
+                ) from None
+            if not holds:
                 continue
         matched = True
         granted |= rule.scopes

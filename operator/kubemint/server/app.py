@@ -34,10 +34,12 @@ from kubemint.oauth.introspection import introspect as introspect_token
 from kubemint.oauth.introspection import read_token
 from kubemint.oauth.ratelimit import FailureLimiter
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
+from kubemint.policy.sandbox import Sandbox
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.server.sources import source_address
 from kubemint.store.revocations import RevocationStore, RevocationUnavailable
+from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import View
 
 audit_log = logging.getLogger("kubemint.audit")
@@ -52,6 +54,7 @@ def create_app(
     *,
     keys: KeyLookup | None = None,
     revocations: RevocationStore | None = None,
+    conditions: Sandbox | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Starlette:
     metrics = Metrics()
@@ -81,7 +84,12 @@ def create_app(
                 metrics.auth_failures.labels("rate_limited").inc()
                 raise TooManyRequests("too many failed attempts", retry_after=wait)
             try:
-                body = service.issue(tr, audit)
+                if _may_evaluate(view.snapshot(), claimed):
+                    # CEL runs in a worker process (kubemint.policy.sandbox): wait for it in a
+                    # thread, so the event loop keeps serving everyone else meanwhile.
+                    body = await run_in_threadpool(service.issue, tr, audit)
+                else:
+                    body = service.issue(tr, audit)
             except InvalidClient:
                 per_client.failed(*{claimed, audit.client_id} - {""})
                 per_source.failed(audit.source)
@@ -117,10 +125,11 @@ def create_app(
         wait = max(per_client.retry_after(claimed) or 0, per_source.retry_after(source) or 0)
         if wait:
             raise TooManyRequests("too many failed attempts", retry_after=wait)
+        tr = TokenRequest(form, request.headers.get("authorization"), source)
         try:
-            return service.authenticate(
-                TokenRequest(form, request.headers.get("authorization"), source)
-            )
+            if _may_evaluate(view.snapshot(), claimed):  # an issuer `when`, off the loop
+                return await run_in_threadpool(service.authenticate, tr)
+            return service.authenticate(tr)
         except InvalidClient:
             per_client.failed(claimed)
             per_source.failed(source)
@@ -207,6 +216,8 @@ def create_app(
         metrics.synced.set(1 if view.synced() else 0)
         stats = view.rebuild_stats()
         metrics.observe_view(stats.failures, stats.last_success, view.snapshot().skipped)
+        if conditions is not None:
+            metrics.observe_conditions(conditions.unavailable)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -248,6 +259,13 @@ def create_app(
     )
     app.state.metrics = metrics
     return app
+
+
+def _may_evaluate(snapshot: Snapshot, claimed: str) -> bool:
+    """Whether a request by `claimed` may evaluate a CEL condition (a superset: an unnamed
+    client may be any client)."""
+    conditional = snapshot.conditional_clients
+    return claimed in conditional if claimed else bool(conditional)
 
 
 def server_metadata(settings: ServerSettings, view: View) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class Metrics:
             registry=self.registry,
         )
         self._rebuild_failures_seen = 0
+        self._unavailable_seen: dict[str, int] = {}
 
     def observe_view(self, failures: int, last_success: float, skipped: Mapping[str, int]) -> None:
         """Copy the view's rebuild statistics in, at scrape time."""
@@ -80,3 +81,11 @@ class Metrics:
         self.last_rebuild.set(last_success)
         for kind in KINDS:
             self.skipped.labels(kind).set(skipped.get(kind, 0))
+
+    def observe_conditions(self, unavailable: Mapping[str, int]) -> None:
+        """Copy the sandbox's refusals in, at scrape time."""
+        for reason, count in unavailable.items():
+            seen = self._unavailable_seen.get(reason, 0)
+            if count > seen:
+                self.conditions_unavailable.labels(reason).inc(count - seen)
+                self._unavailable_seen[reason] = count

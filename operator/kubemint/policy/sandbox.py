@@ -1,0 +1,214 @@
+"""CEL conditions evaluated in worker processes, each answer within a deadline.
+
+Why processes: the CEL library has no cost or time limit and holds the GIL while it runs, so
+an expensive `when` evaluated in the server (on its event loop or in any thread) stops every
+request of every tenant. A worker can be killed when it is late; a thread cannot.
+
+What bounds one tenant (the `owner` of a condition: the namespace whose object holds it):
+- each evaluation gets `timeout` seconds; a late worker is killed and replaced, and the
+  expression is quarantined (refused without running) for `quarantine` seconds, so repeating
+  the request does not keep a worker busy or the machine re-spawning; the owner's other
+  conditions wait `penalty` seconds too, so many slow expressions cannot kill workers faster
+  than they are replaced;
+- an owner has at most one evaluation running at a time and waits at most `timeout` for its
+  turn, so one tenant occupies at most one worker and others keep the rest;
+- each worker's address space is capped (`memory`), so an expression building huge lists
+  ends its worker, not the server.
+What cannot be answered in time raises EvaluationUnavailable ("timeout", "busy",
+"quarantined", "failed"); callers refuse that one request with temporarily_unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import IO, Any
+
+from kubemint.policy.expressions import Condition, EvaluationUnavailable
+
+log = logging.getLogger("kubemint.conditions")
+START_TIMEOUT = 30.0  # seconds for a new worker to import CEL and say "ready"
+
+
+class _Worker:
+    def __init__(self, memory: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kubemint.policy.worker", str(memory)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=False,
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self._stdin: IO[bytes] = self.process.stdin
+        self._fd = self.process.stdout.fileno()
+        self._buffer = b""
+
+    def wait_ready(self) -> _Worker:
+        if self.read_line(time.monotonic() + START_TIMEOUT) != b"ready":
+            self.kill()
+            raise RuntimeError("a CEL worker did not start")
+        return self
+
+    def ask(self, message: bytes, deadline: float) -> bytes | None:
+        """Send one request; its answer line, or None when late or dead."""
+        try:
+            self._stdin.write(message)
+            self._stdin.flush()
+        except OSError:
+            return None
+        return self.read_line(deadline)
+
+    def read_line(self, deadline: float) -> bytes | None:
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([self._fd], [], [], remaining)
+            if not readable:
+                return None
+            chunk = os.read(self._fd, 4096)
+            if not chunk:
+                return None  # the worker died
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+class Sandbox:
+    """An `Evaluator` (see kubemint.policy.expressions) backed by worker processes."""
+
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout: float = 0.1,
+        quarantine: float = 30.0,
+        penalty: float = 5.0,
+        memory: int = 512 * 1024 * 1024,
+    ) -> None:
+        self.size, self.timeout, self.memory = workers, timeout, memory
+        self.quarantine, self.penalty = quarantine, penalty
+        self.unavailable: Counter[str] = Counter()  # reason → evaluations refused, for metrics
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._turns: dict[str, threading.Semaphore] = {}
+        self._late: dict[str, float] = {}  # source or owner → when its quarantine ends
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start the workers (blocking until they are ready; they start in parallel)."""
+        starting = [_Worker(self.memory) for _ in range(self.size)]
+        for worker in starting:
+            self._add(worker.wait_ready())
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            workers = list(self._all)
+        for worker in workers:
+            worker.kill()
+
+    def evaluate(
+        self,
+        condition: Condition,
+        request: Mapping[str, Any],
+        claims: Mapping[str, Any],
+        owner: str,
+    ) -> bool:
+        source = condition.source
+        if self._quarantined(source, owner):
+            raise self._refuse("quarantined")
+        message = (
+            json.dumps(
+                {"source": source, "request": request, "claims": claims},
+                default=str,
+                separators=(",", ":"),
+            ).encode()
+            + b"\n"
+        )
+        turn = self._turn(owner)
+        if not turn.acquire(timeout=self.timeout):
+            raise self._refuse("busy")
+        try:
+            if self._quarantined(source, owner):  # decided while this one waited its turn
+                raise self._refuse("quarantined")
+            try:
+                worker = self._idle.get(timeout=self.timeout)
+            except queue.Empty:
+                raise self._refuse("busy") from None
+            answer = worker.ask(message, time.monotonic() + self.timeout)
+            if answer is None:
+                late = worker.process.poll() is None
+                self._replace(worker)
+                now = time.monotonic()
+                with self._lock:
+                    if len(self._late) > 4096:  # forget quarantines that are over
+                        self._late = {k: t for k, t in self._late.items() if t > now}
+                    self._late[source] = now + self.quarantine
+                    self._late[f"owner:{owner}"] = now + self.penalty
+                log.warning(
+                    "a condition of %s %s; refusing it for %ds",
+                    owner or "?",
+                    f"took longer than {self.timeout}s" if late else "ended its worker",
+                    int(self.quarantine),
+                )
+                raise self._refuse("timeout" if late else "failed")
+            self._idle.put(worker)
+        finally:
+            turn.release()
+        return bool(json.loads(answer).get("allows") is True)
+
+    def _quarantined(self, source: str, owner: str) -> bool:
+        now = time.monotonic()
+        return self._late.get(source, 0.0) > now or self._late.get(f"owner:{owner}", 0.0) > now
+
+    def _turn(self, owner: str) -> threading.Semaphore:
+        with self._lock:
+            return self._turns.setdefault(owner, threading.Semaphore(1))
+
+    def _refuse(self, reason: str) -> EvaluationUnavailable:
+        self.unavailable[reason] += 1
+        return EvaluationUnavailable(reason)
+
+    def _add(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._stopped:
+                worker.kill()
+                return
+            self._all.add(worker)
+        self._idle.put(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        """Kill a late or dead worker and start another in the background."""
+        worker.kill()  # answers nothing any more: late answers can never be misread
+        with self._lock:
+            self._all.discard(worker)
+        threading.Thread(target=self._respawn, name="cel-worker-start", daemon=True).start()
+
+    def _respawn(self) -> None:
+        delay = 1.0
+        while not self._stopped:
+            try:
+                self._add(_Worker(self.memory).wait_ready())
+                return
+            except (OSError, RuntimeError):
+                log.exception("a CEL worker could not be started; retrying in %.0fs", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
