@@ -16,6 +16,9 @@ What bounds one tenant (the `owner` of a condition: the namespace whose object h
   ends its worker, not the server.
 What cannot be answered in time raises EvaluationUnavailable ("timeout", "busy",
 "quarantined", "failed"); callers refuse that one request with temporarily_unavailable.
+
+CEL is deterministic (no clock, no I/O), so answers are kept by (expression, variables): a
+client repeating its request costs a dictionary lookup, not a round trip to a worker.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -37,6 +40,7 @@ from kubemint.policy.expressions import Condition, EvaluationUnavailable
 
 log = logging.getLogger("kubemint.conditions")
 START_TIMEOUT = 30.0  # seconds for a new worker to import CEL and say "ready"
+ANSWERS = 4096  # answers kept, by (expression, variables)
 
 
 class _Worker:
@@ -64,7 +68,7 @@ class _Worker:
         try:
             self._stdin.write(message)
             self._stdin.flush()
-        except OSError:
+        except (OSError, ValueError):  # a dead worker, or one already killed
             return None
         return self.read_line(deadline)
 
@@ -110,6 +114,7 @@ class Sandbox:
         self._turns: dict[str, threading.Semaphore] = {}
         self._late: dict[str, float] = {}  # source or owner → when its quarantine ends
         self._lock = threading.Lock()
+        self._answers: OrderedDict[bytes, bool] = OrderedDict()
         self._stopped = False
 
     def start(self) -> None:
@@ -124,6 +129,8 @@ class Sandbox:
             workers = list(self._all)
         for worker in workers:
             worker.kill()
+        while not self._idle.empty():
+            self._idle.get_nowait()
 
     def evaluate(
         self,
@@ -133,16 +140,22 @@ class Sandbox:
         owner: str,
     ) -> bool:
         source = condition.source
-        if self._quarantined(source, owner):
-            raise self._refuse("quarantined")
         message = (
             json.dumps(
                 {"source": source, "request": request, "claims": claims},
                 default=str,
                 separators=(",", ":"),
+                sort_keys=True,
             ).encode()
             + b"\n"
         )
+        with self._lock:
+            known = self._answers.get(message)
+            if known is not None:
+                self._answers.move_to_end(message)
+                return known
+        if self._quarantined(source, owner):
+            raise self._refuse("quarantined")
         turn = self._turn(owner)
         if not turn.acquire(timeout=self.timeout):
             raise self._refuse("busy")
@@ -173,7 +186,12 @@ class Sandbox:
             self._idle.put(worker)
         finally:
             turn.release()
-        return bool(json.loads(answer).get("allows") is True)
+        allows = json.loads(answer).get("allows") is True
+        with self._lock:
+            self._answers[message] = allows
+            if len(self._answers) > ANSWERS:
+                self._answers.popitem(last=False)
+        return allows
 
     def _quarantined(self, source: str, owner: str) -> bool:
         now = time.monotonic()

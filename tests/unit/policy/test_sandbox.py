@@ -65,7 +65,7 @@ def test_a_late_expression_is_cut_off_quarantined_and_its_worker_replaced(
 def test_one_owner_uses_one_worker_at_a_time_and_others_keep_theirs() -> None:
     """Four concurrent requests for one slow expression cost one timeout (one worker
     replaced): the others were waiting for the owner's turn and then find it quarantined."""
-    box = Sandbox(workers=2, timeout=1.0)
+    box = Sandbox(workers=2, timeout=0.3)
     box.start()
     try:
         outcomes: list[str] = []
@@ -80,7 +80,7 @@ def test_one_owner_uses_one_worker_at_a_time_and_others_keep_theirs() -> None:
         attackers = [threading.Thread(target=attack) for _ in range(4)]
         for thread in attackers:
             thread.start()
-        time.sleep(0.2)  # the attack holds evil's turn now
+        time.sleep(0.1)  # the attack holds evil's turn now
         started = time.monotonic()
         assert box.evaluate(CHEAP, REQUEST, {}, "team")
         assert time.monotonic() - started < 0.5
@@ -113,3 +113,14 @@ def test_after_a_timeout_the_owners_other_conditions_wait_too() -> None:
                 assert time.monotonic() < deadline, "no worker came back"
     finally:
         box.stop()
+
+
+def test_an_answer_is_kept_for_the_same_expression_and_variables() -> None:
+    """CEL is deterministic: a repeated request needs no worker (here: none is left)."""
+    box = Sandbox(workers=1, timeout=0.5)
+    box.start()
+    assert box.evaluate(CHEAP, REQUEST, {}, "team")
+    box.stop()
+    assert box.evaluate(CHEAP, dict(reversed(REQUEST.items())), {}, "team")  # same variables
+    with pytest.raises(EvaluationUnavailable):
+        box.evaluate(CHEAP, {**REQUEST, "grant_type": "password"}, {}, "team")
