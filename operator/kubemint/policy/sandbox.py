@@ -19,10 +19,18 @@ What cannot be answered in time raises EvaluationUnavailable ("timeout", "busy",
 
 CEL is deterministic (no clock, no I/O), so answers are kept by (expression, variables): a
 client repeating its request costs a dictionary lookup, not a round trip to a worker.
+
+Waiting for a worker must not hold the server's event loop, so the server evaluates in a
+thread, except for expressions this sandbox has seen answer quickly every time (`cheap`):
+those it evaluates `inline()`, on the loop, within `inline_timeout`. An inline evaluation
+that is slow marks its expression slow for good (threads from then on), so each expression
+can hold the loop at most once, for at most `inline_timeout`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -33,7 +41,7 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
 from kubemint.policy.expressions import Condition, EvaluationUnavailable
@@ -41,6 +49,8 @@ from kubemint.policy.expressions import Condition, EvaluationUnavailable
 log = logging.getLogger("kubemint.conditions")
 START_TIMEOUT = 30.0  # seconds for a new worker to import CEL and say "ready"
 ANSWERS = 4096  # answers kept, by (expression, variables)
+CHEAP = 0.001  # seconds of evaluation (measured in the worker) below which an answer is cheap
+_INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("inline", default=False)
 
 
 class _Worker:
@@ -105,9 +115,11 @@ class Sandbox:
         quarantine: float = 30.0,
         penalty: float = 5.0,
         memory: int = 512 * 1024 * 1024,
+        inline_timeout: float = 0.02,
     ) -> None:
         self.size, self.timeout, self.memory = workers, timeout, memory
         self.quarantine, self.penalty = quarantine, penalty
+        self.inline_timeout = min(inline_timeout, timeout)
         self.unavailable: Counter[str] = Counter()  # reason → evaluations refused, for metrics
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
@@ -115,6 +127,8 @@ class Sandbox:
         self._late: dict[str, float] = {}  # source or owner → when its quarantine ends
         self._lock = threading.Lock()
         self._answers: OrderedDict[bytes, bool] = OrderedDict()
+        self._fast: set[str] = set()  # expressions that answered cheaply, and only so
+        self._slow: set[str] = set()  # expressions that did not, once
         self._stopped = False
 
     def start(self) -> None:
@@ -132,6 +146,19 @@ class Sandbox:
         while not self._idle.empty():
             self._idle.get_nowait()
 
+    def cheap(self, sources: Iterable[str]) -> bool:
+        """Whether every one of these expressions has answered, always cheaply."""
+        return all(s in self._fast and s not in self._slow for s in sources)
+
+    @contextlib.contextmanager
+    def inline(self) -> Iterator[None]:
+        """Evaluations in this block run on the caller's event loop: `inline_timeout`."""
+        token = _INLINE.set(True)
+        try:
+            yield
+        finally:
+            _INLINE.reset(token)
+
     def evaluate(
         self,
         condition: Condition,
@@ -140,6 +167,7 @@ class Sandbox:
         owner: str,
     ) -> bool:
         source = condition.source
+        timeout = self.inline_timeout if _INLINE.get() else self.timeout
         message = (
             json.dumps(
                 {"source": source, "request": request, "claims": claims},
@@ -157,18 +185,19 @@ class Sandbox:
         if self._quarantined(source, owner):
             raise self._refuse("quarantined")
         turn = self._turn(owner)
-        if not turn.acquire(timeout=self.timeout):
+        if not turn.acquire(timeout=timeout):
             raise self._refuse("busy")
         try:
             if self._quarantined(source, owner):  # decided while this one waited its turn
                 raise self._refuse("quarantined")
             try:
-                worker = self._idle.get(timeout=self.timeout)
+                worker = self._idle.get(timeout=timeout)
             except queue.Empty:
                 raise self._refuse("busy") from None
-            answer = worker.ask(message, time.monotonic() + self.timeout)
+            answer = worker.ask(message, time.monotonic() + timeout)
             if answer is None:
                 late = worker.process.poll() is None
+                self._slow.add(source)
                 self._replace(worker)
                 now = time.monotonic()
                 with self._lock:
@@ -179,15 +208,19 @@ class Sandbox:
                 log.warning(
                     "a condition of %s %s; refusing it for %ds",
                     owner or "?",
-                    f"took longer than {self.timeout}s" if late else "ended its worker",
+                    f"took longer than {timeout}s" if late else "ended its worker",
                     int(self.quarantine),
                 )
                 raise self._refuse("timeout" if late else "failed")
             self._idle.put(worker)
         finally:
             turn.release()
-        allows = json.loads(answer).get("allows") is True
+        reply = json.loads(answer)
+        allows = reply.get("allows") is True
         with self._lock:
+            (self._fast if reply.get("seconds", 1.0) < CHEAP else self._slow).add(source)
+            if len(self._fast) + len(self._slow) > ANSWERS:  # expressions come and go
+                self._fast.clear()
             self._answers[message] = allows
             if len(self._answers) > ANSWERS:
                 self._answers.popitem(last=False)

@@ -1,9 +1,10 @@
 """The process that evaluates CEL conditions for the token server (`kubemint.policy.sandbox`).
 
 One request per line on stdin, `{"source": …, "request": {…}, "claims": {…}}`, one answer per
-line on stdout, `{"allows": true|false}`; "ready" first. The parent kills it when an answer
-is late, so it needs no deadline of its own; its address space is capped (argv[1], bytes) so
-an expression that builds huge lists ends this process, not the server.
+line on stdout, `{"allows": true|false, "seconds": <evaluation time>}`; "ready" first. The
+parent kills it when an answer is late, so it needs no deadline of its own; its address space
+is capped (argv[1], bytes) so an expression that builds huge lists ends this process, not the
+server.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import time
 from collections import OrderedDict
 
 CACHE = 512  # compiled programs kept, by source
@@ -39,12 +41,14 @@ def main(argv: list[str]) -> int:
                 programs.popitem(last=False)
         else:
             programs.move_to_end(source)
+        started = time.perf_counter()
         try:
             variables = {"request": message["request"], "claims": message["claims"]}
             allows = program is not None and program.execute(variables) is True
         except Exception:  # any evaluation failure denies, as in-process
             allows = False
-        out.write('{"allows": true}\n' if allows else '{"allows": false}\n')
+        seconds = time.perf_counter() - started
+        out.write(json.dumps({"allows": allows, "seconds": seconds}) + "\n")
         out.flush()
     return 0
 

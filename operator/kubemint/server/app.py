@@ -7,7 +7,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -84,12 +84,13 @@ def create_app(
                 metrics.auth_failures.labels("rate_limited").inc()
                 raise TooManyRequests("too many failed attempts", retry_after=wait)
             try:
-                if _may_evaluate(view.snapshot(), claimed):
+                if _off_loop(view.snapshot(), claimed, conditions):
                     # CEL runs in a worker process (kubemint.policy.sandbox): wait for it in a
                     # thread, so the event loop keeps serving everyone else meanwhile.
                     body = await run_in_threadpool(service.issue, tr, audit)
                 else:
-                    body = service.issue(tr, audit)
+                    with _inline(conditions):
+                        body = service.issue(tr, audit)
             except InvalidClient:
                 per_client.failed(*{claimed, audit.client_id} - {""})
                 per_source.failed(audit.source)
@@ -127,9 +128,10 @@ def create_app(
             raise TooManyRequests("too many failed attempts", retry_after=wait)
         tr = TokenRequest(form, request.headers.get("authorization"), source)
         try:
-            if _may_evaluate(view.snapshot(), claimed):  # an issuer `when`, off the loop
+            if _off_loop(view.snapshot(), claimed, conditions):  # an issuer `when`
                 return await run_in_threadpool(service.authenticate, tr)
-            return service.authenticate(tr)
+            with _inline(conditions):
+                return service.authenticate(tr)
         except InvalidClient:
             per_client.failed(claimed)
             per_source.failed(source)
@@ -261,11 +263,20 @@ def create_app(
     return app
 
 
-def _may_evaluate(snapshot: Snapshot, claimed: str) -> bool:
-    """Whether a request by `claimed` may evaluate a CEL condition (a superset: an unnamed
-    client may be any client)."""
-    conditional = snapshot.conditional_clients
-    return claimed in conditional if claimed else bool(conditional)
+def _off_loop(snapshot: Snapshot, claimed: str, conditions: Sandbox | None) -> bool:
+    """Whether a request by `claimed` should wait for CEL conditions in a thread: it may meet
+    one (an unnamed client may be any client) that has not always answered cheaply."""
+    if conditions is None:
+        return False  # conditions are evaluated in this process: a thread would not help
+    if not claimed:
+        return bool(snapshot.conditional_clients)
+    sources = snapshot.conditional_clients.get(claimed)
+    return sources is not None and not conditions.cheap(sources)
+
+
+def _inline(conditions: Sandbox | None) -> AbstractContextManager[None]:
+    """On the event loop: conditions met anyway get the sandbox's short inline deadline."""
+    return conditions.inline() if conditions is not None else nullcontext()
 
 
 def server_metadata(settings: ServerSettings, view: View) -> dict[str, Any]:

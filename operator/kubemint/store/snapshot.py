@@ -143,10 +143,10 @@ class Snapshot:
     revoked: Mapping[str, int] = field(default_factory=dict)  # jti → exp
     verification_keys: PreparedKeys | None = None  # parsed once: introspection verifies with it
     skipped: Mapping[str, int] = field(default_factory=dict)  # kind → objects left out
-    # Client ids whose token requests may evaluate a CEL condition (an AccessRule `when` on
-    # one of their audiences, or an issuer `when` of an account using them): the server
-    # evaluates those off its event loop.
-    conditional_clients: frozenset[str] = frozenset()
+    # Client id → the CEL conditions its requests may evaluate (AccessRule `when`s on its
+    # audiences, issuer `when`s of accounts using it): the server decides with these whether
+    # a request waits for the condition sandbox off its event loop.
+    conditional_clients: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def opaque_key(self, kid: str) -> OpaqueKey | None:
         return next((r.opaque[kid] for r in self.keys.values() if kid in r.opaque), None)
@@ -265,19 +265,24 @@ def _conditional_clients(
     clients: Mapping[str, ClientView],
     accounts: Mapping[tuple[str, str], AccountView],
     rules: Mapping[str, tuple[RuleView, ...]],
-) -> frozenset[str]:
-    conditional = {a for a, owned in rules.items() if any(r.condition for r in owned)}
-    federated = {
-        (a.ref.namespace, name)
-        for a in accounts.values()
-        if any(i.when for i in a.issuers)
-        for name in a.clients
+) -> dict[str, frozenset[str]]:
+    by_audience = {
+        audience: {r.condition.source for r in owned if r.condition}
+        for audience, owned in rules.items()
     }
-    return frozenset(
-        client_id
-        for client_id, c in clients.items()
-        if conditional.intersection(c.audiences) or (c.ref.namespace, c.ref.name) in federated
-    )
+    by_client: dict[tuple[str, str], set[str]] = {}
+    for account in accounts.values():
+        sources = {i.when for i in account.issuers if i.when}
+        for name in account.clients if sources else ():
+            by_client.setdefault((account.ref.namespace, name), set()).update(sources)
+    out: dict[str, frozenset[str]] = {}
+    for client_id, client in clients.items():
+        sources = set(by_client.get((client.ref.namespace, client.ref.name), ()))
+        for audience in client.audiences:
+            sources |= by_audience.get(audience, set())
+        if sources:
+            out[client_id] = frozenset(sources)
+    return out
 
 
 def _skip(kind: str, body: Body, exc: BaseException, skipped: Counter[str]) -> None:

@@ -124,3 +124,23 @@ def test_an_answer_is_kept_for_the_same_expression_and_variables() -> None:
     assert box.evaluate(CHEAP, dict(reversed(REQUEST.items())), {}, "team")  # same variables
     with pytest.raises(EvaluationUnavailable):
         box.evaluate(CHEAP, {**REQUEST, "grant_type": "password"}, {}, "team")
+
+
+def test_only_expressions_that_always_answered_cheaply_are_cheap_and_inline_is_short() -> None:
+    """The server evaluates cheap expressions on its event loop: there the deadline is the
+    short inline one, and one slow answer makes the expression not cheap for good."""
+    box = Sandbox(workers=2, timeout=5.0, inline_timeout=0.05, penalty=0.0)
+    box.start()
+    try:
+        assert not box.cheap([CHEAP.source])  # never seen: not known to be cheap
+        assert box.evaluate(CHEAP, REQUEST, {}, "team")
+        assert box.cheap([CHEAP.source])
+        assert not box.cheap([CHEAP.source, SLOW.source])
+        started = time.monotonic()
+        with box.inline(), pytest.raises(EvaluationUnavailable) as caught:
+            box.evaluate(SLOW, REQUEST, {}, "evil")
+        assert caught.value.reason == "timeout"
+        assert time.monotonic() - started < 1.0  # the inline deadline, not the 5 s one
+        assert not box.cheap([SLOW.source])
+    finally:
+        box.stop()

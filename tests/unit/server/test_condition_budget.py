@@ -77,7 +77,7 @@ def client() -> Iterator[TestClient]:
             client_record("tasks", "quick", secrets=[generation]),
         ],
     )
-    assert snapshot.conditional_clients == {"tasks.slow", "tasks.quick"}
+    assert set(snapshot.conditional_clients) == {"tasks.slow", "tasks.quick"}
     settings = ServerSettings(namespace="kubemint-system", issuer="https://kubemint.test")
     with TestClient(create_app(settings, StaticView(snapshot))) as test_client:
         yield test_client

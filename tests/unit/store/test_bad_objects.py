@@ -112,4 +112,7 @@ def test_clients_that_may_meet_a_condition_are_known_in_advance() -> None:
     issuer = {"issuer": "https://ci.test", "when": "claims.ref == 'main'"}
     accounts = [_account("team", "ci", clients=["federated"], federation={"issuers": [issuer]})]
     snapshot = _build(clients=clients, rules=rules, accounts=accounts)
-    assert snapshot.conditional_clients == {"team.good", "team.federated"}
+    assert snapshot.conditional_clients == {
+        "team.good": {"request.grant_type == 'client_credentials'"},
+        "team.federated": {"claims.ref == 'main'"},
+    }
