@@ -49,7 +49,8 @@ from kubemint.policy.expressions import Condition, EvaluationUnavailable
 log = logging.getLogger("kubemint.conditions")
 START_TIMEOUT = 30.0  # seconds for a new worker to import CEL and say "ready"
 ANSWERS = 4096  # answers kept, by (expression, variables)
-CHEAP = 0.001  # seconds of evaluation (measured in the worker) below which an answer is cheap
+CHEAP = 0.002  # CPU seconds of evaluation (measured in the worker) below which it is cheap
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("inline", default=False)
 
 
@@ -96,6 +97,15 @@ class _Worker:
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
+
+    def cpu(self) -> float | None:
+        """CPU seconds this worker has used (None where /proc cannot tell)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / _TICKS
+        except (OSError, IndexError, ValueError):
+            return None
 
     def kill(self) -> None:
         self.process.kill()
@@ -194,24 +204,12 @@ class Sandbox:
                 worker = self._idle.get(timeout=timeout)
             except queue.Empty:
                 raise self._refuse("busy") from None
+            spent = worker.cpu()
             answer = worker.ask(message, time.monotonic() + timeout)
             if answer is None:
-                late = worker.process.poll() is None
-                self._slow.add(source)
-                self._replace(worker)
-                now = time.monotonic()
-                with self._lock:
-                    if len(self._late) > 4096:  # forget quarantines that are over
-                        self._late = {k: t for k, t in self._late.items() if t > now}
-                    self._late[source] = now + self.quarantine
-                    self._late[f"owner:{owner}"] = now + self.penalty
-                log.warning(
-                    "a condition of %s %s; refusing it for %ds",
-                    owner or "?",
-                    f"took longer than {timeout}s" if late else "ended its worker",
-                    int(self.quarantine),
-                )
-                raise self._refuse("timeout" if late else "failed")
+                now_cpu = worker.cpu()
+                used = None if now_cpu is None or spent is None else now_cpu - spent
+                raise self._late_answer(worker, used, timeout, source, owner)
             self._idle.put(worker)
         finally:
             turn.release()
@@ -225,6 +223,38 @@ class Sandbox:
             if len(self._answers) > ANSWERS:
                 self._answers.popitem(last=False)
         return allows
+
+    def _late_answer(
+        self, worker: _Worker, cpu: float | None, timeout: float, source: str, owner: str
+    ) -> EvaluationUnavailable:
+        """What a missed deadline costs. The worker is replaced (it may compute for hours)
+        and its owner paused for `penalty`, so nobody can make workers restart faster than
+        that. The expression is quarantined only when it was at fault: its worker died, or
+        spent most of the deadline on the CPU; a worker that barely ran was late because the
+        machine is busy. On the event loop (inline) any miss sends the expression to threads
+        for good; a quarantine applies only there, where the full deadline was given."""
+        died = worker.process.poll() is not None
+        at_fault = died or cpu is None or cpu >= timeout / 2
+        inline = _INLINE.get()
+        self._replace(worker)
+        now = time.monotonic()
+        with self._lock:
+            if len(self._late) > 4096:  # forget quarantines that are over
+                self._late = {k: t for k, t in self._late.items() if t > now}
+            self._late[f"owner:{owner}"] = now + self.penalty
+            if at_fault or inline:
+                self._slow.add(source)
+            if at_fault and not inline:
+                self._late[source] = now + self.quarantine
+        if not at_fault:
+            return self._refuse("busy")
+        log.warning(
+            "a condition of %s %s; refusing it for %ds",
+            owner or "?",
+            "ended its worker" if died else f"took longer than {timeout}s",
+            0 if inline else int(self.quarantine),
+        )
+        return self._refuse("failed" if died else "timeout")
 
     def _quarantined(self, source: str, owner: str) -> bool:
         now = time.monotonic()

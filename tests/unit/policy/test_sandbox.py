@@ -3,6 +3,8 @@ costs one refused request (EvaluationUnavailable), never the server or other ten
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -51,7 +53,7 @@ def test_a_late_expression_is_cut_off_quarantined_and_its_worker_replaced(
     started = time.monotonic()
     with pytest.raises(EvaluationUnavailable) as caught:
         sandbox.evaluate(SLOW, REQUEST, {}, "evil")
-    assert caught.value.reason == "timeout"
+    assert caught.value.reason in {"timeout", "busy"}  # busy: the machine starved the worker
     assert time.monotonic() - started < 1.5
     with pytest.raises(EvaluationUnavailable) as again:
         sandbox.evaluate(SLOW, REQUEST, {}, "evil")
@@ -59,7 +61,7 @@ def test_a_late_expression_is_cut_off_quarantined_and_its_worker_replaced(
     # Others keep being answered, by the worker left and then by the replacement too.
     for _ in range(20):
         assert sandbox.evaluate(CHEAP, REQUEST, {}, "team")
-    assert sandbox.unavailable["timeout"] >= 1
+    assert sandbox.unavailable["timeout"] + sandbox.unavailable["busy"] >= 1
 
 
 def test_one_owner_uses_one_worker_at_a_time_and_others_keep_theirs() -> None:
@@ -86,7 +88,7 @@ def test_one_owner_uses_one_worker_at_a_time_and_others_keep_theirs() -> None:
         assert time.monotonic() - started < 0.5
         for thread in attackers:
             thread.join()
-        assert outcomes.count("timeout") == 1, outcomes
+        assert outcomes.count("timeout") <= 1, outcomes
         assert set(outcomes) <= {"timeout", "busy", "quarantined"}
     finally:
         box.stop()
@@ -139,8 +141,32 @@ def test_only_expressions_that_always_answered_cheaply_are_cheap_and_inline_is_s
         started = time.monotonic()
         with box.inline(), pytest.raises(EvaluationUnavailable) as caught:
             box.evaluate(SLOW, REQUEST, {}, "evil")
-        assert caught.value.reason == "timeout"
+        assert caught.value.reason in {"timeout", "busy"}
         assert time.monotonic() - started < 1.0  # the inline deadline, not the 5 s one
         assert not box.cheap([SLOW.source])
+    finally:
+        box.stop()
+
+
+def test_a_worker_late_because_it_barely_ran_is_busy_and_quarantines_nothing() -> None:
+    """A machine too busy to run the worker is not the expression's fault (a stopped worker
+    stands for a starved one): that request is refused, the expression is not."""
+    box = Sandbox(workers=1, timeout=0.3, penalty=0.0)
+    box.start()
+    try:
+        os.kill(box._idle.queue[0].process.pid, signal.SIGSTOP)
+        with pytest.raises(EvaluationUnavailable) as caught:
+            box.evaluate(CHEAP, REQUEST, {}, "team")
+        assert caught.value.reason == "busy"
+        deadline, reasons = time.monotonic() + 30, []
+        while True:  # the replacement answers, and the expression was never quarantined
+            try:
+                assert box.evaluate(CHEAP, REQUEST, {}, "team")
+                break
+            except EvaluationUnavailable as exc:
+                reasons.append(exc.reason)
+                assert time.monotonic() < deadline, "no worker came back"
+        assert set(reasons) <= {"busy"}, reasons
+        assert box.cheap([CHEAP.source])
     finally:
         box.stop()
