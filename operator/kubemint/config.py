@@ -121,6 +121,12 @@ class ServerSettings:
     audience_ownership: str = "firstClaim"
     """As the operator's: the token server decides ownership with the same rule."""
 
+    condition_workers: int = 2
+    """Worker processes that evaluate CEL conditions (AccessRule and issuer `when`)."""
+    condition_timeout: float = 0.1
+    """Seconds one condition may take; a later one is cut off, refused for a while, and the
+    request gets temporarily_unavailable."""
+
     @property
     def token_endpoint(self) -> str:
         return self.issuer + "/oauth2/token"
@@ -139,4 +145,6 @@ class ServerSettings:
             failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
             trusted_proxies=parse_networks(env.get("KUBEMINT_TRUSTED_PROXIES", "")),
             audience_ownership=_audience_ownership(env),
+            condition_workers=int(env.get("KUBEMINT_CONDITION_WORKERS", "2")),
+            condition_timeout=float(env.get("KUBEMINT_CONDITION_TIMEOUT", "0.1")),
         )

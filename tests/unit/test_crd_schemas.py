@@ -8,6 +8,7 @@ Each failing assertion reports the JSON path of the offending schema node.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,6 +311,33 @@ def test_every_duration_uses_the_go_duration_pattern_and_max_length_32() -> None
         and (node.get("pattern") != DURATION_PATTERN or node.get("maxLength") != 32)
     ]
     assert not offenders, f"durations without the Go duration pattern: {offenders}"
+
+
+DURATION_NAMES = {"every", "prePublish", "retainAfter", "tokenLifetime", "rotateEvery", "overlap"}
+# An upper bound on the field itself, as a rule with no `||` or `?` that could skip it: a rule
+# on the parent guarded by `!has(...)` never runs when a sibling is unset, and a duration that
+# matches the pattern can still overflow (99999999999999999999999999999h).
+UPPER_BOUND = re.compile(
+    r"^duration\(self\) (>= duration\('[0-9a-z]+'\) && duration\(self\) )?"
+    r"<= duration\('([0-9]+)h'\)$"
+)
+
+
+def test_every_duration_has_an_upper_bound_that_nothing_short_circuits() -> None:
+    offenders = []
+    for path, node in spec_and_status_nodes():
+        name = path.rsplit(".", 1)[-1]
+        if name not in DURATION_NAMES or ".spec." not in path:
+            continue
+        field = "spec." + path.split(".spec.", 1)[1]
+        bounds = [
+            rule
+            for rule in node.get("x-kubernetes-validations", [])
+            if (match := UPPER_BOUND.match(rule["rule"])) and int(match.group(2)) <= 87600
+        ]
+        if not bounds or not all(field in rule["message"] for rule in bounds):
+            offenders.append(path)
+    assert not offenders, f"durations without an upper bound naming the field: {offenders}"
 
 
 def test_sets_hold_scalars_and_map_lists_are_keyed_by_required_fields() -> None:

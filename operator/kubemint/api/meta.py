@@ -41,18 +41,35 @@ FINALIZER = "kubemint.io/finalizer"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# The longest duration any spec field may hold (admission enforces the same bound with CEL):
+# long enough for any rotation schedule, short enough that `now + duration` never overflows.
+MAX_DURATION = datetime.timedelta(hours=87600)  # 10 years
+MAX_DURATION_TEXT = "87600h"
 
 
 class InvalidDuration(ValueError):
     pass
 
 
-def parse_duration(text: str) -> datetime.timedelta:
-    """A Go-style duration as the CRDs accept it: "720h", "1h30m", "90s", "250ms"."""
-    if not text or _DURATION_PART.sub("", text) != "":
-        raise InvalidDuration(f"invalid duration {text!r}: use e.g. 720h, 15m, 90s")
+def parse_duration(
+    text: str, field: str = "duration", maximum: datetime.timedelta = MAX_DURATION
+) -> datetime.timedelta:
+    """A Go-style duration as the CRDs accept it: "720h", "1h30m", "90s", "250ms".
+
+    At most `maximum`: "99999999999999999999999999999h" matches the CRD's pattern but is no
+    timedelta (OverflowError), and one such object must cost only itself, so anything out of
+    range is an InvalidDuration (a ValueError) that names `field`, as bad input is."""
+    if not isinstance(text, str) or not text or _DURATION_PART.sub("", text) != "":
+        raise InvalidDuration(f"{field}: invalid duration {text!r}: use e.g. 720h, 15m, 90s")
     seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    if not seconds <= maximum.total_seconds():  # also false for inf
+        raise InvalidDuration(f"{field}: {text} is longer than {_format(maximum)}")
     return datetime.timedelta(seconds=seconds)
+
+
+def _format(duration: datetime.timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
 
 def format_time(moment: datetime.datetime) -> str:

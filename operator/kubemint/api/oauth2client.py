@@ -23,6 +23,7 @@ DEFAULT_TOKEN_FORMAT = "jwt"  # noqa: S105 — a format name
 DEFAULT_SIGNING_KEY = "default"
 DEFAULT_JWKS_KEY = "jwks.json"
 DEFAULT_OVERLAP = "1h"
+MAX_LIFETIME = datetime.timedelta(hours=24)  # as the CRD says: tokenLifetime 10s to 24h
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,16 @@ class ClientSpec:
             client_id=effective_client_id(meta["namespace"], meta["name"], spec),
             auth_method=spec.get("authMethod", DEFAULT_AUTH_METHOD),
             grant_types=tuple(spec.get("grantTypes") or DEFAULT_GRANT_TYPES),
-            token_lifetime=parse_duration(spec.get("tokenLifetime", DEFAULT_LIFETIME)),
+            token_lifetime=parse_duration(
+                spec.get("tokenLifetime", DEFAULT_LIFETIME), "spec.tokenLifetime", MAX_LIFETIME
+            ),
             signing_key=spec.get("signingKey", DEFAULT_SIGNING_KEY),
             encryption_key=spec.get("encryptionKey"),
             jwks=spec.get("jwks"),
             jwks_secret_ref=(ref["name"], ref.get("key", DEFAULT_JWKS_KEY)) if ref else None,
             secret_name=secret.get("name") or f"{meta['name']}-credentials",
-            rotate_every=parse_duration(rotate) if rotate else None,
-            overlap=parse_duration(secret.get("overlap", DEFAULT_OVERLAP)),
+            rotate_every=parse_duration(rotate, "spec.secret.rotateEvery") if rotate else None,
+            overlap=parse_duration(secret.get("overlap", DEFAULT_OVERLAP), "spec.secret.overlap"),
             template_labels=dict(template.get("labels") or {}),
             template_annotations=dict(template.get("annotations") or {}),
             explicit_client_id=bool(spec.get("clientId")),

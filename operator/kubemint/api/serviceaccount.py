@@ -63,8 +63,12 @@ class AccountSpec:
             rotate = passwords.get("rotateEvery")
             app = AppPasswordSpec(
                 secret_name=passwords["secretName"],
-                rotate_every=parse_duration(rotate) if rotate else None,
-                overlap=parse_duration(passwords.get("overlap", DEFAULT_OVERLAP)),
+                rotate_every=(
+                    parse_duration(rotate, "spec.appPasswords.rotateEvery") if rotate else None
+                ),
+                overlap=parse_duration(
+                    passwords.get("overlap", DEFAULT_OVERLAP), "spec.appPasswords.overlap"
+                ),
                 labels=dict(template.get("labels") or {}),
                 annotations=dict(template.get("annotations") or {}),
             )

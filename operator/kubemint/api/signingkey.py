@@ -50,9 +50,13 @@ class SigningKeySpec:
             algorithm=algorithm,
             use=key_use(spec),
             key_size=spec.get("keySize"),
-            every=parse_duration(rotation.get("every", DEFAULT_EVERY)),
-            pre_publish=parse_duration(rotation.get("prePublish", DEFAULT_PRE_PUBLISH)),
-            retain_after=parse_duration(rotation.get("retainAfter", DEFAULT_RETAIN_AFTER)),
+            every=parse_duration(rotation.get("every", DEFAULT_EVERY), "spec.rotation.every"),
+            pre_publish=parse_duration(
+                rotation.get("prePublish", DEFAULT_PRE_PUBLISH), "spec.rotation.prePublish"
+            ),
+            retain_after=parse_duration(
+                rotation.get("retainAfter", DEFAULT_RETAIN_AFTER), "spec.rotation.retainAfter"
+            ),
             secret_name=spec.get("secretName") or f"{body['metadata']['name']}-signing-keys",
         )
 

@@ -114,6 +114,23 @@ def status_update(
     }
 
 
+INVALID_SPEC = "InvalidSpec"
+"""Ready=False reason: a spec value Python cannot use, e.g. a duration beyond its bound in an
+object stored before admission refused such values. The message names the field."""
+
+
+def invalid_spec(body: Mapping[str, Any], parse: Callable[[Any], object]) -> dict[str, Any] | None:
+    """The status to write when `parse` (a kind's `from_body`) refuses the spec; None when
+    it reads. Such an object is reported and otherwise left alone: it must cost only itself,
+    never a handler retrying forever in silence."""
+    try:
+        parse(body)
+    except (ValueError, ArithmeticError) as exc:
+        outcome = Outcome(False, INVALID_SPEC, str(exc)[:300] or type(exc).__name__)
+        return status_update(body, outcome, now(), {})
+    return None
+
+
 def needs_recheck(status: Mapping[str, Any], *pending_fields: str) -> bool:
     """Timer filter: not Ready yet, or a scheduled change is pending."""
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)

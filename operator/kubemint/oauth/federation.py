@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from kubemint.api.meta import ObjectRef
 from kubemint.crypto.jwt import (
     ASYMMETRIC_ALGORITHMS,
     InvalidJWT,
@@ -40,11 +41,12 @@ from kubemint.crypto.jwt import (
     verify_jwt,
 )
 from kubemint.oauth import claim_sources
-from kubemint.oauth.errors import OAuth2Error
+from kubemint.oauth.errors import OAuth2Error, TemporarilyUnavailable
 from kubemint.oauth.provenance import kubernetes_uid
 from kubemint.policy.expressions import (
     ISSUER_VARIABLES,
     Condition,
+    EvaluationUnavailable,
     ExpressionError,
     compile_condition,
 )
@@ -225,7 +227,7 @@ def _external(
             if candidate.subject is not None and claims.get("sub") != candidate.subject:
                 continue
             seen = {**request, "subject": account.subject, "issuerSource": candidate.source}
-            if candidate.when and not _allows(candidate.when, seen, claims):
+            if candidate.when and not _allows(candidate.when, seen, claims, account.ref):
                 continue
             return Federated(account, claims, candidate.source)
     raise failure or error("the assertion's issuer is not federated with this client")
@@ -260,9 +262,22 @@ def _verify(
         raise error(f"assertion rejected: {exc}") from None
 
 
-def _allows(source: str, request: dict[str, Any], claims: dict[str, Any]) -> bool:
+def _allows(
+    source: str, request: dict[str, Any], claims: dict[str, Any], account: ObjectRef
+) -> bool:
+    """An issuer's `when`; one that cannot be evaluated in time (kubemint.policy.sandbox)
+    fails the request as temporarily_unavailable rather than trying the next issuer."""
     condition = _condition(source)
-    return condition is not None and condition.allows(request, claims)
+    if condition is None:
+        return False
+    try:
+        return condition.allows(request, claims, owner=account.namespace)
+    except EvaluationUnavailable as exc:
+        raise TemporarilyUnavailable(
+            "an issuer condition could not be evaluated in time; retry later",
+            retry_after=1,
+            reason=f"{account} issuer condition (when) not evaluated: {exc.reason}",
+        ) from None
 
 
 @functools.lru_cache(maxsize=256)

@@ -20,7 +20,13 @@ from typing import Any
 
 from kubemint.oauth.claim_sources import WhenInputs, when_inputs
 from kubemint.oauth.client_auth import Caller
-from kubemint.oauth.errors import AccessDenied, InvalidScope, InvalidTarget
+from kubemint.oauth.errors import (
+    AccessDenied,
+    InvalidScope,
+    InvalidTarget,
+    TemporarilyUnavailable,
+)
+from kubemint.policy.expressions import EvaluationUnavailable
 from kubemint.store.snapshot import Snapshot
 
 MAX_SCOPES = 64
@@ -71,7 +77,9 @@ def decide(
 ) -> Grant:
     """The scopes to issue, or the OAuth error explaining why not.
 
-    `request_context` is called only when a matching rule has a `when` condition.
+    `request_context` is called only when a matching rule has a `when` condition. A
+    condition that cannot be evaluated within its budget (see kubemint.policy.sandbox) fails
+    this request with temporarily_unavailable: neither granting nor silently denying.
     """
     subject = caller.subject_ref
     granted: set[str] = set()
@@ -84,7 +92,20 @@ def decide(
         if rule.condition is not None:
             if inputs is None:
                 inputs = when_inputs(caller.claims_source, caller.claims, request_context())
-            if not rule.condition.allows(inputs.request, inputs.claims, inputs.tenant_claims):
+            try:
+                holds = rule.condition.allows(
+                    inputs.request,
+                    inputs.claims,
+                    tenant_claims=inputs.tenant_claims,
+                    owner=rule.ref.namespace,
+                )
+            except EvaluationUnavailable as exc:
+                raise TemporarilyUnavailable(
+                    "an AccessRule condition could not be evaluated in time; retry later",
+                    retry_after=1,
+                    reason=f"{rule.ref} spec.when not evaluated: {exc.reason}",
+                ) from None
+            if not holds:
                 continue
         matched = True
         granted |= rule.scopes

@@ -24,6 +24,7 @@ windows that have passed are dropped, and each table has a size cap.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,16 +46,22 @@ class _Window:
 
 @dataclass
 class FailureLimiter:
-    """Failures per key in fixed windows."""
+    """Failures per key in fixed windows. Thread-safe: requests that wait for the condition
+    sandbox authenticate in threads (kubemint.server.app)."""
 
     max_failures: int = 10
     window: float = 60.0
     max_keys: int = 100_000
     clock: Callable[[], float] = time.monotonic
     _table: OrderedDict[str, _Window] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def retry_after(self, *keys: str) -> int | None:
         """Seconds to wait when any key is over its limit, else None."""
+        with self._lock:
+            return self._retry_after(keys)
+
+    def _retry_after(self, keys: tuple[str, ...]) -> int | None:
         now = self.clock()
         waits = []
         for key in keys:
@@ -68,6 +75,10 @@ class FailureLimiter:
         return max(waits) if waits else None
 
     def failed(self, *keys: str) -> None:
+        with self._lock:
+            self._failed(keys)
+
+    def _failed(self, keys: tuple[str, ...]) -> None:
         now = self.clock()
         for key in keys:
             entry = self._table.get(key)

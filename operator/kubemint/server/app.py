@@ -7,7 +7,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kubemint.config import ServerSettings
-from kubemint.oauth.client_auth import Caller, TokenRequest
+from kubemint.oauth.client_auth import Caller, TokenRequest, claimed_client_id
 from kubemint.oauth.errors import (
     InvalidClient,
     InvalidRequest,
@@ -32,10 +32,12 @@ from kubemint.oauth.introspection import introspect as introspect_token
 from kubemint.oauth.introspection import revocation
 from kubemint.oauth.ratelimit import AuthLimits
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
+from kubemint.policy.sandbox import Sandbox
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.server.sources import source_address
 from kubemint.store.revocations import RevocationStore, RevocationUnavailable
+from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import View
 
 audit_log = logging.getLogger("kubemint.audit")
@@ -74,6 +76,7 @@ def create_app(
     *,
     keys: KeyLookup | None = None,
     revocations: RevocationStore | None = None,
+    conditions: Sandbox | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Starlette:
     metrics = Metrics()
@@ -98,7 +101,7 @@ def create_app(
         try:
             form = await _form(request, settings.max_body)
             tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
-            body = count_failures(lambda: service.issue(tr, audit))
+            body = await authenticated(lambda: service.issue(tr, audit), claimed_client_id(tr))
             response = JSONResponse(
                 body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
             )
@@ -118,10 +121,17 @@ def create_app(
             audit_log.info("token %s", json.dumps(audit.fields()))
         return response
 
-    def count_failures(attempt: Callable[[], T]) -> T:
-        """`attempt()`, counting failed and rate-limited authentications in the metrics."""
+    async def authenticated(attempt: Callable[[], T], claimed: str) -> T:
+        """`attempt()`, counting failed and rate-limited authentications in the metrics.
+        A request that may meet a CEL condition that has not always answered cheaply waits
+        for the sandbox (kubemint.policy.sandbox) in a thread, so the event loop keeps
+        serving everyone else meanwhile; others run on the loop, within the sandbox's short
+        inline deadline."""
         try:
-            return attempt()
+            if _off_loop(view.snapshot(), claimed, conditions):
+                return await run_in_threadpool(attempt)
+            with _inline(conditions):
+                return attempt()
         except TooManyRequests:
             metrics.auth_failures.labels("rate_limited").inc()
             raise
@@ -132,7 +142,7 @@ def create_app(
     async def caller_of(request: Request, form: dict[str, str]) -> Caller:
         """Authenticate an introspection/revocation caller, under the token path's limits."""
         tr = TokenRequest(form, request.headers.get("authorization"), source_of(request))
-        return count_failures(lambda: service.authenticate(tr))
+        return await authenticated(lambda: service.authenticate(tr), claimed_client_id(tr))
 
     async def introspect(request: Request) -> Response:
         """RFC 7662, for authenticated clients only."""
@@ -196,11 +206,20 @@ def create_app(
         body: dict[str, Any] = {"synced": view.synced(), "staleSeconds": round(stale, 1)}
         ready = view.synced() and stale < settings.stale_after
         body["status"] = "ready" if ready else ("stale" if view.synced() else "starting")
+        failing = view.rebuild_stats().last_error
+        if failing is not None:  # serving an old view: disabled clients would still work
+            ready = False
+            body["status"] = "rebuild_failing"
+            body["reason"] = f"the view could not be rebuilt ({failing}); see the server log"
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def prometheus(request: Request) -> Response:
         metrics.stale.set(view.stale_for())
         metrics.synced.set(1 if view.synced() else 0)
+        stats = view.rebuild_stats()
+        metrics.observe_view(stats.failures, stats.last_success, view.snapshot().skipped)
+        if conditions is not None:
+            metrics.observe_conditions(conditions.unavailable)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -242,6 +261,22 @@ def create_app(
     )
     app.state.metrics = metrics
     return app
+
+
+def _off_loop(snapshot: Snapshot, claimed: str, conditions: Sandbox | None) -> bool:
+    """Whether a request by `claimed` should wait for CEL conditions in a thread: it may meet
+    one (an unnamed client may be any client) that has not always answered cheaply."""
+    if conditions is None:
+        return False  # conditions are evaluated in this process: a thread would not help
+    if not claimed:
+        return bool(snapshot.conditional_clients)
+    sources = snapshot.conditional_clients.get(claimed)
+    return sources is not None and not conditions.cheap(sources)
+
+
+def _inline(conditions: Sandbox | None) -> AbstractContextManager[None]:
+    """On the event loop: conditions met anyway get the sandbox's short inline deadline."""
+    return conditions.inline() if conditions is not None else nullcontext()
 
 
 def server_metadata(settings: ServerSettings, view: View) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from kubernetes import client, config
 
 from kubemint.config import ServerSettings
 from kubemint.oauth.federation import KUBERNETES
+from kubemint.policy import expressions
+from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
 from kubemint.store.issuers import IssuerKeys, https_fetch, kubernetes_fetch
 from kubemint.store.revocations import RevocationStore
@@ -49,8 +51,12 @@ def main() -> int:
         audience_ownership=settings.audience_ownership,
     )
     halt = threading.Event()
+    # Tenants' CEL runs in worker processes with a deadline, never in this one (see sandbox).
+    conditions = Sandbox(workers=settings.condition_workers, timeout=settings.condition_timeout)
 
     def start() -> None:
+        conditions.start()
+        expressions.install(conditions)
         threading.Thread(target=keys.run, args=(halt,), name="issuer-keys", daemon=True).start()
         threading.Thread(
             target=revocations.run_sweeper, args=(halt,), name="revocation-sweeper", daemon=True
@@ -62,10 +68,16 @@ def main() -> int:
     def stop() -> None:
         halt.set()
         view.stop()
+        conditions.stop()
 
     revocations = RevocationStore(api, settings.namespace)
     app = create_app(
-        settings, view, keys=keys, revocations=revocations, lifespan_hooks=(start, stop)
+        settings,
+        view,
+        keys=keys,
+        revocations=revocations,
+        conditions=conditions,
+        lifespan_hooks=(start, stop),
     )
     log.info("token server for issuer %s on %s:%d", settings.issuer, settings.host, settings.port)
     uvicorn.run(

@@ -1,15 +1,20 @@
-"""Prometheus metrics: token requests by grant and outcome, latency, failures, staleness.
+"""Prometheus metrics: token requests by grant and outcome, latency, failures, staleness,
+the view's rebuilds and skipped objects, and CEL conditions that could not be evaluated.
 
 Every label value is from the server's own small vocabulary (grant types it supports, OAuth
-error codes, decision reasons), never from a request, and no label names a client: /metrics
-answers anyone who can reach the Service (every tenant's pods can), so a client id there
-would tell each tenant which namespaces and clients the others have, and a label per client
-grows with the cluster. Per-client activity is in the audit log.
+error codes, decision reasons, kinds, sandbox refusal reasons), never from a request, and no
+label names a client: /metrics answers anyone who can reach the Service (every tenant's pods
+can), so a client id there would tell each tenant which namespaces and clients the others
+have, and a label per client grows with the cluster. Per-client activity is in the audit log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+KINDS = ("OAuth2Client", "ServiceAccount", "AccessRule", "SigningKey", "TrustedIssuer")
 
 
 class Metrics:
@@ -49,3 +54,45 @@ class Metrics:
             "1 once the initial list of every watched resource has been loaded.",
             registry=self.registry,
         )
+        self.rebuild_failures = Counter(
+            "kubemint_view_rebuild_failures",
+            "Rebuilds of the view that failed (the previous view was kept; /readyz says 503).",
+            registry=self.registry,
+        )
+        self.last_rebuild = Gauge(
+            "kubemint_view_last_rebuild_success_timestamp_seconds",
+            "Unix time of the last successful rebuild of the view (0: none yet).",
+            registry=self.registry,
+        )
+        self.skipped = Gauge(
+            "kubemint_view_objects_skipped",
+            "Objects left out of the view because they could not be read (see their status).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.conditions_unavailable = Counter(
+            "kubemint_conditions_unavailable",
+            "CEL conditions not evaluated within their budget (timeout, busy, or quarantined):"
+            " the request was refused with temporarily_unavailable.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._rebuild_failures_seen = 0
+        self._unavailable_seen: dict[str, int] = {}
+
+    def observe_view(self, failures: int, last_success: float, skipped: Mapping[str, int]) -> None:
+        """Copy the view's rebuild statistics in, at scrape time."""
+        if failures > self._rebuild_failures_seen:
+            self.rebuild_failures.inc(failures - self._rebuild_failures_seen)
+            self._rebuild_failures_seen = failures
+        self.last_rebuild.set(last_success)
+        for kind in KINDS:
+            self.skipped.labels(kind).set(skipped.get(kind, 0))
+
+    def observe_conditions(self, unavailable: Mapping[str, int]) -> None:
+        """Copy the sandbox's refusals in, at scrape time."""
+        for reason, count in unavailable.items():
+            seen = self._unavailable_seen.get(reason, 0)
+            if count > seen:
+                self.conditions_unavailable.labels(reason).inc(count - seen)
+                self._unavailable_seen[reason] = count

@@ -4,12 +4,17 @@ Built by a pure function from the informers' objects, so tests pass in hand-made
 Ownership questions are re-derived here with the operator's own functions (oldest client
 keeps a client id, oldest rule's namespace owns an audience) rather than trusted from status,
 so a rule that grabs an owned audience grants nothing even before the operator reacts.
+
+Every object is read on its own: whatever one of them holds (a value admission let through,
+an object stored before a bound existed) makes that object skipped and counted, never the
+whole build fail, so no tenant can freeze the view for the others.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -19,7 +24,14 @@ from kubemint.api.audiences import FIRST_CLAIM, decide, record_name
 from kubemint.api.audiences import by_name as audience_records_by_name
 from kubemint.api.audiences import decode as decode_audience_record
 from kubemint.api.identity import claims_problem
-from kubemint.api.meta import KIND_ACCOUNT, KIND_CLIENT, ObjectRef, parse_time
+from kubemint.api.meta import (
+    KIND_ACCESS_RULE,
+    KIND_ACCOUNT,
+    KIND_CLIENT,
+    KIND_SIGNING_KEY,
+    ObjectRef,
+    parse_time,
+)
 from kubemint.api.oauth2client import ClientSpec, claims_client_id, client_id_holder
 from kubemint.api.records import (
     AccountRecord,
@@ -33,8 +45,9 @@ from kubemint.api.records import (
 )
 from kubemint.api.serviceaccount import AccountSpec, IssuerSpec
 from kubemint.api.signingkey import SigningKeySpec
+from kubemint.api.trustedissuer import KIND as TRUSTED_ISSUER
 from kubemint.api.trustedissuer import TrustedIssuerRef, TrustedIssuerSpec
-from kubemint.crypto.jwks import InvalidJWKS, parse_public_jwks
+from kubemint.crypto.jwks import parse_public_jwks
 from kubemint.crypto.jwt import (
     Decrypter,
     Encrypter,
@@ -156,6 +169,11 @@ class Snapshot:
     kubernetes_accounts: Mapping[tuple[str, str], str] = field(default_factory=dict)
     trusted_issuers: Mapping[str, TrustedIssuerView] = field(default_factory=dict)  # by name
     verification_keys: PreparedKeys | None = None  # parsed once: introspection verifies with it
+    skipped: Mapping[str, int] = field(default_factory=dict)  # kind → objects left out
+    # Client id → the CEL conditions its requests may evaluate (AccessRule `when`s on its
+    # audiences, issuer `when`s of accounts using it): the server decides with these whether
+    # a request waits for the condition sandbox off its event loop.
+    conditional_clients: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def opaque_key(self, kid: str) -> OpaqueKey | None:
         return next((r.opaque[kid] for r in self.keys.values() if kid in r.opaque), None)
@@ -214,17 +232,28 @@ def build_snapshot(
     operator runs in."""
     secrets = list(secrets)
     records = _records(secrets)
+    skipped: Counter[str] = Counter()
+    client_views = _clients(clients, records, skipped)
+    account_views = _accounts(accounts, records, skipped)
+    rule_views = _rules(
+        rules, audience_records_by_name(audience_records), audience_ownership, skipped
+    )
     snapshot = Snapshot(
-        clients=_clients(clients, records),
-        **_accounts(accounts, records),
-        rules=_rules(rules, audience_records_by_name(audience_records), audience_ownership),
+        clients=client_views,
+        **account_views,
+        rules=rule_views,
         keys=_keyrings(
-            [k for k in signing_keys if k["metadata"]["namespace"] == server_namespace],
+            [k for k in signing_keys if _namespace(k) == server_namespace],
             {s["metadata"]["name"]: s for s in secrets},
             key_cache if key_cache is not None else KeyCache(),
+            skipped,
         ),
         revoked=_revoked(revocations),
-        trusted_issuers=_trusted_issuers(trusted_issuers, server_namespace),
+        trusted_issuers=_trusted_issuers(trusted_issuers, server_namespace, skipped),
+        skipped=dict(skipped),
+        conditional_clients=_conditional_clients(
+            client_views, account_views["accounts"], rule_views
+        ),
     )
     snapshot = replace(
         snapshot,
@@ -256,7 +285,9 @@ def _kubernetes_uids(
     return uids
 
 
-def _trusted_issuers(bodies: Iterable[Body], server_namespace: str) -> dict[str, TrustedIssuerView]:
+def _trusted_issuers(
+    bodies: Iterable[Body], server_namespace: str, skipped: Counter[str]
+) -> dict[str, TrustedIssuerView]:
     """TrustedIssuers by name, from the server namespace only: one anywhere else is a
     tenant's and trusts nothing (the operator reports it WrongNamespace)."""
     views: dict[str, TrustedIssuerView] = {}
@@ -270,8 +301,8 @@ def _trusted_issuers(bodies: Iterable[Body], server_namespace: str) -> dict[str,
                 if spec.jwks is not None
                 else None
             )
-        except (InvalidJWKS, InvalidJWT, KeyError, TypeError) as exc:
-            log.warning("skipping TrustedIssuer %s: %s", _name(body), type(exc).__name__)
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(TRUSTED_ISSUER, body, exc, skipped)
             continue
         views[spec.name] = TrustedIssuerView(spec.name, spec.issuer, spec.jwks_uri, keys)
     return views
@@ -315,7 +346,41 @@ def _record_of(body: Body, kind: str, records: Records) -> ClientRecord | Accoun
     return record
 
 
-def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
+def _conditional_clients(
+    clients: Mapping[str, ClientView],
+    accounts: Mapping[tuple[str, str], AccountView],
+    rules: Mapping[str, tuple[RuleView, ...]],
+) -> dict[str, frozenset[str]]:
+    by_audience = {
+        audience: {r.condition.source for r in owned if r.condition}
+        for audience, owned in rules.items()
+    }
+    by_client: dict[tuple[str, str], set[str]] = {}
+    for account in accounts.values():
+        sources = {i.when for i in account.issuers if i.when}
+        sources |= {t.when for t in account.trusted_issuers if t.when}
+        for name in account.clients if sources else ():
+            by_client.setdefault((account.ref.namespace, name), set()).update(sources)
+    out: dict[str, frozenset[str]] = {}
+    for client_id, client in clients.items():
+        sources = set(by_client.get((client.ref.namespace, client.ref.name), ()))
+        for audience in client.audiences:
+            sources |= by_audience.get(audience, set())
+        if sources:
+            out[client_id] = frozenset(sources)
+    return out
+
+
+def _skip(kind: str, body: Body, exc: BaseException, skipped: Counter[str]) -> None:
+    """Leave one object out of the view: the type of error only, never its value (it may
+    be anything a tenant wrote)."""
+    skipped[kind] += 1
+    log.warning("skipping %s %s: %s", kind, _name(body), type(exc).__name__)
+
+
+def _clients(
+    bodies: Iterable[Body], records: Records, skipped: Counter[str]
+) -> dict[str, ClientView]:
     claims: dict[str, list[tuple[str, ClientView]]] = {}
     for body in bodies:
         try:
@@ -342,10 +407,10 @@ def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
                 secrets=record.secrets if isinstance(record, ClientRecord) else (),
                 jwks=record.jwks if isinstance(record, ClientRecord) else None,
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping OAuth2Client %s: %s", _name(body), type(exc).__name__)
+            created = body["metadata"].get("creationTimestamp", "")
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_CLIENT, body, exc, skipped)
             continue
-        created = body["metadata"].get("creationTimestamp", "")
         claims.setdefault(view.client_id, []).append((created, view))
     # The oldest claimant keeps a client id; same-second claimants are contested and nobody
     # authenticates as it (as the operator decides, with the same function).
@@ -358,7 +423,7 @@ def _clients(bodies: Iterable[Body], records: Records) -> dict[str, ClientView]:
     return held
 
 
-def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
+def _accounts(bodies: Iterable[Body], records: Records, skipped: Counter[str]) -> dict[str, Any]:
     accounts: dict[tuple[str, str], AccountView] = {}
     by_kubernetes: dict[tuple[str, str], list[AccountView]] = {}
     by_client: dict[tuple[str, str], list[AccountView]] = {}
@@ -385,8 +450,8 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
                 claims=spec.claims,
                 trusted_issuers=spec.trusted_issuers,
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping ServiceAccount %s: %s", _name(body), type(exc).__name__)
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_ACCOUNT, body, exc, skipped)
             continue
         accounts[(spec.namespace, spec.name)] = view
         for sa in spec.kubernetes:
@@ -401,7 +466,10 @@ def _accounts(bodies: Iterable[Body], records: Records) -> dict[str, Any]:
 
 
 def _rules(
-    bodies: Iterable[Body], records: Mapping[str, Mapping[str, Any]], mode: str
+    bodies: Iterable[Body],
+    records: Mapping[str, Mapping[str, Any]],
+    mode: str,
+    skipped: Counter[str],
 ) -> dict[str, tuple[RuleView, ...]]:
     """The rules that grant, by audience: those of the owning namespace (decided with the
     operator's function, from the record at the audience's name), except releasing ones."""
@@ -413,7 +481,8 @@ def _rules(
             if not spec.audience:
                 continue
             claim = spec.claim(parse_time(body["metadata"]["creationTimestamp"]))
-        except (KeyError, ValueError, TypeError):
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_ACCESS_RULE, body, exc, skipped)
             continue
         # Counted as a claim even when it grants nothing (as in the operator's index).
         claims.setdefault(spec.audience, []).append(claim)
@@ -421,6 +490,9 @@ def _rules(
             condition = compile_condition(spec.when) if spec.when else None
         except ExpressionError:
             continue  # an uncompilable condition grants nothing (and the operator says why)
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_ACCESS_RULE, body, exc, skipped)
+            continue
         if spec.releasing:
             continue
         views.setdefault(spec.audience, []).append(
@@ -447,41 +519,48 @@ def _keyrings(
     bodies: Iterable[Body],
     secrets: Mapping[str, Body],
     cache: KeyCache,
+    skipped: Counter[str],
 ) -> dict[str, KeyRing]:
     rings: dict[str, KeyRing] = {}
     for body in bodies:
         try:
-            spec = SigningKeySpec.from_body(body)
-            name = body["metadata"]["name"]
-            secret = secrets.get(spec.secret_name)
-            # Only the Secret this very SigningKey controls holds its keys.
-            if secret is None or controller_uid(secret) != body["metadata"].get("uid"):
-                continue
-            stored = list(decode_keys(secret))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping SigningKey %s: %s", _name(body), type(exc).__name__)
+            ring = _keyring(body, secrets, cache)
+        except Exception as exc:  # one object's content must never fail the whole view
+            _skip(KIND_SIGNING_KEY, body, exc, skipped)
             continue
-        active = next((k for k in stored if k.state == "active"), None)
-        if active is None:
-            continue  # not reconciled yet
-        signing = active.material.use == "sig"
-        rings[name] = KeyRing(
-            name=name,
-            algorithm=active.material.algorithm,
-            use=active.material.use,
-            signer=_cached(cache.signers, active, Signer) if signing else None,
-            public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
-            pre_publish=spec.pre_publish,
-            active_kid=active.material.kid,
-            opaque={k.material.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored}
-            if signing
-            else {},
-            encrypter=None if signing else _cached(cache.encrypters, active, Encrypter),
-            decrypters={}
-            if signing
-            else {k.material.kid: _cached(cache.decrypters, k, Decrypter) for k in stored},
-        )
+        if ring is not None:
+            rings[ring.name] = ring
     return rings
+
+
+def _keyring(body: Body, secrets: Mapping[str, Body], cache: KeyCache) -> KeyRing | None:
+    spec = SigningKeySpec.from_body(body)
+    name = body["metadata"]["name"]
+    secret = secrets.get(spec.secret_name)
+    # Only the Secret this very SigningKey controls holds its keys.
+    if secret is None or controller_uid(secret) != body["metadata"].get("uid"):
+        return None
+    stored = list(decode_keys(secret))
+    active = next((k for k in stored if k.state == "active"), None)
+    if active is None:
+        return None  # not reconciled yet
+    signing = active.material.use == "sig"
+    return KeyRing(
+        name=name,
+        algorithm=active.material.algorithm,
+        use=active.material.use,
+        signer=_cached(cache.signers, active, Signer) if signing else None,
+        public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
+        pre_publish=spec.pre_publish,
+        active_kid=active.material.kid,
+        opaque={k.material.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored}
+        if signing
+        else {},
+        encrypter=None if signing else _cached(cache.encrypters, active, Encrypter),
+        decrypters={}
+        if signing
+        else {k.material.kid: _cached(cache.decrypters, k, Decrypter) for k in stored},
+    )
 
 
 T = TypeVar("T")
@@ -497,6 +576,10 @@ def _public_jwk(key: StoredKey, cache: dict[str, Mapping[str, Any]]) -> Mapping[
     if key.material.kid not in cache:
         cache[key.material.kid] = key.material.public_jwk()
     return cache[key.material.kid]
+
+
+def _namespace(body: Body) -> str | None:
+    return (body.get("metadata") or {}).get("namespace")
 
 
 def _name(body: Body) -> str:

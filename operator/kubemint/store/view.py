@@ -4,6 +4,9 @@ Rebuilds are debounced (a burst of changes costs one rebuild) and run off the ev
 Requests read `snapshot()` (one attribute read) and never touch the Kubernetes API.
 Kubernetes ServiceAccounts are watched too (metadata only, see
 `kubemint.store.kubernetes_accounts`), so deleting one stops its projected tokens.
+A rebuild that fails keeps the previous view, is retried with a backoff and shows in
+`rebuild_error()` (→ /readyz 503) and `RebuildStats` (→ /metrics): serving a view that no
+longer follows the cluster (disabled clients still working) must never look healthy.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from kubernetes import client
@@ -27,12 +31,23 @@ from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot
 
 log = logging.getLogger("kubemint.view")
 DEBOUNCE = 0.05
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between attempts after a failed rebuild
+
+
+@dataclass
+class RebuildStats:
+    """How rebuilds have gone, for /readyz and /metrics."""
+
+    failures: int = 0  # failed rebuilds since start
+    last_success: float = 0.0  # wall-clock time of the last successful rebuild (0: none yet)
+    last_error: str | None = None  # the exception type of the latest rebuild, if it failed
 
 
 class View(Protocol):
     def snapshot(self) -> Snapshot: ...
     def synced(self) -> bool: ...
     def stale_for(self) -> float: ...
+    def rebuild_stats(self) -> RebuildStats: ...
 
 
 class StaticView:
@@ -49,6 +64,9 @@ class StaticView:
 
     def stale_for(self) -> float:
         return 0.0
+
+    def rebuild_stats(self) -> RebuildStats:
+        return RebuildStats(last_success=1.0)
 
 
 class ClusterView:
@@ -72,6 +90,7 @@ class ClusterView:
         # Kubernetes ServiceAccounts whose changes rebuild the snapshot; published by each
         # rebuild before it reads them, so a change is never missed (see _build).
         self._federated: frozenset[tuple[str, str]] = frozenset()
+        self._stats = RebuildStats()
 
         def kind(kind_name: str) -> Informer:
             plural = PLURALS[kind_name]
@@ -167,7 +186,11 @@ class ClusterView:
     def stale_for(self) -> float:
         return max(i.stale_for() for i in self._informers.values())
 
+    def rebuild_stats(self) -> RebuildStats:
+        return self._stats
+
     def _rebuild_loop(self) -> None:
+        retry = RETRY_FIRST
         while not self._halt.is_set():
             self._dirty.wait()
             if self._halt.is_set():
@@ -176,13 +199,32 @@ class ClusterView:
             self._dirty.clear()
             if not all(i.synced.is_set() for i in self._informers.values()):
                 continue
+            if self.rebuild_once():
+                retry = RETRY_FIRST
+            else:  # try again even if nothing changes: the cause may be passing
+                self._halt.wait(retry)
+                retry = min(retry * 2, RETRY_MAX)
+                self._dirty.set()
+
+    def rebuild_once(self) -> bool:
+        """Build and swap in a new snapshot; on failure keep the previous one and say so."""
+        try:
+            snapshot = self._build()
+        except Exception as exc:  # keep serving the previous snapshot, but not as healthy
+            self._stats.failures += 1
+            self._stats.last_error = type(exc).__name__
+            log.exception("snapshot rebuild failed; keeping the previous view")
+            return False
+        self._current = snapshot
+        self.rebuilt_at = time.monotonic()
+        self._stats.last_success = time.time()
+        self._stats.last_error = None
+        if self._on_snapshot is not None:
             try:
-                self._current = self._build()
-                self.rebuilt_at = time.monotonic()
-                if self._on_snapshot is not None:
-                    self._on_snapshot(self._current)
-            except Exception:  # keep serving the previous snapshot
-                log.exception("snapshot rebuild failed; keeping the previous view")
+                self._on_snapshot(snapshot)
+            except Exception:
+                log.exception("a snapshot listener failed")
+        return True
 
     def _build(self) -> Snapshot:
         i = self._informers

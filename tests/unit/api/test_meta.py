@@ -32,6 +32,28 @@ def test_anything_else_is_refused_with_an_example(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "99999999999999999999999999999h",  # matches the CRD pattern: a timedelta overflows
+        "9" * 31 + "h",
+        "87600h1ms",
+        "43800h43800h1s",  # the parts add up beyond the bound
+    ],
+)
+def test_a_duration_beyond_the_bound_is_invalid_and_names_the_field(text: str) -> None:
+    with pytest.raises(InvalidDuration, match=r"spec\.secret\.overlap: .* longer than 87600h"):
+        parse_duration(text, "spec.secret.overlap")
+
+
+def test_the_bound_itself_parses_and_a_field_may_have_a_tighter_one() -> None:
+    assert parse_duration("87600h") == datetime.timedelta(hours=87600)
+    day = datetime.timedelta(hours=24)
+    assert parse_duration("24h", "spec.tokenLifetime", day) == day
+    with pytest.raises(InvalidDuration, match=r"spec\.tokenLifetime: 25h is longer than 24h"):
+        parse_duration("25h", "spec.tokenLifetime", day)
+
+
 def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
     first = set_condition(None, "Ready", Outcome(False, "Missing", "m"), 1, T0)
     later = T0 + datetime.timedelta(minutes=5)

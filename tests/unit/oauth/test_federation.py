@@ -12,8 +12,10 @@ import pytest
 
 from kubemint.crypto import keys
 from kubemint.crypto.jwt import Signer
-from kubemint.oauth.errors import InvalidGrant
+from kubemint.oauth.errors import InvalidGrant, TemporarilyUnavailable
 from kubemint.oauth.federation import FederationContext, federated_account, request_context
+from kubemint.policy import expressions
+from kubemint.policy.expressions import EvaluationUnavailable
 from kubemint.store.snapshot import Snapshot
 from tests.unit.records import account_record, build
 
@@ -271,3 +273,24 @@ def test_the_token_server_fetches_the_keys_of_trusted_issuers_with_a_jwks_uri() 
         ],
     ).jwks_uris()
     assert fetched == {f"{GITHUB}/kubemint-system/jwks"}  # never a tenant's TrustedIssuer's
+
+
+def test_an_issuer_condition_over_budget_is_temporarily_unavailable_not_a_denial() -> None:
+    """Not "try the next issuer": the answer is unknown, so the request is retryable."""
+
+    class OverBudget:
+        def evaluate(
+            self, condition: Any, request: Any, claims: Any, owner: str, tenant_claims: Any
+        ) -> bool:
+            assert owner == "tasks"  # the account's namespace
+            raise EvaluationUnavailable("timeout")
+
+    previous = expressions.install(OverBudget())
+    try:
+        with pytest.raises(TemporarilyUnavailable, match="issuer condition"):
+            _federate(
+                _snapshot("claims.sub == 'repo:org/app'"),
+                request_context(FORM, "", _snapshot("true").clients["tasks.gw"]),
+            )
+    finally:
+        expressions.install(previous)

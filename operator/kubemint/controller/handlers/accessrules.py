@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from kubemint.api.accessrule import RuleClaim, RuleSpec
+from kubemint.api.accessrule import RuleClaim, RuleSpec, releasing
 from kubemint.api.audiences import AudienceOwnership, decide
 from kubemint.api.meta import (
     GROUP,
@@ -26,7 +26,14 @@ from kubemint.api.meta import (
     set_condition,
 )
 from kubemint.controller.audiences import Records, RecordWatcher
-from kubemint.controller.runtime import Runtime, changed, now, reconciler, status_update
+from kubemint.controller.runtime import (
+    Runtime,
+    changed,
+    invalid_spec,
+    now,
+    reconciler,
+    status_update,
+)
 from kubemint.reconcile.accessrules import (
     audience_owner_status,
     check_rule,
@@ -42,6 +49,9 @@ def reconcile(
     ownership: AudienceOwnership,
     existing: frozenset[ObjectRef],
 ) -> dict[str, Any]:
+    refused = invalid_spec(body, RuleSpec.from_body)
+    if refused is not None:
+        return refused
     spec = RuleSpec.from_body(body)
     missing = unresolved_subjects(spec, existing)
     moment = now()
@@ -85,10 +95,15 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     @kopf.index(GROUP, VERSION, PLURAL, id="audience_claims", registry=registry)
     def audience_claims(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, RuleClaim]:
-        spec = RuleSpec.from_body(body)
-        if not spec.audience:
+        # From the raw fields (as RuleSpec.claim would): a spec that does not parse still
+        # claims its audience, and an index must never fail on one object's content.
+        audience = (body.get("spec") or {}).get("audience")
+        if not audience or not isinstance(audience, str):
             return {}
-        return {spec.audience: spec.claim(parse_time(meta["creationTimestamp"]))}
+        created = parse_time(meta["creationTimestamp"])
+        released = releasing(meta.get("annotations"))
+        claim = RuleClaim(meta["namespace"], meta["name"], created, released)
+        return {audience: claim}
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_refs", registry=registry)
     def client_refs(*, meta: kopf.Meta, **_: Any) -> dict[str, ObjectRef]:
@@ -124,6 +139,10 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def access_rule(
         *, body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, **kwargs: Any
     ) -> None:
+        refused = invalid_spec(body, RuleSpec.from_body)
+        if refused is not None:
+            patch.status.update(changed(body, refused))
+            return
         spec = RuleSpec.from_body(body)
         claims = claims_of(
             spec, meta["creationTimestamp"], kwargs["audience_claims"].get(spec.audience, [])

@@ -31,6 +31,7 @@ from kubemint.controller.runtime import (
     Runtime,
     changed,
     delete_record,
+    invalid_spec,
     iso,
     needs_recheck,
     now,
@@ -63,6 +64,9 @@ async def reconcile(
     contested: bool = False,
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
+    refused = invalid_spec(body, ClientSpec.from_body)
+    if refused is not None:
+        return refused
     spec = ClientSpec.from_body(body)
     owner = Owner.of({**body, "kind": KIND_CLIENT})
     jwks_text = None
@@ -167,7 +171,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     )
     async def oauth2_client(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         keys = {name: next(iter(uses)) for name, uses in kwargs["signing_key_uses"].items()}
-        claims = kwargs["client_ids"].get(ClientSpec.from_body(body).client_id, [])
+        meta = body["metadata"]
+        client_id = effective_client_id(meta["namespace"], meta["name"], body.get("spec") or {})
+        claims = kwargs["client_ids"].get(client_id, [])
         status = await reconcile(runtime, body, keys, *client_id_holder(claims))
         patch.status.update(changed(body, status))
 

@@ -27,6 +27,7 @@ from kubemint.controller.runtime import (
     Runtime,
     changed,
     delete_record,
+    invalid_spec,
     iso,
     needs_recheck,
     now,
@@ -57,6 +58,9 @@ async def reconcile(
     trusted: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
+    refused = invalid_spec(body, AccountSpec.from_body)
+    if refused is not None:
+        return refused
     spec = AccountSpec.from_body(body)
     owner = Owner.of({**body, "kind": KIND_ACCOUNT})
     key_texts: dict[tuple[str, str], str | None] = {}

@@ -29,6 +29,7 @@ from kubemint.api.signingkey import SigningKeySpec
 from kubemint.controller.runtime import (
     Runtime,
     changed,
+    invalid_spec,
     now,
     post_events,
     reconciler,
@@ -63,6 +64,9 @@ async def reconcile(
     if misplaced is not None:
         # Honoured only in the server namespace: elsewhere nothing is generated or written.
         return status_update(body, misplaced, now(), {})
+    refused = invalid_spec(body, SigningKeySpec.from_body)
+    if refused is not None:
+        return refused
     spec = SigningKeySpec.from_body(body)
     invalid = check_schedule(spec)
     if invalid is not None:
