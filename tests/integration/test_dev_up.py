@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from kubemint.config import ServerSettings
 from kubemint.devcluster import ControlPlane
 
 CRD_NAMES = {
@@ -117,7 +118,9 @@ def test_dev_up_issues_tokens_for_the_quickstart_and_cleans_up_on_sigterm(
     assert {line.removeprefix(prefix) for line in crds.stdout.split()} == CRD_NAMES
     workdir = str(dev_up.kubeconfig.parent)
     # etcd, kube-apiserver, kube-controller-manager, kubemint operator, kubemint token-server
-    assert len(_processes_mentioning(workdir)) == 5
+    # and the token server's CEL condition workers (they inherit its KUBECONFIG)
+    workers = ServerSettings.__dataclass_fields__["condition_workers"].default
+    assert len(_processes_mentioning(workdir)) == 5 + workers
 
     subprocess.run(
         [*kubectl, "apply", "-f", "examples/quickstart/"], check=True, capture_output=True

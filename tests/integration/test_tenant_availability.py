@@ -12,7 +12,6 @@ import copy
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +20,11 @@ import pytest
 
 from kubemint.devcluster import ControlPlane
 from tests.integration.conftest import RunningOperator, RunningServer
-from tests.integration.kube_helpers import condition, custom, get, secret_data, wait_for, wait_ready
+from tests.integration.kube_helpers import condition, custom, get, wait_for, wait_ready
+from tests.integration.tenant_requests import credentials as _credentials
+from tests.integration.tenant_requests import issued as _issued
+from tests.integration.tenant_requests import prefix as _prefix
+from tests.integration.tenant_requests import token as _token
 from tests.integration.tenants import Tenant, TenantFactory
 
 OVERFLOW = "99999999999999999999999999999h"  # matches the CRD pattern; 3.6e32 seconds
@@ -42,10 +45,6 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def _prefix() -> str:
-    return f"t{uuid.uuid4().hex[:6]}"
-
-
 def _client(name: str, namespace: str, audience: str, **spec: Any) -> dict[str, Any]:
     return custom("OAuth2Client", name, namespace, audiences=[audience], scopes=["read"], **spec)
 
@@ -59,27 +58,6 @@ def _rule(tenant: Tenant, audience: str, client: str, when: str | None = None) -
     if when is not None:
         spec["when"] = when
     return custom("AccessRule", f"grant-{client}", tenant.namespace, **spec)
-
-
-def _credentials(cluster: ControlPlane, namespace: str, name: str) -> tuple[str, str]:
-    data = wait_for(
-        lambda: secret_data(cluster, namespace, f"{name}-credentials"), f"{name}'s Secret"
-    )
-    return data["client-id"], data["client-secret"]
-
-
-def _token(
-    http: httpx.Client, server: RunningServer, auth: tuple[str, str], audience: str
-) -> httpx.Response:
-    return http.post(
-        server.token_url,
-        data={"grant_type": "client_credentials", "audience": audience, "scope": "read"},
-        auth=auth,
-    )
-
-
-def _issued(http: httpx.Client, server: RunningServer, auth: tuple[str, str], aud: str) -> bool:
-    return _token(http, server, auth, aud).status_code == 200
 
 
 def _working_client(

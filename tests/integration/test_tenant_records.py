@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +26,10 @@ from tests.integration.kube_helpers import (
     wait_for,
     wait_ready,
 )
+from tests.integration.tenant_requests import credentials as _credentials
+from tests.integration.tenant_requests import issued as _issued
+from tests.integration.tenant_requests import prefix as _prefix
+from tests.integration.tenant_requests import token as _token
 from tests.integration.tenants import Tenant, TenantFactory
 
 DRIFT = "kubemint.io/drift-detected"
@@ -37,10 +40,6 @@ BAIT_EDIT = '{"data":{"x":"Mg=="}}'
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10) as client:
         yield client
-
-
-def _prefix() -> str:
-    return f"t{uuid.uuid4().hex[:6]}"
 
 
 def _client(name: str, namespace: str, audience: str, **spec: Any) -> dict[str, Any]:
@@ -59,27 +58,6 @@ def _grant(tenant: Tenant, audience: str, *clients: tuple[str, str]) -> None:
             scopes=["read"],
         )
     )
-
-
-def _credentials(cluster: ControlPlane, namespace: str, name: str) -> tuple[str, str]:
-    data = wait_for(
-        lambda: secret_data(cluster, namespace, f"{name}-credentials"), f"{name}'s Secret"
-    )
-    return data["client-id"], data["client-secret"]
-
-
-def _token(
-    http: httpx.Client, server: RunningServer, auth: tuple[str, str], audience: str
-) -> httpx.Response:
-    return http.post(
-        server.token_url,
-        data={"grant_type": "client_credentials", "audience": audience, "scope": "read"},
-        auth=auth,
-    )
-
-
-def _issued(http: httpx.Client, server: RunningServer, auth: tuple[str, str], aud: str) -> bool:
-    return _token(http, server, auth, aud).status_code == 200
 
 
 @pytest.mark.parametrize("attacker_first", [False, True], ids=["victim first", "attacker first"])

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubemint.api.accessrule import RuleClaim
@@ -40,6 +38,7 @@ from kubemint.api.audiences import (
 )
 from kubemint.api.meta import GROUP, VERSION
 from kubemint.controller.kube import Kube
+from kubemint.controller.watching import LabelWatch
 
 ANNOTATION_POKE = "kubemint.io/audience-ownership"  # value: the record's resourceVersion
 log = logging.getLogger("kubemint.ownership")
@@ -117,29 +116,18 @@ class RecordWatcher:
         self.kube = kube
         self.namespace = namespace
         self.rules = rules  # the live index audience → claims
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        self._watch = LabelWatch(
+            "ownership record",
+            kube.core.list_namespaced_config_map,
+            namespace,
+            selector=SELECTOR,
+            events=("ADDED", "MODIFIED", "DELETED"),
+            handle=lambda _, record: self.poke(record),
+            replay_on_relist=True,  # changes may have been missed: every audience follows up
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Body] = asyncio.Queue()
-        halt = threading.Event()
-        thread = threading.Thread(
-            target=self._stream, args=(loop, queue, halt), name="ownership-watch", daemon=True
-        )
-        thread.start()
-        try:
-            while not stop.is_set():
-                getter = asyncio.ensure_future(queue.get())
-                stopper = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({getter, stopper}, return_when="FIRST_COMPLETED")
-                stopper.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    break
-                await self.poke(getter.result())
-        finally:
-            halt.set()
-            self._watch.stop()  # type: ignore[no-untyped-call]
+        await self._watch.run(stop)
 
     async def poke(self, record: Body) -> None:
         audience = audience_of(record)
@@ -165,50 +153,3 @@ class RecordWatcher:
                     claim.name,
                     exc.reason,
                 )
-
-    def _stream(
-        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Body], halt: threading.Event
-    ) -> None:
-        core = self.kube.core
-        version: str | None = None
-        relisted = False
-        while not halt.is_set():
-            try:
-                if version is None:
-                    listing = json.loads(
-                        core.list_namespaced_config_map(
-                            self.namespace, label_selector=SELECTOR, _preload_content=False
-                        ).data  # type: ignore[attr-defined]
-                    )
-                    version = listing["metadata"]["resourceVersion"]
-                    if relisted:  # changes may have been missed: every audience follows up
-                        for item in listing.get("items", []):
-                            loop.call_soon_threadsafe(queue.put_nowait, item)
-                    relisted = True
-                for event in self._watch.stream(  # type: ignore[no-untyped-call]
-                    core.list_namespaced_config_map,
-                    self.namespace,
-                    label_selector=SELECTOR,
-                    resource_version=version,
-                    timeout_seconds=30,
-                    allow_watch_bookmarks=True,
-                ):
-                    raw = event["raw_object"]
-                    version = raw["metadata"].get("resourceVersion", version)
-                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        loop.call_soon_threadsafe(queue.put_nowait, raw)
-                    if halt.is_set():
-                        return
-            except ApiException as exc:
-                if exc.status == 410:  # history compacted: start over from a fresh list
-                    version = None
-                    continue
-                if halt.is_set():
-                    return
-                log.warning("ownership record watch failed (%s); retrying", exc.reason)
-                halt.wait(2)
-            except Exception as exc:  # the watch must outlive network hiccups
-                if halt.is_set():
-                    return
-                log.warning("ownership record watch interrupted (%s); retrying", type(exc).__name__)
-                halt.wait(2)

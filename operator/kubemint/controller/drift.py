@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
-import threading
 from typing import Any
 
-from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from kubemint.api.meta import LABEL_MANAGED_BY, MANAGED_BY, PLURALS, format_time
 from kubemint.api.records import Owner, controller, decode_or_none, secret_text
 from kubemint.controller.kube import ANNOTATION_DATA_HASH, data_hash
 from kubemint.controller.runtime import Runtime
+from kubemint.controller.watching import LabelWatch
 
 ANNOTATION_DRIFT = "kubemint.io/drift-detected"
 log = logging.getLogger("kubemint.drift")
@@ -55,74 +53,16 @@ def owner_of(secret: dict[str, Any], server_namespace: str) -> Owner | None:
 class DriftWatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        self._watch = LabelWatch(
+            "secret",
+            runtime.kube.core.list_secret_for_all_namespaces,
+            selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
+            events=("MODIFIED", "DELETED"),
+            handle=self._repair,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        halt = threading.Event()
-        thread = threading.Thread(
-            target=self._stream, args=(loop, queue, halt), name="drift-watch", daemon=True
-        )
-        thread.start()
-        try:
-            while not stop.is_set():
-                getter = asyncio.ensure_future(queue.get())
-                stopper = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({getter, stopper}, return_when="FIRST_COMPLETED")
-                stopper.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    break
-                event_type, secret = getter.result()
-                await self._repair(event_type, secret)
-        finally:
-            halt.set()
-            self._watch.stop()  # type: ignore[no-untyped-call]
-
-    def _stream(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]],
-        halt: threading.Event,
-    ) -> None:
-        core = self.runtime.kube.core
-        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
-        version: str | None = None
-        while not halt.is_set():
-            try:
-                if version is None:
-                    listing = core.list_secret_for_all_namespaces(
-                        label_selector=selector, _preload_content=False
-                    )
-                    # raw response (not preloaded): only the resourceVersion is needed
-                    version = json.loads(listing.data)["metadata"]["resourceVersion"]  # type: ignore[attr-defined]
-                for event in self._watch.stream(  # type: ignore[no-untyped-call]
-                    core.list_secret_for_all_namespaces,
-                    label_selector=selector,
-                    resource_version=version,
-                    timeout_seconds=30,
-                    allow_watch_bookmarks=True,
-                ):
-                    raw = event["raw_object"]
-                    version = raw["metadata"].get("resourceVersion", version)
-                    if event["type"] in ("MODIFIED", "DELETED"):
-                        loop.call_soon_threadsafe(queue.put_nowait, (event["type"], raw))
-                    if halt.is_set():
-                        return
-            except ApiException as exc:
-                if exc.status == 410:  # history compacted: relist
-                    version = None
-                    continue
-                if halt.is_set():
-                    return
-                log.warning("secret watch failed (%s); retrying", exc.reason)
-                halt.wait(2)
-            except Exception as exc:  # the watch must outlive network hiccups
-                if halt.is_set():
-                    return
-                log.warning("secret watch interrupted (%s); retrying", type(exc).__name__)
-                halt.wait(2)
+        await self._watch.run(stop)
 
     async def _repair(self, event_type: str, secret: dict[str, Any]) -> None:
         reason = drifted(event_type, secret)
