@@ -44,7 +44,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from kubemint.policy.expressions import Condition, EvaluationUnavailable
+from kubemint.policy.expressions import Condition, EvaluationUnavailable, variables
 
 log = logging.getLogger("kubemint.conditions")
 START_TIMEOUT = 30.0  # seconds for a new worker to import CEL and say "ready"
@@ -179,10 +179,10 @@ class Sandbox:
     ) -> bool:
         source = condition.source
         timeout = self.inline_timeout if _INLINE.get() else self.timeout
-        variables = {"request": request, "claims": claims, "tenantClaims": tenant_claims or {}}
+        inputs = variables(request, claims, tenant_claims)
         message = (
             json.dumps(
-                {"source": source, **variables},
+                {"source": source, **inputs},
                 default=str,
                 separators=(",", ":"),
                 sort_keys=True,

@@ -43,6 +43,8 @@ def main(argv: list[str]) -> int:
             programs.move_to_end(source)
         started = time.thread_time()  # CPU time: a busy machine does not make it slow
         try:
+            # The shape of kubemint.policy.expressions.variables, rebuilt here: this process
+            # imports nothing of kubemint, so its memory limit covers only CEL.
             variables = {
                 "request": message["request"],
                 "claims": message["claims"],
