@@ -47,6 +47,12 @@ def _namespace_and_issuer(env: Mapping[str, str]) -> tuple[str, str]:
     return namespace, issuer.rstrip("/")
 
 
+def _jwks_uris_per_namespace(env: Mapping[str, str]) -> int:
+    """KUBEMINT_JWKS_URIS_PER_NAMESPACE, shared by both processes so the operator's status
+    says what the token server fetches."""
+    return max(0, int(env.get("KUBEMINT_JWKS_URIS_PER_NAMESPACE", "5")))
+
+
 def _audience_ownership(env: Mapping[str, str]) -> str:
     """KUBEMINT_AUDIENCE_OWNERSHIP, shared by both processes so they decide alike."""
     return check_mode(env.get("KUBEMINT_AUDIENCE_OWNERSHIP") or FIRST_CLAIM)
@@ -78,6 +84,8 @@ class OperatorSettings:
     manual_rotation_interval: float = 60.0
     """Seconds a SigningKey waits after a manual rotation (kubemint.io/rotate) before the
     next one is done; a request made sooner is deferred until then, never dropped."""
+    jwks_uris_per_namespace: int = 5
+    """As the token server's: accounts whose jwksUri is over the limit are not Ready."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -94,6 +102,7 @@ class OperatorSettings:
             audience_ownership=_audience_ownership(env),
             key_workers=max(1, int(env.get("KUBEMINT_KEY_WORKERS", "2"))),
             manual_rotation_interval=float(env.get("KUBEMINT_MANUAL_ROTATION_INTERVAL", "60")),
+            jwks_uris_per_namespace=_jwks_uris_per_namespace(env),
         )
 
 
@@ -127,6 +136,27 @@ class ServerSettings:
     """Seconds one condition may take; a later one is cut off, refused for a while, and the
     request gets temporarily_unavailable."""
 
+    jwks_uris_per_namespace: int = 5
+    """Distinct `spec.federation.issuers[].jwksUri`s fetched per namespace (oldest accounts
+    first); the operator reports accounts over the limit (`TooManyJwksUris`)."""
+    issuer_fetch_timeout: float = 5.0
+    """Seconds one jwksUri fetch may take in all (DNS, connect, TLS, response, redirects)."""
+    issuer_fetch_max_bytes: int = 512 * 1024
+    """Largest JWK Set accepted from a jwksUri."""
+    issuer_fetch_workers: int = 16
+    """jwksUri fetches at once; sources that keep failing may hold at most half."""
+    issuer_refresh: float = 300.0
+    """Seconds between refreshes of each issuer's keys (the cluster's included)."""
+    issuer_cooldown: float = 10.0
+    """Least seconds between two fetches of one source when tokens name unknown keys; also
+    the first retry delay after a failure (doubling up to issuer_refresh)."""
+    cluster_networks: tuple[Network, ...] = ()
+    """The cluster's pod and service CIDRs (and other internal ranges): a jwksUri resolving
+    there is refused, as loopback, link-local and unspecified addresses always are."""
+    issuer_fetch_allow: tuple[Network, ...] = ()
+    """Networks a jwksUri may reach although they would be refused (an admin's in-cluster
+    identity provider, a test's loopback server)."""
+
     @property
     def token_endpoint(self) -> str:
         return self.issuer + "/oauth2/token"
@@ -147,4 +177,12 @@ class ServerSettings:
             audience_ownership=_audience_ownership(env),
             condition_workers=int(env.get("KUBEMINT_CONDITION_WORKERS", "2")),
             condition_timeout=float(env.get("KUBEMINT_CONDITION_TIMEOUT", "0.1")),
+            jwks_uris_per_namespace=_jwks_uris_per_namespace(env),
+            issuer_fetch_timeout=float(env.get("KUBEMINT_ISSUER_FETCH_TIMEOUT", "5")),
+            issuer_fetch_max_bytes=int(env.get("KUBEMINT_ISSUER_FETCH_MAX_BYTES", "524288")),
+            issuer_fetch_workers=int(env.get("KUBEMINT_ISSUER_FETCH_WORKERS", "16")),
+            issuer_refresh=float(env.get("KUBEMINT_ISSUER_REFRESH", "300")),
+            issuer_cooldown=float(env.get("KUBEMINT_ISSUER_COOLDOWN", "10")),
+            cluster_networks=parse_networks(env.get("KUBEMINT_CLUSTER_NETWORKS", "")),
+            issuer_fetch_allow=parse_networks(env.get("KUBEMINT_ISSUER_FETCH_ALLOW", "")),
         )

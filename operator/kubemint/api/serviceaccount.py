@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,3 +113,22 @@ class AccountSpec:
     @property
     def subject(self) -> str:
         return subject_of(self.namespace, self.name)
+
+
+DEFAULT_JWKS_URIS_PER_NAMESPACE = 5
+
+
+def admitted_jwks_uris(
+    accounts: Iterable[tuple[str, str, Iterable[str | None]]], limit: int
+) -> frozenset[str]:
+    """The jwksUris of one namespace that the token server fetches: the first `limit`
+    distinct ones, taking accounts oldest first (creationTimestamp, then name) and each
+    account's issuers in order. `accounts` are (creationTimestamp, name, jwksUris). The
+    operator and the token server both decide with this, so an account's status says what
+    the server does; a URI over the limit costs only its namespace."""
+    admitted: dict[str, None] = {}
+    for _, _, uris in sorted(accounts, key=lambda a: (a[0], a[1])):
+        for uri in uris:
+            if uri and uri not in admitted and len(admitted) < limit:
+                admitted[uri] = None
+    return frozenset(admitted)

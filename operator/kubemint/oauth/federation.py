@@ -52,7 +52,7 @@ from kubemint.policy.expressions import (
 )
 from kubemint.store.snapshot import AccountView, ClientView, Snapshot
 
-KUBERNETES = "kubernetes"  # the cluster's key source in KeyLookup
+KUBERNETES = "kubernetes"  # the cluster's key source in KeyLookup (kubemint.store.issuers)
 SA_PREFIX = "system:serviceaccount:"
 MAX_LIFETIME = 48 * 3600.0  # projected tokens live up to 48 h (kubelet's expirationSeconds max)
 

@@ -36,6 +36,7 @@ from kubemint.policy.sandbox import Sandbox
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.server.sources import source_address
+from kubemint.store.issuers import IssuerKeys
 from kubemint.store.revocations import RevocationStore, RevocationUnavailable
 from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import View
@@ -220,6 +221,8 @@ def create_app(
         metrics.observe_view(stats.failures, stats.last_success, view.snapshot().skipped)
         if conditions is not None:
             metrics.observe_conditions(conditions.unavailable)
+        if isinstance(keys, IssuerKeys):
+            metrics.observe_issuer_keys(keys.failures, keys.states())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> Response:

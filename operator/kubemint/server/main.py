@@ -13,7 +13,8 @@ from kubemint.oauth.federation import KUBERNETES
 from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
-from kubemint.store.issuers import IssuerKeys, https_fetch, kubernetes_fetch
+from kubemint.store.issuers import IssuerKeys, kubernetes_fetch
+from kubemint.store.jwks_fetch import FetchPolicy
 from kubemint.store.revocations import RevocationStore
 from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import ClusterView
@@ -35,14 +36,21 @@ def main() -> int:
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # the informers report outages
     settings = ServerSettings.from_env()
     api = api_client()
-    keys = IssuerKeys()
+    keys = IssuerKeys(
+        refresh_every=settings.issuer_refresh,
+        cooldown=settings.issuer_cooldown,
+        policy=FetchPolicy(
+            deadline=settings.issuer_fetch_timeout,
+            max_bytes=settings.issuer_fetch_max_bytes,
+            cluster_networks=settings.cluster_networks,
+            allowed_networks=settings.issuer_fetch_allow,
+        ),
+        workers=settings.issuer_fetch_workers,
+    )
     keys.add(KUBERNETES, kubernetes_fetch(api))
 
     def track_issuers(snapshot: Snapshot) -> None:
-        uris = snapshot.jwks_uris()
-        for uri in uris:
-            keys.add(f"jwks:{uri}", https_fetch(uri))
-        keys.keep_only({f"jwks:{uri}" for uri in uris})
+        keys.track(snapshot.jwks_uris(settings.jwks_uris_per_namespace))
 
     view = ClusterView(
         api,

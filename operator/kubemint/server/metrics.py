@@ -77,6 +77,21 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.issuer_fetch_failures = Counter(
+            "kubemint_issuer_key_fetch_failures",
+            "Failed fetches of issuers' keys (jwksUri or the cluster's), by reason; the log"
+            " names the source. The last good keys are kept.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.issuer_sources = Gauge(
+            "kubemint_issuer_key_sources",
+            "Issuer key sources by state: ok, failing (last fetch failed), pending (never"
+            " fetched yet).",
+            ["state"],
+            registry=self.registry,
+        )
+        self._issuer_failures_seen: dict[str, int] = {}
         self._rebuild_failures_seen = 0
         self._unavailable_seen: dict[str, int] = {}
 
@@ -96,3 +111,13 @@ class Metrics:
             if count > seen:
                 self.conditions_unavailable.labels(reason).inc(count - seen)
                 self._unavailable_seen[reason] = count
+
+    def observe_issuer_keys(self, failures: Mapping[str, int], states: Mapping[str, int]) -> None:
+        """Copy the issuer key sources' failures and states in, at scrape time."""
+        for reason, count in dict(failures).items():
+            seen = self._issuer_failures_seen.get(reason, 0)
+            if count > seen:
+                self.issuer_fetch_failures.labels(reason).inc(count - seen)
+                self._issuer_failures_seen[reason] = count
+        for state in ("ok", "failing", "pending"):
+            self.issuer_sources.labels(state).set(states.get(state, 0))

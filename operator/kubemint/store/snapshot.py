@@ -43,7 +43,12 @@ from kubemint.api.records import (
     decode,
     decode_keys,
 )
-from kubemint.api.serviceaccount import AccountSpec, IssuerSpec
+from kubemint.api.serviceaccount import (
+    DEFAULT_JWKS_URIS_PER_NAMESPACE,
+    AccountSpec,
+    IssuerSpec,
+    admitted_jwks_uris,
+)
 from kubemint.api.signingkey import SigningKeySpec
 from kubemint.api.trustedissuer import KIND as TRUSTED_ISSUER
 from kubemint.api.trustedissuer import TrustedIssuerRef, TrustedIssuerSpec
@@ -106,6 +111,7 @@ class AccountView:
     claims: Mapping[str, Any]
     uid: str = ""  # this object's, so a re-created account of the same name is told apart
     trusted_issuers: tuple[TrustedIssuerRef, ...] = ()
+    created: str = ""  # creationTimestamp: older accounts' jwksUris come first in the quota
 
     def password_digests(self, now: datetime.datetime) -> list[str]:
         return [g.sha256 for g in self.passwords if g.not_after is None or g.not_after > now]
@@ -187,11 +193,21 @@ class Snapshot:
             return self.verification_keys
         return [k for r in self.keys.values() if r.use == "sig" for k in r.public_keys]
 
-    def jwks_uris(self) -> set[str]:
-        """External issuers' jwksUris the token server must keep fetching."""
-        tenants = {i.jwks_uri for a in self.accounts.values() for i in a.issuers if i.jwks_uri}
-        trusted = {t.jwks_uri for t in self.trusted_issuers.values() if t.jwks_uri}
-        return tenants | trusted
+    def jwks_uris(self, per_namespace: int = DEFAULT_JWKS_URIS_PER_NAMESPACE) -> set[str]:
+        """The jwksUris the token server must keep fetching: TrustedIssuers' (an admin's), and
+        of each namespace's accounts at most `per_namespace` distinct ones (see
+        `admitted_jwks_uris`; the operator reports the others on their accounts)."""
+        by_namespace: dict[str, list[tuple[str, str, list[str | None]]]] = {}
+        for account in self.accounts.values():
+            uris = [i.jwks_uri for i in account.issuers]
+            if any(uris):
+                by_namespace.setdefault(account.ref.namespace, []).append(
+                    (account.created, account.ref.name, uris)
+                )
+        admitted = {t.jwks_uri for t in self.trusted_issuers.values() if t.jwks_uri}
+        for accounts in by_namespace.values():
+            admitted |= admitted_jwks_uris(accounts, per_namespace)
+        return admitted
 
     def jwks(self) -> dict[str, Any]:
         """Every public signing and encryption key (active, next and retired)."""
@@ -449,6 +465,7 @@ def _accounts(bodies: Iterable[Body], records: Records, skipped: Counter[str]) -
                 issuer_keys=(stored.issuer_keys or {}) if stored else {},
                 claims=spec.claims,
                 trusted_issuers=spec.trusted_issuers,
+                created=str(body["metadata"].get("creationTimestamp") or ""),
             )
         except Exception as exc:  # one object's content must never fail the whole view
             _skip(KIND_ACCOUNT, body, exc, skipped)
