@@ -37,6 +37,10 @@ class AccountContext:
     kubernetes_accounts: frozenset[str]  # existing Kubernetes ServiceAccounts in the namespace
     issuer_key_texts: Mapping[tuple[str, str], str | None]  # (secret, key) → content or None
     trusted_issuers: Mapping[str, str] = field(default_factory=dict)  # server namespace: name → iss
+    # The namespace's jwksUris the token server fetches (api.serviceaccount.admitted_jwks_uris
+    # over its accounts, this one included); None: no quota applies.
+    admitted_jwks_uris: frozenset[str] | None = None
+    jwks_uris_per_namespace: int = 0  # the quota, for the message
 
 
 def _claims_allowed(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
@@ -133,6 +137,25 @@ def _trusted_issuers_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | 
     return None
 
 
+def _jwks_uris_within_quota(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    """The token server fetches at most a set number of distinct jwksUris per namespace
+    (older accounts' first), so that one namespace's URLs cost only that namespace; a URI over
+    the quota is never fetched and its issuer accepts nothing."""
+    if ctx.admitted_jwks_uris is None:
+        return None
+    for index, issuer in enumerate(spec.issuers):
+        if issuer.jwks_uri and issuer.jwks_uri not in ctx.admitted_jwks_uris:
+            return Outcome(
+                False,
+                "TooManyJwksUris",
+                f"spec.federation.issuers[{index}].jwksUri: namespace {spec.namespace} already "
+                f"has {ctx.jwks_uris_per_namespace} distinct jwksUris in older ServiceAccounts "
+                "(the token server's limit per namespace); this one is not fetched. Reuse one, "
+                "use jwksSecretRef, or ask the cluster admins for a TrustedIssuer",
+            )
+    return None
+
+
 def _issuer_keys_valid(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
     try:
         issuer_keys(spec, ctx)
@@ -151,6 +174,7 @@ CHECKS: tuple[Check[AccountSpec, AccountContext], ...] = (
     _issuer_conditions_compile,
     _kubernetes_accounts_exist,
     _trusted_issuers_exist,
+    _jwks_uris_within_quota,
     _issuer_keys_valid,
 )
 

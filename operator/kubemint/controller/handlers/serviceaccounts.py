@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -20,7 +21,7 @@ from kubemint.api.records import (
     record_role,
     secret_text,
 )
-from kubemint.api.serviceaccount import AccountSpec
+from kubemint.api.serviceaccount import AccountSpec, admitted_jwks_uris
 from kubemint.controller.kube import decoded
 from kubemint.controller.runtime import (
     BACKOFF,
@@ -56,6 +57,7 @@ async def reconcile(
     body: kopf.Body | dict[str, Any],
     clients: dict[str, tuple[str, ...]],
     trusted: dict[str, str] | None = None,
+    namespace_uris: Iterable[tuple[str, str, tuple[str | None, ...]]] = (),
 ) -> dict[str, Any]:
     settings, kube = runtime.settings, runtime.kube
     refused = invalid_spec(body, AccountSpec.from_body)
@@ -72,7 +74,15 @@ async def reconcile(
     k8s_accounts = (
         await kube.service_account_names(spec.namespace) if spec.kubernetes else frozenset()
     )
-    context = AccountContext(clients, k8s_accounts, key_texts, trusted or {})
+    limit = settings.jwks_uris_per_namespace
+    context = AccountContext(
+        clients,
+        k8s_accounts,
+        key_texts,
+        trusted or {},
+        admitted_jwks_uris=admitted_jwks_uris([*namespace_uris, _jwks_uris_of(body, spec)], limit),
+        jwks_uris_per_namespace=limit,
+    )
     outcome = check_account(spec, context)
     name = record_name(KIND_ACCOUNT, owner.uid)
     fields = {"subject": spec.subject}
@@ -139,6 +149,14 @@ async def reconcile(
     )
 
 
+def _jwks_uris_of(
+    body: kopf.Body | dict[str, Any], spec: AccountSpec
+) -> tuple[str, str, tuple[str | None, ...]]:
+    """(creationTimestamp, name, jwksUris): what `admitted_jwks_uris` orders accounts by."""
+    created = str(body["metadata"].get("creationTimestamp") or "")
+    return created, spec.name, tuple(i.jwks_uri for i in spec.issuers)
+
+
 def pending(*, spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     """Re-check while not Ready or while a rotation or an overlap is scheduled; and while it
     names TrustedIssuers, whose removal by an admin its status must come to say."""
@@ -162,13 +180,29 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             return {}
         return {meta["name"]: issuer}
 
+    @kopf.index(GROUP, VERSION, PLURAL, id="account_jwks_uris", registry=registry)
+    def account_jwks_uris(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
+        """Namespace → each account's jwksUris, for the per-namespace quota."""
+        issuers = ((body.get("spec") or {}).get("federation") or {}).get("issuers") or []
+        uris = tuple(i.get("jwksUri") for i in issuers if isinstance(i, dict))
+        if not any(uris):
+            return {}
+        created = str(meta.get("creationTimestamp") or "")
+        return {meta["namespace"]: (created, meta["name"], uris)}
+
     @reconciler(
         registry, PLURAL, id="service_account", interval=settings.recheck_interval, when=pending
     )
     async def service_account(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         clients = dict(kwargs["client_grants"].get(body["metadata"]["namespace"], []))
         trusted = {name: next(iter(urls)) for name, urls in kwargs["trusted_issuers"].items()}
-        patch.status.update(changed(body, await reconcile(runtime, body, clients, trusted)))
+        meta = body["metadata"]
+        others = [
+            entry
+            for entry in kwargs["account_jwks_uris"].get(meta["namespace"], [])
+            if entry[1] != meta["name"]  # this account's own comes from its current body
+        ]
+        patch.status.update(changed(body, await reconcile(runtime, body, clients, trusted, others)))
 
     @kopf.on.delete(
         GROUP, VERSION, PLURAL, id="service_account_deleted", backoff=BACKOFF, registry=registry
