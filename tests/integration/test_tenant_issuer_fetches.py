@@ -236,7 +236,7 @@ def test_a_victims_rotated_key_is_picked_up_while_an_attacker_declares_slow_uris
             {"issuer": "https://drip.test", "jwksUri": drip.url},
         ],
     )
-    wait_for(lambda: silent.requests and drip.requests, "the attacker's URIs to be fetched")
+    wait_for(lambda: silent.requests or drip.requests, "the attacker's URIs to be fetched")
 
     issuer.jwks = _jwks(new_key)  # the victim's issuer rotates; its JWTs name the new kid
     _granted_within(
@@ -277,16 +277,29 @@ def test_jwks_uris_and_redirects_into_the_cluster_are_refused(
             {"issuer": "https://metadata.test", "jwksUri": metadata},
         ],
     )
-    for uri, reason in ((hop.url, "redirect_refused"), (by_name, "address_refused")):
-        wait_for(
-            lambda u=uri, r=reason: _logged(
-                token_server, f"fetching keys of jwks:{u} failed ({r})"
-            ),
-            f"the fetch of {uri} to be refused",
+    refusals = {hop.url: "redirect_refused", by_name: "address_refused"}
+
+    def settled() -> bool:  # each refused (new code), or the internal service was called
+        logged = all(
+            _logged(token_server, f"fetching keys of jwks:{uri} failed ({reason})")
+            for uri, reason in refusals.items()
         )
-    assert _logged(token_server, "169.254.169.254 is a link-local address")
+        return logged or inside.requests > 0
+
+    wait_for(lambda: hop.requests, "the redirecting URI to be fetched")
+    wait_for(settled, "the token server to refuse or follow the URIs")
+    assert inside.requests == 0, "the token server called the internal service"
     assert hop.requests >= 1  # the redirect was asked for, and not followed
-    assert inside.requests == 0
+    for uri, reason in refusals.items():
+        assert _logged(token_server, f"fetching keys of jwks:{uri} failed ({reason})")
+    wait_for(
+        lambda: _logged(token_server, "169.254.169.254 is a link-local address"),
+        "the metadata address to be refused",
+    )
+    assert (
+        _metric(http, token_server, "kubemint_issuer_key_fetch_failures_total", "address_refused")
+        >= 2
+    )
 
 
 def test_jwks_uris_over_the_namespace_quota_cost_only_that_namespace(

@@ -195,12 +195,12 @@ class IssuerKeys:
         source.failures += 1
         self.failures[reason] += 1
         log.warning(
-            "fetching keys of %s failed (%s): %s; keeping %s, retrying in %.0fs",
+            "fetching keys of %s failed (%s): %s; keeping %s, retrying in %ds",
             name,
             reason,
             message or "-",
             "the last good keys" if source.jwks is not None else "no keys",
-            self._next_in(source),
+            round(self._next_in(source)),
         )
 
     def _next_in(self, source: KeySource) -> float:
