@@ -21,6 +21,7 @@ slots, so sources that answer are fetched while silent ones wait out their deadl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -145,9 +146,23 @@ class IssuerKeys:
     async def _run_uris(self, halt: threading.Event) -> None:
         self._slots = asyncio.Semaphore(self.workers)
         self._failing_slots = asyncio.Semaphore(self.workers // 2)
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        # Name lookups run in threads, which a deadline cannot stop: a lookup an attacker's
+        # DNS server keeps slow goes on after its fetch gave up. A pool of its own, as large as
+        # the fetch slots, keeps them from queueing behind other work; failing sources hold
+        # at most half the slots, so at most about half the lookup threads.
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="issuer-dns")
+        )
+        stopped = asyncio.Event()
+
+        def watch() -> None:
+            halt.wait()
+            loop.call_soon_threadsafe(stopped.set)
+
+        threading.Thread(target=watch, name="issuer-keys-halt", daemon=True).start()
         self._sync_tasks()
-        await asyncio.to_thread(halt.wait)
+        await stopped.wait()
         for source in list(self._sources.values()):
             if source.task is not None:
                 source.task.cancel()
@@ -187,12 +202,15 @@ class IssuerKeys:
                     self._failed(name, source, exc.reason, str(exc))
                 except Exception as exc:  # a bug here must not end the source's task
                     self._failed(name, source, "error", type(exc).__name__)
+                finally:
+                    source.attempted_at = time.monotonic()  # waits count from the end
 
     # -- shared ------------------------------------------------------------------------------
 
     def _failed(self, name: str, source: KeySource, reason: str, message: str) -> None:
         """Keep the last good keys; say why (never with what the server sent)."""
         source.failures += 1
+        source.attempted_at = time.monotonic()
         self.failures[reason] += 1
         log.warning(
             "fetching keys of %s failed (%s): %s; keeping %s, retrying in %ds",
