@@ -86,6 +86,10 @@ class OperatorSettings:
     next one is done; a request made sooner is deferred until then, never dropped."""
     jwks_uris_per_namespace: int = 5
     """As the token server's: accounts whose jwksUri is over the limit are not Ready."""
+    cluster_networks: tuple[Network, ...] = ()
+    """As the token server's: an account whose jwksUri is an IP there is not Ready."""
+    issuer_fetch_allow: tuple[Network, ...] = ()
+    """As the token server's: exceptions to the refused addresses."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -103,6 +107,8 @@ class OperatorSettings:
             key_workers=max(1, int(env.get("KUBEMINT_KEY_WORKERS", "2"))),
             manual_rotation_interval=float(env.get("KUBEMINT_MANUAL_ROTATION_INTERVAL", "60")),
             jwks_uris_per_namespace=_jwks_uris_per_namespace(env),
+            cluster_networks=parse_networks(env.get("KUBEMINT_CLUSTER_NETWORKS", "")),
+            issuer_fetch_allow=parse_networks(env.get("KUBEMINT_ISSUER_FETCH_ALLOW", "")),
         )
 
 

@@ -58,7 +58,8 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> JWKSAuthority:
 def operator(
     cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningOperator]:
-    """This module's operator, with the same jwksUri quota as its token server."""
+    """This module's operator, with the same jwksUri quota and allowed network as its token
+    server."""
     namespace = f"kms-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
@@ -70,7 +71,10 @@ def operator(
         name="op",
         recheck_interval=1,
         lease_name="kubemint-operator",
-        extra_env={"KUBEMINT_JWKS_URIS_PER_NAMESPACE": str(QUOTA)},
+        extra_env={
+            "KUBEMINT_JWKS_URIS_PER_NAMESPACE": str(QUOTA),
+            "KUBEMINT_ISSUER_FETCH_ALLOW": "127.0.0.2/32",
+        },
         log_dir=tmp_path_factory.mktemp("operator"),
     )
     process.start()
@@ -300,6 +304,11 @@ def test_jwks_uris_and_redirects_into_the_cluster_are_refused(
         _metric(http, token_server, "kubemint_issuer_key_fetch_failures_total", "address_refused")
         >= 2
     )
+    # The literal address is said on the account too, naming the field.
+    obj = wait_ready(
+        attacker.cluster, "ServiceAccount", attacker.namespace, "ci", "False", "JwksUriRefused"
+    )
+    assert condition(obj)["message"].startswith("spec.federation.issuers[2].jwksUri: 169.254")
 
 
 def test_jwks_uris_over_the_namespace_quota_cost_only_that_namespace(

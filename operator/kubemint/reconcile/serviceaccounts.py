@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemint.api.addresses import Network, literal_refusal
 from kubemint.api.identity import claims_problem
 from kubemint.api.meta import Outcome
 from kubemint.api.records import AccountRecord, Owner
@@ -41,6 +42,8 @@ class AccountContext:
     # over its accounts, this one included); None: no quota applies.
     admitted_jwks_uris: frozenset[str] | None = None
     jwks_uris_per_namespace: int = 0  # the quota, for the message
+    cluster_networks: tuple[Network, ...] = ()  # as the token server refuses them
+    allowed_networks: tuple[Network, ...] = ()
 
 
 def _claims_allowed(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
@@ -137,6 +140,24 @@ def _trusted_issuers_exist(spec: AccountSpec, ctx: AccountContext) -> Outcome | 
     return None
 
 
+def _jwks_uris_reachable(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
+    """A jwksUri naming an address the token server never fetches from (loopback, link-local,
+    the cluster's networks, see kubemint.api.addresses) is said here; a name resolving there
+    is refused only when fetched (the token server's log and metrics)."""
+    for index, issuer in enumerate(spec.issuers):
+        why = issuer.jwks_uri and literal_refusal(
+            issuer.jwks_uri, ctx.cluster_networks, ctx.allowed_networks
+        )
+        if why:
+            return Outcome(
+                False,
+                "JwksUriRefused",
+                f"spec.federation.issuers[{index}].jwksUri: {why}; the token server does not "
+                "fetch keys from inside the cluster",
+            )
+    return None
+
+
 def _jwks_uris_within_quota(spec: AccountSpec, ctx: AccountContext) -> Outcome | None:
     """The token server fetches at most a set number of distinct jwksUris per namespace
     (older accounts' first), so that one namespace's URLs cost only that namespace; a URI over
@@ -174,6 +195,7 @@ CHECKS: tuple[Check[AccountSpec, AccountContext], ...] = (
     _issuer_conditions_compile,
     _kubernetes_accounts_exist,
     _trusted_issuers_exist,
+    _jwks_uris_reachable,
     _jwks_uris_within_quota,
     _issuer_keys_valid,
 )

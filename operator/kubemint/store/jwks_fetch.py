@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+from kubemint.api import addresses
+from kubemint.api.addresses import Address, Network
 
 MAX_HEAD = 32 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -73,32 +73,12 @@ class FetchPolicy:
 
 def refusal(address: Address, policy: FetchPolicy) -> str | None:
     """Why the token server must not connect to `address`, or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address in n for n in policy.allowed_networks if n.version == address.version):
-        return None
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address (metadata services live there)"
-    if address.is_unspecified:
-        return "the unspecified address"
-    if address.is_multicast or address.is_reserved:
-        return "a multicast or reserved address"
-    if any(address in n for n in policy.cluster_networks if n.version == address.version):
-        return "in the cluster's networks"
-    return None
+    return addresses.refusal(address, policy.cluster_networks, policy.allowed_networks)
 
 
 def literal_refusal(uri: str, policy: FetchPolicy) -> str | None:
-    """For a URI whose host is an IP address: why it would be refused (names resolve only
-    when fetched)."""
-    try:
-        host = urlsplit(uri).hostname or ""
-        why = refusal(ipaddress.ip_address(host), policy)
-    except ValueError:
-        return None
-    return f"{host} is {why}" if why else None
+    """For a URI whose host is an IP address: why it would be refused."""
+    return addresses.literal_refusal(uri, policy.cluster_networks, policy.allowed_networks)
 
 
 async def fetch_jwks(uri: str, policy: FetchPolicy) -> dict[str, Any]:

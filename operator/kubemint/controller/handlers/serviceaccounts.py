@@ -82,6 +82,8 @@ async def reconcile(
         trusted or {},
         admitted_jwks_uris=admitted_jwks_uris([*namespace_uris, _jwks_uris_of(body, spec)], limit),
         jwks_uris_per_namespace=limit,
+        cluster_networks=settings.cluster_networks,
+        allowed_networks=settings.issuer_fetch_allow,
     )
     outcome = check_account(spec, context)
     name = record_name(KIND_ACCOUNT, owner.uid)

@@ -1,8 +1,10 @@
-"""The per-namespace jwksUri quota (issue 10, finding 3): one decision, taken alike by the
-operator (the account's status) and the token server (what it fetches)."""
+"""What the operator says about jwksUris (issue 10, finding 3): the per-namespace quota (one
+decision, taken alike by the operator for the account's status and by the token server for
+what it fetches), and URIs naming an address inside the cluster."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -83,3 +85,32 @@ def test_an_account_over_the_quota_is_told_which_field() -> None:
     outcome = check_account(spec, context)
     assert outcome.reason == "TooManyJwksUris"
     assert outcome.message.startswith("spec.federation.issuers[1].jwksUri: namespace team")
+
+
+@pytest.mark.parametrize(
+    ("uri", "allowed", "reason"),
+    [
+        pytest.param("https://169.254.169.254/latest/", (), "JwksUriRefused", id="metadata"),
+        pytest.param("https://[::1]:8443/jwks", (), "JwksUriRefused", id="IPv6 loopback"),
+        pytest.param("https://10.96.0.10/jwks", (), "JwksUriRefused", id="a service IP"),
+        pytest.param(
+            "https://10.96.0.10/jwks", ("10.96.0.10/32",), "Reconciled", id="an allowed service IP"
+        ),
+        pytest.param("https://idp.example.com/jwks", (), "Reconciled", id="a name is fetched"),
+    ],
+)
+def test_an_internal_address_is_named_on_the_account(
+    uri: str, allowed: tuple[str, ...], reason: str
+) -> None:
+    spec = AccountSpec.from_body(_account("team", "ci", T1, uri))
+    context = AccountContext(
+        {"gw": ("client_credentials",)},
+        frozenset(),
+        {},
+        cluster_networks=(ipaddress.ip_network("10.96.0.0/12"),),
+        allowed_networks=tuple(ipaddress.ip_network(a) for a in allowed),
+    )
+    outcome = check_account(spec, context)
+    assert outcome.reason == reason
+    if reason == "JwksUriRefused":
+        assert outcome.message.startswith("spec.federation.issuers[0].jwksUri: ")
