@@ -9,7 +9,6 @@ import uvicorn
 from kubernetes import client, config
 
 from kubemint.config import ServerSettings
-from kubemint.oauth.federation import KUBERNETES
 from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
@@ -47,7 +46,7 @@ def main() -> int:
         ),
         workers=settings.issuer_fetch_workers,
     )
-    keys.add(KUBERNETES, kubernetes_fetch(api))
+    keys.set_cluster_source(kubernetes_fetch(api))
 
     def track_issuers(snapshot: Snapshot) -> None:
         keys.track(snapshot.jwks_uris(settings.jwks_uris_per_namespace))

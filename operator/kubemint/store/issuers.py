@@ -79,10 +79,9 @@ class IssuerKeys:
 
     # -- what the rest of the server calls ------------------------------------------------
 
-    def add(self, name: str, fetch: Fetch) -> None:
-        """The cluster's source (`KUBERNETES`); fetched in its own thread."""
-        if name != KUBERNETES:
-            raise ValueError("only the cluster's source is added by function; use track()")
+    def set_cluster_source(self, fetch: Fetch) -> None:
+        """The cluster's own issuer (`KUBERNETES`, see kubernetes_fetch), fetched in a thread
+        of its own."""
         self._cluster = fetch
         with self._lock:
             self._sources.setdefault(KUBERNETES, KeySource(wake=threading.Event()))
@@ -211,7 +210,8 @@ class IssuerKeys:
         """Keep the last good keys; say why (never with what the server sent)."""
         source.failures += 1
         source.attempted_at = time.monotonic()
-        self.failures[reason] += 1
+        with self._lock:  # two threads count here
+            self.failures[reason] += 1
         log.warning(
             "fetching keys of %s failed (%s): %s; keeping %s, retrying in %ds",
             name,

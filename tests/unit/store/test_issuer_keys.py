@@ -71,7 +71,7 @@ def keys(ca: JWKSAuthority) -> Iterator[IssuerKeys]:
         ssl_context=client_context(ca),
     )
     issuer_keys = IssuerKeys(refresh_every=300, cooldown=0.5, policy=policy, workers=WORKERS)
-    issuer_keys.add(KUBERNETES, lambda: ("https://cluster", key("cluster")))
+    issuer_keys.set_cluster_source(lambda: ("https://cluster", key("cluster")))
     yield from running(issuer_keys)
 
 
