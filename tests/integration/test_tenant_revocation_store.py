@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -124,7 +123,8 @@ def _revoke(http: httpx.Client, server: RunningServer, team: Team, token: str) -
 
 
 def _active(http: httpx.Client, server: RunningServer, team: Team, token: str) -> bool:
-    response = http.post(server.issuer + "/oauth2/introspect", data={"token": token}, auth=team.auth)
+    url = server.issuer + "/oauth2/introspect"
+    response = http.post(url, data={"token": token}, auth=team.auth)
     assert response.status_code == 200, response.text
     active: bool = response.json()["active"]
     return active
