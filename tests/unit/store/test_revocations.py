@@ -161,3 +161,15 @@ def test_a_record_that_does_not_read_is_left_out() -> None:
     index = RevocationIndex()
     index.apply("ADDED", broken)
     assert index.watermark("ns.app") is None
+
+
+def test_the_quota_and_rate_settings_must_be_positive_integers() -> None:
+    from kubemint.config import ServerSettings
+
+    env = {"KUBEMINT_NAMESPACE": NS, "KUBEMINT_ISSUER": "https://auth.test"}
+    defaults = ServerSettings.from_env(env)
+    assert (defaults.revocations_per_client, defaults.revocation_writes_per_minute) == (100, 60)
+    for name in ("KUBEMINT_REVOCATIONS_PER_CLIENT", "KUBEMINT_REVOCATION_WRITES_PER_MINUTE"):
+        for bad in ("0", "-1", "lots"):
+            with pytest.raises(ValueError, match=name):
+                ServerSettings.from_env({**env, name: bad})
