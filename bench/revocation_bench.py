@@ -10,9 +10,15 @@ tokens minted together do, through the real API server:
   API server compacts (every 5 minutes).
 - **entries** (`kubemint.store.revocations`, quota lifted above N): every revocation creates
   its own small ConfigMap. The worst case for the store's size: no watermark ever helps.
-- **watermark** (the default quota of 100): 100 entries, then each revocation of a token
-  issued after the client's watermark moves it (a conditional patch of one small object);
-  tokens are "issued" one per revocation here, so most revocations are such moves.
+- **watermark** (the default quota of 100): 100 entries, then the client's watermark; the
+  other 1,900 tokens were issued in the watermark's second (as tokens minted together are),
+  so they are covered by it and write nothing.
+- **moves** (the watermark's worst case): every revocation is of a token issued after the
+  watermark, so every one moves it (a read and a conditional merge patch of one small
+  object). A real client can cause at most one such move per second (`iat` has one-second
+  resolution, and a token must be issued before it is revoked), and the token server's
+  per-client write rate caps it further (60 a minute); here the clock is advanced by a
+  second per revocation to measure 2,000 moves without waiting for them.
 
 Figures per design: etcd's database growth (`etcd_mvcc_db_total_size_in_use_in_bytes`, the
 pages in use; `etcd_mvcc_db_total_size_in_bytes`, the file, grows in coarse steps) over the
@@ -54,7 +60,7 @@ from kubemint.store.revocations import (
 
 NAMESPACE = "kubemint-system"
 CLIENT = "tenant.app"
-DESIGNS = ("buckets", "entries", "watermark")
+DESIGNS = ("buckets", "entries", "watermark", "moves")
 IN_USE = "etcd_mvcc_db_total_size_in_use_in_bytes"
 FILE = "etcd_mvcc_db_total_size_in_bytes"
 
@@ -127,8 +133,18 @@ def _writer(design: str, api: client.ApiClient, core: client.CoreV1Api) -> Calla
             return True
 
         return legacy
-    quota = DEFAULT_QUOTA if design == "watermark" else 10**9
+    quota = {"watermark": DEFAULT_QUOTA, "moves": 0}.get(design, 10**9)
     store = RevocationStore(api, NAMESPACE, RevocationIndex(), quota=quota)
+    if design == "moves":
+        base = int(time.time())
+
+        def move(i: int) -> bool:  # a token issued, then revoked, i seconds later
+            target = Target(secrets.token_urlsafe(16), exp, base + i, CLIENT, "bench-uid")
+            what = store.plan(target, base + i)
+            store.write(target, what, base + i)
+            return what is not Plan.NOTHING
+
+        return move
 
     def current(i: int) -> bool:
         now = time.time()
