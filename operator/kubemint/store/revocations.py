@@ -185,6 +185,7 @@ class Record:
     issued_until: int | None = None  # a watermark's T
     slot: int | None = None  # the GC slot (None: a legacy bucket)
     name: str = ""
+    version: str = ""  # its resourceVersion (a watermark's conditional update)
 
 
 def read_record(body: Mapping[str, Any]) -> Record:
@@ -196,11 +197,14 @@ def read_record(body: Mapping[str, Any]) -> Record:
     slot_text = str(labels.get(LABEL_EXPIRES, ""))
     slot = int(slot_text) if slot_text.isdigit() else None
     name = str(meta.get("name", ""))
+    version = str(meta.get("resourceVersion", ""))
     if labels.get(LABEL_KIND) == WATERMARK:
         until = str(annotations.get(ANNOTATION_ISSUED_UNTIL, ""))
         if not client_id or not until.isdigit():
-            return Record(slot=slot, name=name)
-        return Record(client_id=client_id, issued_until=int(until), slot=slot, name=name)
+            return Record(slot=slot, name=name, version=version)
+        return Record(
+            client_id=client_id, issued_until=int(until), slot=slot, name=name, version=version
+        )
     jtis = {
         str(jti): int(exp)
         for jti, exp in (body.get("data") or {}).items()
@@ -224,7 +228,7 @@ class RevocationIndex:
         self._records: dict[str, Record] = {}
         self._jtis: dict[str, int] = {}  # jti → how many objects hold it (legacy + entry)
         self._by_client: dict[str, dict[str, int]] = {}  # client id → its entries' jti → exp
-        self._watermarks: dict[str, int] = {}  # client id → T
+        self._watermarks: dict[str, Record] = {}  # client id → its watermark
 
     # --- fed by the informer ---------------------------------------------------------------
     def reset(self, bodies: Iterable[Mapping[str, Any]]) -> None:
@@ -264,7 +268,7 @@ class RevocationIndex:
             if record.client_id:
                 self._by_client.setdefault(record.client_id, {})[jti] = exp
         if record.issued_until is not None:
-            self._watermarks[record.client_id] = record.issued_until
+            self._watermarks[record.client_id] = record
 
     def _drop(self, key: str) -> None:
         record = self._records.pop(key, None)
@@ -290,11 +294,11 @@ class RevocationIndex:
         a token without an integer `iat` counts as issued before any watermark)."""
         if str(claims.get("jti")) in self._jtis:
             return True
-        until = self._watermarks.get(str(claims.get("client_id")))
-        if until is None:
+        watermark = self._watermarks.get(str(claims.get("client_id")))
+        if watermark is None or watermark.issued_until is None:
             return False
         iat = claims.get("iat")
-        return not isinstance(iat, int) or iat <= until
+        return not isinstance(iat, int) or iat <= watermark.issued_until
 
     def covers(self, target: Target) -> bool:
         return self.revokes(
@@ -306,7 +310,13 @@ class RevocationIndex:
             return sum(1 for exp in self._by_client.get(client_id, {}).values() if exp > now)
 
     def watermark(self, client_id: str) -> int | None:
-        return self._watermarks.get(client_id)
+        record = self._watermarks.get(client_id)
+        return None if record is None else record.issued_until
+
+    def watermark_at(self, client_id: str) -> tuple[int, str] | None:
+        """A client's watermark T and the resourceVersion it was seen at, if any."""
+        record = self._watermarks.get(client_id)
+        return None if record is None else (record.issued_until or 0, record.version)
 
     def expired(self, now: float) -> tuple[list[int], list[str]]:
         """(GC slots that have passed, legacy buckets that have passed)."""
@@ -377,29 +387,32 @@ class RevocationStore:
 
     def _move_watermark(self, target: Target, until: int) -> None:
         """Set the client's T to `until` unless it is later already; optimistic concurrency
-        (resourceVersion), so two replicas never move it backwards."""
+        (a merge patch carrying the resourceVersion it was read at: 409 if it moved since),
+        so two replicas never move it backwards. The first attempt uses what the index
+        holds (one request); a conflict reads it again."""
         name = watermark_name(target.client_id)
-        for _ in range(5):
-            try:
-                current: Body | None = _raw(
-                    self.core.read_namespaced_config_map, name, self.namespace
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                current = None
+        known = self.index.watermark_at(target.client_id)  # (T, resourceVersion) or None
+        for attempt in range(5):
+            if attempt or known is None:
+                try:
+                    current = _raw(self.core.read_namespaced_config_map, name, self.namespace)
+                    record = read_record(current)
+                    known = (record.issued_until or 0, record.version)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    known = None
             desired = watermark_body(self.namespace, target.client_id, target.client_uid, until)
             try:
-                if current is None:
+                if known is None:
                     written = _raw(self.core.create_namespaced_config_map, self.namespace, desired)
                 else:
-                    if (read_record(current).issued_until or 0) >= until:
+                    if known[0] >= until:
                         return
-                    # A merge patch carrying the resourceVersion read: 409 if it moved since.
                     meta = desired["metadata"]
                     patch = {
                         "metadata": {
-                            "resourceVersion": current["metadata"]["resourceVersion"],
+                            "resourceVersion": known[1],
                             "labels": meta["labels"],
                             "annotations": meta["annotations"],
                         }
@@ -408,7 +421,7 @@ class RevocationStore:
                         self.core.patch_namespaced_config_map, name, self.namespace, patch
                     )
             except ApiException as exc:
-                if exc.status == 409:  # created or moved meanwhile: read it again
+                if exc.status in (404, 409):  # deleted, created or moved meanwhile: re-read
                     continue
                 raise
             self.index.learn(written)
