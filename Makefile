@@ -14,11 +14,13 @@ help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
 	@echo "make run     set everything up and start 'kubemint dev up' (local control plane)"
 	@echo "make unit    unit tests only (no control plane)"
-	@echo "make bench   all benchmarks (bench-operator, bench-token); medians of several rounds"
+	@echo "make bench   all benchmarks (bench-operator, bench-token, bench-revocation); medians"
 	@echo "make bench-operator  time until 1,000 OAuth2Clients are Ready, operator peak RSS"
 	@echo "             (options: BENCH_ARGS='--clients N --rounds R …', see --help)"
 	@echo "make bench-token  token endpoint tokens/s and p50/p99 per algorithm over HTTP (wrk),"
 	@echo "             vs a bare Starlette+joserfc endpoint (TOKEN_BENCH_ARGS='--rounds R …')"
+	@echo "make bench-revocation  etcd growth and latency per revocation, hourly buckets vs"
+	@echo "             per-token entries and watermarks (REVOCATION_BENCH_ARGS='--rounds R …')"
 	@echo "make docs    regenerate docs/crd-reference.md from crds/*.yaml"
 	@echo "make lint | typecheck | binaries | clean"
 
@@ -90,6 +92,16 @@ bench-token: binaries
 	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1) \
 	  || echo "wrk could not be installed: bench-token uses its Python load generator"
 	$(BIN)/python -m bench.token_bench $(TOKEN_BENCH_ARGS)
+
+# The revocation store on a real etcd + kube-apiserver: etcd growth per revocation and store
+# latency for 2,000 revocations by one client, the previous hourly buckets vs the current
+# store. See `python -m bench.revocation_bench --help`.
+REVOCATION_BENCH_ARGS ?=
+.PHONY: bench-revocation
+bench: bench-revocation
+
+bench-revocation: binaries
+	$(BIN)/python -m bench.revocation_bench $(REVOCATION_BENCH_ARGS)
 
 # Container image (Dockerfile): its runtime dependencies, hash-locked for CPython 3.11 on Linux
 # (one resolution serves x86_64 and aarch64; the hashes cover every file of each pinned version).

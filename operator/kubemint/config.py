@@ -58,6 +58,17 @@ def _audience_ownership(env: Mapping[str, str]) -> str:
     return check_mode(env.get("KUBEMINT_AUDIENCE_OWNERSHIP") or FIRST_CLAIM)
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str
@@ -136,6 +147,13 @@ class ServerSettings:
     audience_ownership: str = "firstClaim"
     """As the operator's: the token server decides ownership with the same rule."""
 
+    revocations_per_client: int = 100
+    """Live revocation entries one client may hold; past that its revocations move its
+    watermark (its tokens issued until then are all revoked) instead of adding entries."""
+    revocation_writes_per_minute: int = 60
+    """Revocation-store writes one client may cause per minute on each replica; past that
+    its revocations get 429 slow_down with Retry-After (other clients are not affected)."""
+
     condition_workers: int = 2
     """Worker processes that evaluate CEL conditions (AccessRule and issuer `when`)."""
     condition_timeout: float = 0.1
@@ -181,6 +199,10 @@ class ServerSettings:
             failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
             trusted_proxies=parse_networks(env.get("KUBEMINT_TRUSTED_PROXIES", "")),
             audience_ownership=_audience_ownership(env),
+            revocations_per_client=_positive(env, "KUBEMINT_REVOCATIONS_PER_CLIENT", 100),
+            revocation_writes_per_minute=_positive(
+                env, "KUBEMINT_REVOCATION_WRITES_PER_MINUTE", 60
+            ),
             condition_workers=int(env.get("KUBEMINT_CONDITION_WORKERS", "2")),
             condition_timeout=float(env.get("KUBEMINT_CONDITION_TIMEOUT", "0.1")),
             jwks_uris_per_namespace=_jwks_uris_per_namespace(env),

@@ -73,6 +73,10 @@ def test_the_token_server_s_service_account_can_run_its_view_and_nothing_more(
             return result.stdout.strip() == "yes"
 
         assert can("watch", "serviceaccounts", "--all-namespaces")
+        # The revocation store: per-token entries, expired ones deleted by label.
+        for verb in ("create", "patch", "deletecollection"):
+            assert can(verb, "configmaps", "-n", namespace), verb
+        assert not can("deletecollection", "configmaps", "-n", "default")
         assert not can("get", "serviceaccounts", "-n", "default")
         assert not can("create", "serviceaccounts/token", "-n", "default")
         assert not can("list", "pods", "--all-namespaces")

@@ -779,7 +779,7 @@ def test_a_revoked_token_fails_introspection_on_every_replica(
             "-o",
             "jsonpath={.items[*].metadata.name}",
         ).stdout
-        assert buckets.startswith("kubemint-revoked-")
+        assert buckets.startswith("kubemint-rv-")
         # Revoking garbage is not an error (RFC 7009 §2.2).
         assert (
             http.post(

@@ -27,6 +27,7 @@ from kubemint.authz.rules import deciding
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.oauth.introspection import read_token
 from kubemint.oauth.provenance import withdrawn
+from kubemint.store.revocations import RevocationIndex
 from kubemint.store.snapshot import Snapshot
 
 SUBJECT = "X-Auth-Subject"
@@ -88,6 +89,7 @@ def authorize(
     authorization: str | None,
     request: OriginalRequest,
     now: float,
+    revoked: RevocationIndex,
     tokens: VerifiedTokens | None = None,
 ) -> Decision:
     scheme, _, token = (authorization or "").strip().partition(" ")
@@ -101,7 +103,7 @@ def authorize(
             claims = tokens.read(token, snapshot, issuer, now)
     except InvalidJWT as exc:
         return _challenge(audience, "invalid_token", "invalid_token", str(exc))
-    if str(claims.get("jti")) in snapshot.revoked:
+    if revoked.revokes(claims):
         return _challenge(audience, "invalid_token", "invalid_token", "the token was revoked")
     why = withdrawn(claims, snapshot)
     if why is not None:

@@ -78,6 +78,7 @@ class ControlPlane:
         self.pki: ControlPlanePKI | None = None
         self.api_port = 0
         self._processes: list[ManagedProcess] = []
+        self._etcd_url = ""
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -89,6 +90,11 @@ class ControlPlane:
     def issuer(self) -> str:
         """The ServiceAccount token issuer (OIDC discovery lives under it)."""
         return self.server
+
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL (plain HTTP on loopback; its /metrics are read by benchmarks)."""
+        return self._etcd_url
 
     @property
     def kubeconfig(self) -> Path:

@@ -2,7 +2,8 @@
 
 Any of kubemint's token formats is read back: a signed JWT (verified against the server's
 own keys), a JWE-wrapped one (decrypted with the encryption key, then verified) and an
-opaque token (decrypted; only the server can). Revoked `jti`s come from the snapshot, and a
+opaque token (decrypted; only the server can). Revocations come from the revocation index
+(kubemint.store.revocations: revoked `jti`s and clients' watermarks), and a
 token whose client or account was disabled, deleted or re-created is inactive
 (kubemint.oauth.provenance). What to revoke, and whether the caller may, is decided here and
 only stored by the web layer.
@@ -10,13 +11,13 @@ only stored by the web layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from kubemint.crypto.jwt import ASYMMETRIC_ALGORITHMS, InvalidJWT, protected_header, verify_jwt
 from kubemint.crypto.opaque import opaque_kid
 from kubemint.oauth.errors import InvalidRequest, UnauthorizedClient
 from kubemint.oauth.provenance import withdrawn
+from kubemint.store.revocations import RevocationIndex, Target
 from kubemint.store.snapshot import Snapshot
 
 INACTIVE: dict[str, Any] = {"active": False}
@@ -52,28 +53,22 @@ def read_token(token: str, snapshot: Snapshot, issuer: str, now: float) -> dict[
     )
 
 
-def introspect(token: str, snapshot: Snapshot, issuer: str, now: float) -> dict[str, Any]:
+def introspect(
+    token: str, snapshot: Snapshot, revoked: RevocationIndex, issuer: str, now: float
+) -> dict[str, Any]:
     try:
         claims = read_token(token, snapshot, issuer, now)
     except InvalidJWT:
         return dict(INACTIVE)
-    if str(claims.get("jti")) in snapshot.revoked or withdrawn(claims, snapshot):
+    if revoked.revokes(claims) or withdrawn(claims, snapshot):
         return dict(INACTIVE)
     shown = {k: claims[k] for k in SHOWN if k in claims}
     return {"active": True, "token_type": "Bearer", **shown}
 
 
-@dataclass(frozen=True)
-class Revocation:
-    """What to record: the token's `jti` until its `exp` (then it is dead anyway)."""
-
-    jti: str
-    expires: int
-
-
 def revocation(
     token: str | None, client_id: str, snapshot: Snapshot, issuer: str, now: float
-) -> Revocation | None:
+) -> Target | None:
     """RFC 7009 §2.1 for an authenticated client: a client revokes only its own tokens
     (UnauthorizedClient otherwise); an invalid or expired token needs nothing (None, §2.2)."""
     if not token:
@@ -84,7 +79,15 @@ def revocation(
         return None
     if claims.get("client_id") != client_id:
         raise UnauthorizedClient("the token was issued to another client")
-    return Revocation(str(claims["jti"]), int(claims["exp"]))
+    iat = claims.get("iat")
+    client = snapshot.clients.get(client_id)
+    return Target(
+        jti=str(claims["jti"]),
+        expires=int(claims["exp"]),
+        issued_at=iat if isinstance(iat, int) else None,
+        client_id=client_id,
+        client_uid=client.uid if client is not None else "",
+    )
 
 
 def _jwe_kid(token: str) -> str | None:

@@ -30,14 +30,14 @@ from kubemint.oauth.errors import (
 from kubemint.oauth.federation import KeyLookup
 from kubemint.oauth.introspection import introspect as introspect_token
 from kubemint.oauth.introspection import revocation
-from kubemint.oauth.ratelimit import AuthLimits
+from kubemint.oauth.ratelimit import AuthLimits, FailureLimiter
 from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService, audit_error
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.server.sources import source_address
 from kubemint.store.issuers import IssuerKeys
-from kubemint.store.revocations import RevocationStore, RevocationUnavailable
+from kubemint.store.revocations import Plan, RevocationStore, RevocationUnavailable
 from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import View
 
@@ -89,6 +89,8 @@ def create_app(
     )
     if keys is not None:
         service.keys = keys
+    # Store writes per client id per minute (FailureLimiter is a fixed-window counter).
+    revocation_writes = FailureLimiter(max_failures=settings.revocation_writes_per_minute)
 
     def source_of(request: Request) -> str:
         peer = request.client.host if request.client else ""
@@ -153,7 +155,9 @@ def create_app(
             token = form.get("token")
             if not token:
                 raise InvalidRequest("token is required")
-            body = introspect_token(token, view.snapshot(), settings.issuer, time.time())
+            body = introspect_token(
+                token, view.snapshot(), view.revocations(), settings.issuer, time.time()
+            )
             return JSONResponse(body, headers={"Cache-Control": "no-store"})
         except OAuth2Error as error:
             return _error(error)
@@ -171,11 +175,21 @@ def create_app(
                 return Response(status_code=200)  # §2.2: invalid or expired: nothing to do
             if revocations is None:
                 raise TemporarilyUnavailable("revocation is not available")
-            try:
-                await run_in_threadpool(revocations.revoke, target.jti, target.expires)
-            except RevocationUnavailable:
-                raise TemporarilyUnavailable("revocation store unavailable; retry") from None
-            audit_log.info("revoke %s", json.dumps({"client_id": client_id, "jti": target.jti}))
+            now = time.time()
+            what = revocations.plan(target, now)
+            if what is not Plan.NOTHING:  # a write: within the client's write rate only
+                wait = revocation_writes.retry_after(client_id)
+                if wait is not None:
+                    raise TooManyRequests("too many revocations; retry later", retry_after=wait)
+                revocation_writes.failed(client_id)  # counts writes, not failures
+                try:
+                    await run_in_threadpool(revocations.write, target, what, now)
+                except RevocationUnavailable:
+                    raise TemporarilyUnavailable("revocation store unavailable; retry") from None
+            audit_log.info(
+                "revoke %s",
+                json.dumps({"client_id": client_id, "jti": target.jti, "stored": what.value}),
+            )
             return Response(status_code=200)
         except OAuth2Error as error:
             return _error(error)

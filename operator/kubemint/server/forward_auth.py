@@ -80,6 +80,7 @@ def forward_auth_routes(issuer: str, view: View, metrics: Metrics) -> list[Route
                 authorization=request.headers.get("authorization"),
                 request=original,
                 now=time.time(),
+                revoked=view.revocations(),
                 tokens=tokens,
             )
             metrics.forward_auth.labels(proxy, decision.reason).inc()

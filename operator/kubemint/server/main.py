@@ -77,7 +77,9 @@ def main() -> int:
         view.stop()
         conditions.stop()
 
-    revocations = RevocationStore(api, settings.namespace)
+    revocations = RevocationStore(
+        api, settings.namespace, view.revocations(), quota=settings.revocations_per_client
+    )
     app = create_app(
         settings,
         view,

@@ -10,6 +10,10 @@ For a resource with many objects of which few matter (every Kubernetes ServiceAc
 cluster), an informer can ask for metadata only (`metadata_only`), keep a reduced copy of each
 object (`transform`), list in pages (`page_size`), and tell its owner only about the changes
 that matter (`relevant`): memory and rebuilds then scale with what kubemint uses.
+
+An informer can also feed an index of its own, event by event (`sink`: the whole list on a
+relist, then each change), for data that must not wait for a rebuild of the whole view
+(revocations, `kubemint.store.revocations.RevocationIndex`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
@@ -32,6 +36,11 @@ MAX_BACKOFF = 8.0  # reconnect soon after an API server outage; a watch is cheap
 METADATA_LIST = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 METADATA_WATCH = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
 ABSENT_RECHECK = 30.0  # how often an optional resource that does not exist is looked for
+
+
+class Sink(Protocol):
+    def reset(self, bodies: list[Body]) -> None: ...
+    def apply(self, event_type: str, body: Body) -> None: ...
 
 
 def key_of(body: Body) -> str:
@@ -53,6 +62,7 @@ class Informer:
         relevant: Callable[[Body], bool] | None = None,
         page_size: int | None = None,
         absent_ok: bool = False,
+        sink: Sink | None = None,
     ) -> None:
         """`absent_ok`: the resource may not exist (a CRD newer than the cluster's, e.g. after
         an upgrade whose CRDs were not applied yet): then it counts as synced and empty, and
@@ -69,6 +79,7 @@ class Informer:
         self._relevant = relevant
         self._page_size = page_size
         self._absent_ok = absent_ok
+        self._sink = sink
         self._lock = threading.Lock()
         self._objects: dict[str, Body] = {}
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
@@ -137,6 +148,8 @@ class Informer:
             kwargs["_continue"] = following
         with self._lock:
             self._objects = objects
+        if self._sink is not None:
+            self._sink.reset(list(objects.values()))
         self._connected()
         self.synced.set()
         self._on_change()
@@ -176,12 +189,16 @@ class Informer:
                 self._objects.pop(key, None)
             else:
                 self._objects[key] = self._reduce(body)
+        if self._sink is not None:
+            self._sink.apply(event_type, self._reduce(body))
         if self._relevant is None or self._relevant(body):
             self._on_change()
 
     def _absent(self, halt: threading.Event) -> None:
         with self._lock:
             self._objects = {}
+        if self._sink is not None:
+            self._sink.reset([])
         self._connected()
         if not self.synced.is_set():
             log.warning("%s: the resource does not exist (CRD not installed?)", self.name)

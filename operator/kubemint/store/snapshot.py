@@ -167,7 +167,6 @@ class Snapshot:
     )
     rules: Mapping[str, tuple[RuleView, ...]] = field(default_factory=dict)  # by audience
     keys: Mapping[str, KeyRing] = field(default_factory=dict)
-    revoked: Mapping[str, int] = field(default_factory=dict)  # jti → exp
     # The kubemint ServiceAccount whose tokens carry a `sub` (see kubemint.oauth.provenance).
     accounts_by_subject: Mapping[str, AccountView] = field(default_factory=dict)
     # (namespace, name) → uid of the live Kubernetes ServiceAccounts that some account's
@@ -234,7 +233,6 @@ def build_snapshot(
     signing_keys: Iterable[Body],
     secrets: Iterable[Body],
     key_cache: KeyCache | None = None,
-    revocations: Iterable[Body] = (),
     kubernetes_accounts: Iterable[Body] = (),
     audience_records: Iterable[Body] = (),
     audience_ownership: str = FIRST_CLAIM,
@@ -264,7 +262,6 @@ def build_snapshot(
             key_cache if key_cache is not None else KeyCache(),
             skipped,
         ),
-        revoked=_revoked(revocations),
         trusted_issuers=_trusted_issuers(trusted_issuers, server_namespace, skipped),
         skipped=dict(skipped),
         conditional_clients=_conditional_clients(
@@ -322,16 +319,6 @@ def _trusted_issuers(
             continue
         views[spec.name] = TrustedIssuerView(spec.name, spec.issuer, spec.jwks_uri, keys)
     return views
-
-
-def _revoked(config_maps: Iterable[Body]) -> dict[str, int]:
-    """jti → exp from the revocation ConfigMaps (see kubemint.store.revocations)."""
-    revoked: dict[str, int] = {}
-    for config_map in config_maps:
-        for jti, exp in (config_map.get("data") or {}).items():
-            if exp.isdigit():
-                revoked[jti] = int(exp)
-    return revoked
 
 
 Records = Mapping[str, ClientRecord | AccountRecord]  # owner uid → its verification record

@@ -7,6 +7,9 @@ Kubernetes ServiceAccounts are watched too (metadata only, see
 A rebuild that fails keeps the previous view, is retried with a backoff and shows in
 `rebuild_error()` (→ /readyz 503) and `RebuildStats` (→ /metrics): serving a view that no
 longer follows the cluster (disabled clients still working) must never look healthy.
+Revocations are not part of the snapshot: their informer updates `revocations()` (a
+`RevocationIndex`) event by event, so a revocation costs no rebuild and takes effect as soon
+as its watch event arrives; the view is synced only once that informer is too.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERS
 from kubemint.store import kubernetes_accounts
 from kubemint.store.informer import Informer
 from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
+from kubemint.store.revocations import RevocationIndex
 from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot
 
 log = logging.getLogger("kubemint.view")
 DEBOUNCE = 0.05
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between attempts after a failed rebuild
+OWN_INDEX = frozenset({"revocations"})  # informers that feed an index, not the snapshot
 
 
 @dataclass
@@ -45,6 +50,7 @@ class RebuildStats:
 
 class View(Protocol):
     def snapshot(self) -> Snapshot: ...
+    def revocations(self) -> RevocationIndex: ...
     def synced(self) -> bool: ...
     def stale_for(self) -> float: ...
     def rebuild_stats(self) -> RebuildStats: ...
@@ -53,11 +59,15 @@ class View(Protocol):
 class StaticView:
     """A fixed snapshot (tests, and the bare benchmark)."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, revocations: RevocationIndex | None = None) -> None:
         self._snapshot = snapshot
+        self._revocations = revocations if revocations is not None else RevocationIndex()
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def revocations(self) -> RevocationIndex:
+        return self._revocations
 
     def synced(self) -> bool:
         return True
@@ -91,6 +101,8 @@ class ClusterView:
         # rebuild before it reads them, so a change is never missed (see _build).
         self._federated: frozenset[tuple[str, str]] = frozenset()
         self._stats = RebuildStats()
+        # Revocations bypass the snapshot: their informer updates this index per event.
+        self._revocations = RevocationIndex()
 
         def kind(kind_name: str) -> Informer:
             plural = PLURALS[kind_name]
@@ -123,8 +135,9 @@ class ClusterView:
                 "revocations",
                 core.list_namespaced_config_map,
                 server_namespace,
-                on_change=self._dirty.set,
+                on_change=lambda: None,  # no rebuild: the index is updated per event
                 label_selector=REVOCATIONS_SELECTOR,
+                sink=self._revocations,
             ),
             "audiences": Informer(
                 "audience-records",
@@ -180,6 +193,9 @@ class ClusterView:
     def snapshot(self) -> Snapshot:
         return self._current
 
+    def revocations(self) -> RevocationIndex:
+        return self._revocations
+
     def synced(self) -> bool:
         return self.rebuilt_at > 0 and all(i.synced.is_set() for i in self._informers.values())
 
@@ -197,7 +213,7 @@ class ClusterView:
                 return
             time.sleep(DEBOUNCE)  # let a burst of events settle into one rebuild
             self._dirty.clear()
-            if not all(i.synced.is_set() for i in self._informers.values()):
+            if not all(i.synced.is_set() for n, i in self._informers.items() if n not in OWN_INDEX):
                 continue
             if self.rebuild_once():
                 retry = RETRY_FIRST
@@ -241,7 +257,6 @@ class ClusterView:
             signing_keys=i["keys"].objects(),
             secrets=i["secrets"].objects(),
             key_cache=self._keys,
-            revocations=i["revocations"].objects(),
             kubernetes_accounts=i["kubernetes-accounts"].objects(),
             audience_records=i["audiences"].objects(),
             audience_ownership=self.audience_ownership,

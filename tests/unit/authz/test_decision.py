@@ -18,6 +18,7 @@ from kubemint.api.records import StoredKey
 from kubemint.authz.decision import EXPIRY_LEEWAY, VerifiedTokens, authorize
 from kubemint.authz.requests import OriginalRequest
 from kubemint.crypto import keys
+from kubemint.store.revocations import RevocationIndex, Target, entry_body, watermark_body
 from kubemint.store.snapshot import Snapshot
 from tests.unit.records import build, keys_secret
 
@@ -40,6 +41,22 @@ def _rule(namespace: str, audience: str, http: list[dict[str, Any]], created: st
     }
 
 
+# Revocations as the token server's index holds them: a bucket of the previous format (still
+# honoured after an upgrade), one entry, one client's watermark.
+REVOKED = RevocationIndex()
+REVOKED.reset(
+    [
+        {
+            "metadata": {"name": "kubemint-revoked-x"},
+            "data": {"revoked-jti": str(int(time.time()) + 600)},
+        },
+        entry_body(
+            "kubemint-system",
+            Target("entry-jti", int(time.time()) + 600, None, "tasks.task-service"),
+        ),
+        watermark_body("kubemint-system", "tasks.watermarked", "", int(time.time()) - 30),
+    ]
+)
 CALENDAR_HTTP = [
     {"paths": ["/api/events"], "methods": ["GET", "HEAD"], "scopes": ["event.view"]},
     {"paths": ["/api/events"], "methods": ["POST"], "scopes": ["event.create"]},
@@ -75,12 +92,6 @@ def snapshot() -> Snapshot:
             {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
         ],
         secrets=[keys_secret("default", [signing])],
-        revocations=[
-            {
-                "metadata": {"name": "kubemint-revoked-x"},
-                "data": {"revoked-jti": str(int(time.time()) + 600)},
-            }
-        ],
     )
 
 
@@ -112,6 +123,7 @@ def _decide(
     return authorize(
         snapshot,
         issuer=ISSUER,
+        revoked=REVOKED,
         audience=audience,
         authorization=None if token is None else f"Bearer {token}",
         request=OriginalRequest(method, HOST, path),
@@ -145,6 +157,7 @@ def test_a_basic_header_is_not_a_bearer_token(snapshot: Snapshot) -> None:
     decision = authorize(
         snapshot,
         issuer=ISSUER,
+        revoked=REVOKED,
         audience=CALENDAR,
         authorization="Basic dXNlcjpwYXNz",
         request=OriginalRequest("GET", HOST, "/api/events"),
@@ -183,6 +196,8 @@ def test_an_anonymous_caller_learns_nothing_about_rules(snapshot: Snapshot) -> N
         ({"iss": "https://other-issuer.test"}, "issuer"),
         ({"aud": EVIL}, f"the token is not for {CALENDAR}"),
         ({"jti": "revoked-jti"}, "revoked"),
+        ({"jti": "entry-jti"}, "revoked"),
+        ({"client_id": "tasks.watermarked", "iat": int(time.time()) - 60}, "revoked"),
         ({"client_id": "tasks.off", "sub": "tasks.off"}, "disabled"),
         ({"client_id": "tasks.gone", "sub": "tasks.gone"}, "the client no longer exists"),
         ({"kubemint.io": {"client": {"uid": "uid-deleted"}}}, "it was re-created"),
@@ -192,7 +207,9 @@ def test_an_anonymous_caller_learns_nothing_about_rules(snapshot: Snapshot) -> N
         "expired",
         "another issuer",
         "another audience",
-        "revoked",
+        "revoked (a legacy bucket)",
+        "revoked (an entry)",
+        "revoked (issued before its client's watermark)",
         "a disabled client",
         "a deleted client",
         "a re-created client",
@@ -249,6 +266,7 @@ def _cached(snapshot: Snapshot, token: str, tokens: VerifiedTokens, now: float) 
     return authorize(
         snapshot,
         issuer=ISSUER,
+        revoked=REVOKED,
         audience=CALENDAR,
         authorization=f"Bearer {token}",
         request=OriginalRequest("GET", HOST, "/api/events"),
@@ -283,3 +301,31 @@ def test_the_cache_is_bounded(snapshot: Snapshot) -> None:
     for token in issued:
         assert _cached(snapshot, token, tokens, time.time()).status == 200
     assert list(tokens._claims) == issued[1:]
+
+
+def test_a_token_revoked_after_it_was_cached_is_refused_at_once(snapshot: Snapshot) -> None:
+    """Revocations no longer rebuild the snapshot (so they no longer clear the verified-token
+    cache): the index is consulted after the cache, on every call."""
+    tokens = VerifiedTokens()
+    now = time.time()
+    token = _token(snapshot)
+    revoked = RevocationIndex()
+
+    def decide() -> Any:
+        return authorize(
+            snapshot,
+            issuer=ISSUER,
+            revoked=revoked,
+            audience=CALENDAR,
+            authorization=f"Bearer {token}",
+            request=OriginalRequest("GET", HOST, "/api/events"),
+            now=now,
+            tokens=tokens,
+        )
+
+    assert decide().status == 200
+    assert token in tokens._claims
+    jti = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["jti"]
+    revoked.apply("ADDED", entry_body("ns", Target(jti, int(now) + 300, None, "x")))
+    refused = decide()
+    assert (refused.status, refused.body["error_description"]) == (401, "the token was revoked")
