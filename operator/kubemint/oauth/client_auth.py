@@ -16,6 +16,7 @@ import datetime
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from kubemint.crypto import secrets
@@ -42,6 +43,21 @@ class TokenRequest:
     form: Mapping[str, str]
     authorization: str | None = None
     source: str = ""
+
+    def basic(self) -> tuple[str, str] | None:
+        """`basic_credentials(self.authorization)`, decoded once per request (the audit,
+        the rate limits and authentication each ask)."""
+        parsed = self._basic
+        if isinstance(parsed, InvalidClient):
+            raise InvalidClient(parsed.description, reason=parsed.reason)
+        return parsed
+
+    @cached_property
+    def _basic(self) -> tuple[str, str] | InvalidClient | None:
+        try:
+            return basic_credentials(self.authorization)
+        except InvalidClient as error:
+            return error
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,7 @@ def claimed_client_id(request: TokenRequest) -> str:
     if request.form.get("client_id"):
         return request.form["client_id"]
     try:
-        basic = basic_credentials(request.authorization)
+        basic = request.basic()
     except InvalidClient:
         return ""
     return basic[0] if basic else ""
@@ -148,7 +164,7 @@ def has_credentials(request: TokenRequest) -> bool:
 def authenticate(request: TokenRequest, ctx: AuthContext) -> Caller:
     """The authenticated caller, or InvalidClient/InvalidRequest."""
     form = request.form
-    basic = basic_credentials(request.authorization)
+    basic = request.basic()
     assertion = form.get("client_assertion")
     if basic and ("client_secret" in form or assertion):
         raise InvalidRequest("use exactly one client authentication method")
