@@ -16,7 +16,6 @@ import datetime
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from kubemint.crypto import secrets
@@ -36,6 +35,9 @@ JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FAILED = "client authentication failed"  # the one description every failure gets
 
 
+_UNPARSED: Any = object()
+
+
 @dataclass(frozen=True)
 class TokenRequest:
     """A token request, already parsed from HTTP (single-valued form parameters)."""
@@ -44,20 +46,22 @@ class TokenRequest:
     authorization: str | None = None
     source: str = ""
 
+    # basic_credentials(authorization): the tuple, None, or the InvalidClient it raised.
+    _basic: Any = field(default=_UNPARSED, init=False, repr=False, compare=False)
+
     def basic(self) -> tuple[str, str] | None:
         """`basic_credentials(self.authorization)`, decoded once per request (the audit,
         the rate limits and authentication each ask)."""
         parsed = self._basic
+        if parsed is _UNPARSED:
+            try:
+                parsed = basic_credentials(self.authorization)
+            except InvalidClient as error:
+                parsed = error
+            object.__setattr__(self, "_basic", parsed)  # frozen: a cache, not state
         if isinstance(parsed, InvalidClient):
             raise InvalidClient(parsed.description, reason=parsed.reason)
-        return parsed
-
-    @cached_property
-    def _basic(self) -> tuple[str, str] | InvalidClient | None:
-        try:
-            return basic_credentials(self.authorization)
-        except InvalidClient as error:
-            return error
+        return parsed  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
