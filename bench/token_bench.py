@@ -804,7 +804,7 @@ def profile_runs(targets: Sequence[Target], options: Options, out_dir: Path) -> 
     for target in targets:
         path = out_dir / (target.label.replace(" ", "-") + ".txt")
         argv = [executable, "record", "--pid", str(target.server.pid), "--nonblocking"]
-        argv += ["--rate", "250", "--duration", str(options.duration), "--format", "raw"]
+        argv += ["--rate", "250", "--format", "raw"]  # until SIGINT, when the load is done
         spy = subprocess.Popen(
             [*argv, "--output", str(path)],
             stdout=subprocess.DEVNULL,
@@ -814,7 +814,10 @@ def profile_runs(targets: Sequence[Target], options: Options, out_dir: Path) -> 
         )
         try:
             load(target, options.duration, options)
-            _, err = spy.communicate(timeout=30)
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+            _, err = spy.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"py-spy did not finish for {target.label}") from None
         finally:
             if spy.poll() is None:
                 spy.kill()
