@@ -77,6 +77,7 @@ from typing import Any
 
 import yaml
 
+from bench import profile
 from kubemint.crypto.jwt import InvalidJWT, verify_jwt
 from kubemint.devcluster import ControlPlane, ControlPlaneError, layout, resolve_binaries
 from kubemint.devcluster.components import (
@@ -142,6 +143,7 @@ class Options:
     loadgen: str  # "wrk" | "python"
     keep_operator: bool
     log_dir: Path | None
+    profile: Path | None = None  # py-spy samples of each token run go here (bench.profile)
 
 
 @dataclass(frozen=True)
@@ -777,9 +779,56 @@ def run(options: Options, log_dir: Path) -> list[RoundResult]:
                     result.runs[target.label] = load(target, duration, options)
                 results.append(result)
                 print(describe_round(number, result, options), flush=True)
+            if options.profile is not None:
+                token_targets = [t for t in ordered if t.label.split()[-1] in options.algorithms]
+                print(profile_runs(token_targets, options, options.profile), flush=True)
             audit = audit_lines(server.log_path)
             print(f"audit log: {audit} lines from the token server ({server.log_path.name})")
             return results
+
+
+def py_spy() -> str | None:
+    """The py-spy executable (`pip install py-spy`): on PATH or next to this Python."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+def profile_runs(targets: Sequence[Target], options: Options, out_dir: Path) -> str:
+    """One more run of each target while py-spy samples its server (at 250 Hz, without
+    pausing it; threads waiting idle are not sampled), and where the time went, per part of
+    the request path (bench.profile), in % of the serving thread's samples."""
+    executable = py_spy()
+    assert executable is not None  # parse_args checked
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = {}
+    for target in targets:
+        path = out_dir / (target.label.replace(" ", "-") + ".txt")
+        argv = [executable, "record", "--pid", str(target.server.pid), "--nonblocking"]
+        argv += ["--rate", "250", "--format", "raw"]  # until SIGINT, when the load is done
+        spy = subprocess.Popen(
+            [*argv, "--output", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            load(target, options.duration, options)
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+            _, err = spy.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"py-spy did not finish for {target.label}") from None
+        finally:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
+        if spy.returncode != 0 or not path.exists():
+            raise BenchError(f"py-spy failed for {target.label}: {err.strip()[-500:]}")
+        columns[target.label] = profile.breakdown(path.read_text().splitlines())
+    return (
+        f"profile (py-spy, % of the serving thread's busy samples; raw stacks in {out_dir}):\n"
+        + profile.table(columns)
+    )
 
 
 def audit_lines(path: Path) -> int:
@@ -950,7 +999,17 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--log-dir", type=Path, default=None, help="keep the server logs here (default: removed)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="after the rounds, one more run per token endpoint under py-spy (pip install "
+        "py-spy): where the time goes, by part of the request path; raw stacks kept in DIR",
+    )
     args = parser.parse_args(argv)
+    if args.profile is not None and py_spy() is None:
+        parser.error("--profile needs py-spy: pip install py-spy")
     algorithms = tuple(a.strip() for a in args.algorithms.split(",") if a.strip())
     unknown = [a for a in algorithms if a not in ALGORITHMS]
     if unknown or not algorithms:
@@ -977,6 +1036,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         loadgen=loadgen,
         keep_operator=args.keep_operator,
         log_dir=args.log_dir,
+        profile=args.profile,
     )
 
 

@@ -81,6 +81,7 @@ _CLAIM_MESSAGES = {
 _NUMERIC_CLAIMS = ("exp", "nbf", "iat")
 _STRING_CLAIMS = ("iss", "sub", "jti")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
 
 #: Public verification keys: a joserfc KeySet (build it once per JWKS on hot paths), a JWKS
 #: object ({"keys": [...]}) or a list of JWK dicts.
@@ -116,7 +117,7 @@ class Signer:
                 {"alg": self.algorithm, "kid": self.kid, "typ": typ}, separators=(",", ":")
             ).encode()
             header = self._headers[typ] = _b64encode(raw)
-        payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        payload = _b64encode(_COMPACT.encode(claims).encode())
         signing_input = header + b"." + payload
         return (signing_input + b"." + _b64encode(self._sign(self._key, signing_input))).decode()
 
@@ -252,19 +253,25 @@ def _b64encode(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+# The algorithm objects are immutable: made once, not per token.
 def _ecdsa(hash_algorithm: hashes.HashAlgorithm, size: int) -> Callable[[Any, bytes], bytes]:
+    algorithm = ec.ECDSA(hash_algorithm)
+
     def sign(key: Any, data: bytes) -> bytes:
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hash_algorithm)))
+        r, s = decode_dss_signature(key.sign(data, algorithm))
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
     return sign
 
 
+def _rsa(pad: padding.AsymmetricPadding) -> Callable[[Any, bytes], bytes]:
+    sha256 = hashes.SHA256()
+    return lambda key, data: key.sign(data, pad, sha256)
+
+
 _SIGNERS: dict[str, Callable[[Any, bytes], bytes]] = {
-    "RS256": lambda key, data: key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
-    "PS256": lambda key, data: key.sign(
-        data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256()
-    ),
+    "RS256": _rsa(padding.PKCS1v15()),
+    "PS256": _rsa(padding.PSS(padding.MGF1(hashes.SHA256()), 32)),
     "ES256": _ecdsa(hashes.SHA256(), 32),
     "ES384": _ecdsa(hashes.SHA384(), 48),
     "EdDSA": lambda key, data: key.sign(data),

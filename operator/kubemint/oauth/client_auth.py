@@ -35,6 +35,9 @@ JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FAILED = "client authentication failed"  # the one description every failure gets
 
 
+_UNPARSED: Any = object()
+
+
 @dataclass(frozen=True)
 class TokenRequest:
     """A token request, already parsed from HTTP (single-valued form parameters)."""
@@ -42,6 +45,23 @@ class TokenRequest:
     form: Mapping[str, str]
     authorization: str | None = None
     source: str = ""
+
+    # basic_credentials(authorization): the tuple, None, or the InvalidClient it raised.
+    _basic: Any = field(default=_UNPARSED, init=False, repr=False, compare=False)
+
+    def basic(self) -> tuple[str, str] | None:
+        """`basic_credentials(self.authorization)`, decoded once per request (the audit,
+        the rate limits and authentication each ask)."""
+        parsed = self._basic
+        if parsed is _UNPARSED:
+            try:
+                parsed = basic_credentials(self.authorization)
+            except InvalidClient as error:
+                parsed = error
+            object.__setattr__(self, "_basic", parsed)  # frozen: a cache, not state
+        if isinstance(parsed, InvalidClient):
+            raise InvalidClient(parsed.description, reason=parsed.reason)
+        return parsed  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -134,7 +154,7 @@ def claimed_client_id(request: TokenRequest) -> str:
     if request.form.get("client_id"):
         return request.form["client_id"]
     try:
-        basic = basic_credentials(request.authorization)
+        basic = request.basic()
     except InvalidClient:
         return ""
     return basic[0] if basic else ""
@@ -148,7 +168,7 @@ def has_credentials(request: TokenRequest) -> bool:
 def authenticate(request: TokenRequest, ctx: AuthContext) -> Caller:
     """The authenticated caller, or InvalidClient/InvalidRequest."""
     form = request.form
-    basic = basic_credentials(request.authorization)
+    basic = request.basic()
     assertion = form.get("client_assertion")
     if basic and ("client_secret" in form or assertion):
         raise InvalidRequest("use exactly one client authentication method")

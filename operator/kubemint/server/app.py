@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import urllib.parse
@@ -14,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kubemint.config import ServerSettings
@@ -35,13 +34,14 @@ from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService,
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
+from kubemint.server.responses import JSON
+from kubemint.server.responses import audit as write_audit
 from kubemint.server.sources import source_address
 from kubemint.store.issuers import IssuerKeys
 from kubemint.store.revocations import Plan, RevocationStore, RevocationUnavailable
 from kubemint.store.snapshot import Snapshot
 from kubemint.store.view import View
 
-audit_log = logging.getLogger("kubemint.audit")
 log = logging.getLogger("kubemint.server")
 FORM = "application/x-www-form-urlencoded"
 T = TypeVar("T")
@@ -105,9 +105,7 @@ def create_app(
             form = await _form(request, settings.max_body)
             tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
             body = await authenticated(lambda: service.issue(tr, audit), claimed_client_id(tr))
-            response = JSONResponse(
-                body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
-            )
+            response = JSON(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
         except OAuth2Error as error:
             audit_error(audit, error)
             response = _error(error)
@@ -115,13 +113,12 @@ def create_app(
             log.exception("token request failed")
             audit.outcome, audit.error = "refused", "server_error"
             response = _error(ServerError())
-        metrics.tokens.labels(
+        metrics.token_outcome(
             audit.grant_type if audit.grant_type in SUPPORTED_GRANTS else "other",
             audit.outcome if audit.outcome == "issued" else audit.error or "refused",
-        ).inc()
+        )
         metrics.latency.observe(time.perf_counter() - started)
-        if audit_log.isEnabledFor(logging.INFO):
-            audit_log.info("token %s", json.dumps(audit.fields()))
+        write_audit("token", audit.fields())
         return response
 
     async def authenticated(attempt: Callable[[], T], claimed: str) -> T:
@@ -158,7 +155,7 @@ def create_app(
             body = introspect_token(
                 token, view.snapshot(), view.revocations(), settings.issuer, time.time()
             )
-            return JSONResponse(body, headers={"Cache-Control": "no-store"})
+            return JSON(body, headers={"Cache-Control": "no-store"})
         except OAuth2Error as error:
             return _error(error)
 
@@ -186,10 +183,7 @@ def create_app(
                     await run_in_threadpool(revocations.write, target, what, now)
                 except RevocationUnavailable:
                     raise TemporarilyUnavailable("revocation store unavailable; retry") from None
-            audit_log.info(
-                "revoke %s",
-                json.dumps({"client_id": client_id, "jti": target.jti, "stored": what.value}),
-            )
+            write_audit("revoke", {"client_id": client_id, "jti": target.jti, "stored": what.value})
             return Response(status_code=200)
         except OAuth2Error as error:
             return _error(error)
@@ -202,19 +196,19 @@ def create_app(
             (r.pre_publish.total_seconds() for r in snapshot.keys.values()), default=600.0
         )
         max_age = max(0, min(3600, int(shortest / 2)))
-        return JSONResponse(
+        return JSON(
             snapshot.jwks(),
             headers={"Cache-Control": f"public, max-age={max_age}"},
             media_type="application/jwk-set+json",
         )
 
     async def metadata(request: Request) -> Response:
-        return JSONResponse(
+        return JSON(
             server_metadata(settings, view), headers={"Cache-Control": "public, max-age=300"}
         )
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSON({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         stale = view.stale_for()
@@ -226,7 +220,7 @@ def create_app(
             ready = False
             body["status"] = "rebuild_failing"
             body["reason"] = f"the view could not be rebuilt ({failing}); see the server log"
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSON(body, status_code=200 if ready else 503)
 
     async def prometheus(request: Request) -> Response:
         metrics.stale.set(view.stale_for())
@@ -240,10 +234,10 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": "not_found"}, status_code=404)
+        return JSON({"error": "not_found"}, status_code=404)
 
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": "method_not_allowed"}, status_code=405)
+        return JSON({"error": "method_not_allowed"}, status_code=405)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
@@ -367,4 +361,4 @@ class _TooLarge(InvalidRequest):
 
 
 def _error(error: OAuth2Error) -> Response:
-    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
+    return JSON(error.body(), status_code=error.status_code, headers=error.headers())

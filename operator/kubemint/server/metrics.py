@@ -11,6 +11,7 @@ have, and a label per client grows with the cluster. Per-client activity is in t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -92,8 +93,20 @@ class Metrics:
             registry=self.registry,
         )
         self._issuer_failures_seen: dict[str, int] = {}
+        # Label children resolved once per (grant type, outcome): both come from the small
+        # vocabulary above, so this stays as small as the metric itself.
+        self._token_outcomes: dict[tuple[str, str], Any] = {}
         self._rebuild_failures_seen = 0
         self._unavailable_seen: dict[str, int] = {}
+
+    def token_outcome(self, grant_type: str, outcome: str) -> None:
+        """Count one token request (kubemint_tokens_total{grant_type, outcome})."""
+        child = self._token_outcomes.get((grant_type, outcome))
+        if child is None:
+            child = self._token_outcomes[grant_type, outcome] = self.tokens.labels(
+                grant_type, outcome
+            )
+        child.inc()
 
     def observe_view(self, failures: int, last_success: float, skipped: Mapping[str, int]) -> None:
         """Copy the view's rebuild statistics in, at scrape time."""

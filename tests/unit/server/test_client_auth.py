@@ -3,6 +3,7 @@ clients, a wrong client secret smuggled next to an app password, and what the au
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import logging
@@ -15,6 +16,8 @@ from starlette.testclient import TestClient
 from kubemint.api.records import Generation, StoredKey
 from kubemint.config import ServerSettings, parse_networks
 from kubemint.crypto import keys, secrets
+from kubemint.oauth.client_auth import TokenRequest, claimed_client_id
+from kubemint.oauth.errors import InvalidClient
 from kubemint.server.app import create_app
 from kubemint.store.view import StaticView
 from tests.unit.records import account_record, build, client_record, keys_secret
@@ -334,3 +337,16 @@ def test_metrics_name_no_client_not_even_one_that_got_a_token(client: TestClient
     assert "tasks.app" not in metrics
     assert PASTED[:20] not in metrics
     assert "client_id" not in metrics
+
+
+def test_basic_credentials_are_decoded_once_and_malformed_ones_refused_every_time() -> None:
+    good = TokenRequest({}, "Basic " + base64.b64encode(b"tasks.app:s%3Acret").decode())
+    assert good.basic() == ("tasks.app", "s:cret")
+    assert good.basic() is good.basic()  # decoded once: the same tuple
+    assert claimed_client_id(good) == "tasks.app"
+    bad = TokenRequest({}, "Basic !!!not-base64")
+    for _ in range(2):  # a fresh error each time: no shared traceback or state
+        with pytest.raises(InvalidClient, match="malformed basic credentials"):
+            bad.basic()
+    assert claimed_client_id(bad) == ""
+    assert TokenRequest({}, None).basic() is None
