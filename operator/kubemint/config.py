@@ -52,6 +52,18 @@ def _audience_ownership(env: Mapping[str, str]) -> str:
     return check_mode(env.get("KUBEMINT_AUDIENCE_OWNERSHIP") or FIRST_CLAIM)
 
 
+def _positive(env: Mapping[str, str], name: str, default: str) -> float:
+    """A positive number from `name`; ValueError naming the variable otherwise."""
+    text = env.get(name) or default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}: must be a positive number, got {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str
@@ -127,6 +139,14 @@ class ServerSettings:
     """Seconds one condition may take; a later one is cut off, refused for a while, and the
     request gets temporarily_unavailable."""
 
+    read_timeout: float = 10.0
+    """Seconds a client has to send a whole request (headers and body) from its first byte;
+    missed: 408 (or the connection closed, mid-body). Idle keep-alive is uvicorn's 5 s."""
+    max_header_bytes: int = 32 * 1024
+    """Largest request target plus headers in bytes; larger requests get 431."""
+    max_connections: int = 1024
+    """Open connections at once; one beyond gets 503 temporarily_unavailable and is closed."""
+
     @property
     def token_endpoint(self) -> str:
         return self.issuer + "/oauth2/token"
@@ -147,4 +167,7 @@ class ServerSettings:
             audience_ownership=_audience_ownership(env),
             condition_workers=int(env.get("KUBEMINT_CONDITION_WORKERS", "2")),
             condition_timeout=float(env.get("KUBEMINT_CONDITION_TIMEOUT", "0.1")),
+            read_timeout=_positive(env, "KUBEMINT_REQUEST_READ_TIMEOUT", "10"),
+            max_header_bytes=int(_positive(env, "KUBEMINT_MAX_HEADER_BYTES", str(32 * 1024))),
+            max_connections=int(_positive(env, "KUBEMINT_MAX_CONNECTIONS", "1024")),
         )
