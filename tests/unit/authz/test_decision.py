@@ -283,3 +283,22 @@ def test_the_cache_is_bounded(snapshot: Snapshot) -> None:
     for token in issued:
         assert _cached(snapshot, token, tokens, time.time()).status == 200
     assert list(tokens._claims) == issued[1:]
+
+# The audience (from the auth URL) and the path (from the client) land in WWW-Authenticate;
+# a header is latin-1 at most, so `中` there was a 500 (found by the fuzz test).
+
+@pytest.mark.parametrize("audience", ["https://中.example", "Ā", "a\x00b\x7fc"])
+def test_a_challenge_for_any_audience_is_ascii(snapshot: Snapshot, audience: str) -> None:
+    decision = _decide(snapshot, None, audience=audience)
+    assert decision.status == 401
+    value = decision.headers["WWW-Authenticate"]
+    value.encode("ascii")
+    assert value.startswith('Bearer realm="') and "\x00" not in value
+
+
+def test_an_insufficient_scope_challenge_for_a_unicode_path_is_ascii(snapshot: Snapshot) -> None:
+    decision = _decide(snapshot, _token(snapshot), "/api/events/中文", method="POST")
+    assert decision.status == 403
+    value = decision.headers["WWW-Authenticate"]
+    assert f"POST {HOST}/api/events/%E4%B8%AD%E6%96%87 needs scope event.create" in value
+    value.encode("ascii")
