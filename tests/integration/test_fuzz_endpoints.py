@@ -179,7 +179,8 @@ def headers_json(draw: st.DrawFn) -> bytes:
         return json.dumps(header, allow_nan=True).encode()
     if kind == "random":
         return json.dumps(draw(JSON_VALUES)).encode()
-    depth = draw(st.integers(min_value=30, max_value=11000))
+    # Around CPython's recursion limit (1000) and far beyond, not only where integers cluster.
+    depth = draw(st.sampled_from([33, 999, 1000, 3000, 11000]) | st.integers(30, 11000))
     if kind == "deep":
         return b"[" * depth + b"]" * draw(st.integers(0, depth))
     if kind == "deep-in-object":
@@ -189,7 +190,13 @@ def headers_json(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def tokens(draw: st.DrawFn, real: tuple[str, ...]) -> str:
-    kind = draw(st.sampled_from(["jws", "jwe", "opaque", "mutated", "text", "huge", "real"]))
+    shapes = ["jws", "jwe", "opaque", "mutated", "text", "huge", "real"]
+    kind = draw(st.sampled_from(shapes) | st.just("nested"))
+    if kind == "nested":  # a quarter of all tokens: a header nested past any parser's limit
+        depth = draw(st.sampled_from([1000, 3000, 11000]) | st.integers(990, 11000))
+        header = _b64(draw(st.sampled_from([b"[", b'{"a":'])) * depth)[:15000]
+        shape = draw(st.sampled_from(["kmint_at_{}.AA.AA.AA.AA", "{}.e30.AA", "{}.AA.AA.AA.AA"]))
+        return shape.format(header)
     if kind == "real":
         return draw(st.sampled_from(real))
     if kind == "text":

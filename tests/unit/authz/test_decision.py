@@ -284,8 +284,10 @@ def test_the_cache_is_bounded(snapshot: Snapshot) -> None:
         assert _cached(snapshot, token, tokens, time.time()).status == 200
     assert list(tokens._claims) == issued[1:]
 
+
 # The audience (from the auth URL) and the path (from the client) land in WWW-Authenticate;
 # a header is latin-1 at most, so `中` there was a 500 (found by the fuzz test).
+
 
 @pytest.mark.parametrize("audience", ["https://中.example", "Ā", "a\x00b\x7fc"])
 def test_a_challenge_for_any_audience_is_ascii(snapshot: Snapshot, audience: str) -> None:
