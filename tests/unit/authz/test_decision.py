@@ -294,8 +294,9 @@ def test_a_challenge_for_any_audience_is_ascii(snapshot: Snapshot, audience: str
     decision = _decide(snapshot, None, audience=audience)
     assert decision.status == 401
     value = decision.headers["WWW-Authenticate"]
-    value.encode("ascii")
-    assert value.startswith('Bearer realm="') and "\x00" not in value
+    value.encode("ascii")  # raises if not ASCII
+    assert value.startswith('Bearer realm="')
+    assert "\x00" not in value
 
 
 def test_an_insufficient_scope_challenge_for_a_unicode_path_is_ascii(snapshot: Snapshot) -> None:
