@@ -59,13 +59,22 @@ def _audience_ownership(env: Mapping[str, str]) -> str:
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name, str(default))
+    """A positive integer from `name`; ValueError naming the variable otherwise."""
+    value = _positive_number(env, name, default)
+    if value != int(value):
+        raise ValueError(f"{name} must be a positive integer, not {env.get(name)!r}")
+    return int(value)
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive, finite number from `name`; ValueError naming the variable otherwise."""
+    text = env.get(name) or str(default)
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise ValueError(f"{name} must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {text!r}")
+        raise ValueError(f"{name} must be a positive number, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a positive number, not {text!r}")
     return value
 
 
@@ -180,6 +189,13 @@ class ServerSettings:
     issuer_fetch_allow: tuple[Network, ...] = ()
     """Networks a jwksUri may reach although they would be refused (an admin's in-cluster
     identity provider, a test's loopback server)."""
+    read_timeout: float = 10.0
+    """Seconds a client has to send a whole request (headers and body) from its first byte;
+    missed: 408 (or the connection closed, mid-body). Idle keep-alive is uvicorn's 5 s."""
+    max_header_bytes: int = 32 * 1024
+    """Largest request target plus headers in bytes; larger requests get 431."""
+    max_connections: int = 1024
+    """Open connections at once; one beyond gets 503 temporarily_unavailable and is closed."""
 
     @property
     def token_endpoint(self) -> str:
@@ -206,11 +222,14 @@ class ServerSettings:
             condition_workers=int(env.get("KUBEMINT_CONDITION_WORKERS", "2")),
             condition_timeout=float(env.get("KUBEMINT_CONDITION_TIMEOUT", "0.1")),
             jwks_uris_per_namespace=_jwks_uris_per_namespace(env),
-            issuer_fetch_timeout=float(env.get("KUBEMINT_ISSUER_FETCH_TIMEOUT", "5")),
-            issuer_fetch_max_bytes=int(env.get("KUBEMINT_ISSUER_FETCH_MAX_BYTES", "524288")),
-            issuer_fetch_workers=int(env.get("KUBEMINT_ISSUER_FETCH_WORKERS", "16")),
-            issuer_refresh=float(env.get("KUBEMINT_ISSUER_REFRESH", "300")),
-            issuer_cooldown=float(env.get("KUBEMINT_ISSUER_COOLDOWN", "10")),
+            issuer_fetch_timeout=_positive_number(env, "KUBEMINT_ISSUER_FETCH_TIMEOUT", 5.0),
+            issuer_fetch_max_bytes=_positive(env, "KUBEMINT_ISSUER_FETCH_MAX_BYTES", 524288),
+            issuer_fetch_workers=_positive(env, "KUBEMINT_ISSUER_FETCH_WORKERS", 16),
+            issuer_refresh=_positive_number(env, "KUBEMINT_ISSUER_REFRESH", 300.0),
+            issuer_cooldown=_positive_number(env, "KUBEMINT_ISSUER_COOLDOWN", 10.0),
             cluster_networks=parse_networks(env.get("KUBEMINT_CLUSTER_NETWORKS", "")),
             issuer_fetch_allow=parse_networks(env.get("KUBEMINT_ISSUER_FETCH_ALLOW", "")),
+            read_timeout=_positive_number(env, "KUBEMINT_REQUEST_READ_TIMEOUT", 10.0),
+            max_header_bytes=_positive(env, "KUBEMINT_MAX_HEADER_BYTES", 32 * 1024),
+            max_connections=_positive(env, "KUBEMINT_MAX_CONNECTIONS", 1024),
         )

@@ -16,6 +16,7 @@ scopes, 403 `access_denied` when no entry covers the request.
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -175,6 +176,12 @@ def _deny(status: int, reason: str, error: str, description: str) -> Decision:
 
 
 def _quoted(value: str) -> str:
-    """An RFC 9110 quoted-string; control characters (none come from our own text) dropped."""
-    cleaned = "".join(c for c in value if c >= " " and c != "\x7f")
+    """An RFC 9110 quoted-string in ASCII: control characters (none come from our own text)
+    dropped, others beyond ASCII percent-encoded (a header is latin-1 at most, and the
+    audience and the request's path in it may be any text)."""
+    cleaned = "".join(
+        c if " " <= c < "\x7f" else urllib.parse.quote(c, errors="replace")
+        for c in value
+        if c >= " " and c != "\x7f"
+    )
     return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'

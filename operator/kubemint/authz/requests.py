@@ -5,9 +5,10 @@ nginx `auth_request` (and ingress-nginx `auth-url`), Traefik `forwardAuth` and E
 `OriginalRequest` with a canonical host and path, so rules match what the upstream serves.
 
 Paths are matched after percent-decoding and dot-segment removal, and a path whose meaning
-depends on who decodes it (an encoded "/" or "\\", a NUL, a dot segment) is refused outright:
-otherwise `/public/..%2Fadmin` could be judged by the `/public` rule while the upstream
-serves `/admin`.
+depends on who decodes it (an encoded "/" or "\\", a NUL or other control character, a dot
+segment, a `#`, a `;parameter` that servlet containers strip, as in `..;/`) is refused
+outright: otherwise `/public/..%2Fadmin` or `/public/..;/admin` could be judged by the
+`/public` rule while the upstream serves `/admin`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 _HOST = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _IPV6 = re.compile(r"^\[[0-9a-f:.]+\]$")
 _AMBIGUOUS = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+FRAGMENT = "the request path holds a # (a fragment is never part of a request)"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 method token
 
 
@@ -40,7 +43,9 @@ class OriginalRequest:
 
 def canonical_path(raw: str) -> str:
     """The path of a request target (`/a/b?q`), decoded and normalised, or BadRequest."""
-    path = raw.split("?", 1)[0].split("#", 1)[0]
+    path = raw.split("?", 1)[0]
+    if "#" in path:  # a judge that drops `#...` sees /public where `/public#/../admin` is sent
+        raise BadRequest(FRAGMENT)
     if not path.startswith("/"):
         raise BadRequest("the request path must start with /")
     if _AMBIGUOUS.search(path):
@@ -51,9 +56,17 @@ def canonical_path(raw: str) -> str:
         raise BadRequest("the request path is not UTF-8 once decoded") from None
     if "\\" in decoded or "\x00" in decoded:
         raise BadRequest("the request path holds \\ or NUL")
+    if _CONTROL.search(decoded):
+        raise BadRequest("the request path holds a control character")
     segments = [s for s in decoded.split("/") if s]
     if any(s in (".", "..") for s in segments):
         raise BadRequest("the request path holds a . or .. segment")
+    # Servlet containers (Tomcat, Jetty, Spring) strip `;parameters` from each segment
+    # before routing: `..;/` climbs like `../`, and `/admin;x` is served as `/admin`.
+    if any(s.split(";", 1)[0] in (".", "..") for s in segments):
+        raise BadRequest("the request path holds a . or .. segment with a ;parameter")
+    if ";" in decoded:
+        raise BadRequest("the request path holds a ;parameter (servlet containers drop it)")
     return "/" + "/".join(segments)
 
 
@@ -99,6 +112,8 @@ def from_nginx(headers: Mapping[str, str]) -> OriginalRequest:
     if url and headers.get("x-original-uri"):
         raise BadRequest("both X-Original-URL and X-Original-URI: the proxy must set exactly one")
     if url:
+        if "#" in url:  # urlsplit would drop the fragment, and with it `#/../admin`
+            raise BadRequest(FRAGMENT)
         try:
             parts = urllib.parse.urlsplit(url)
         except ValueError:  # e.g. a malformed [IPv6] host

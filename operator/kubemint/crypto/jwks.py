@@ -7,7 +7,6 @@ pasted a private key into a manifest — refused, and the message never echoes t
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -16,6 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+
+from kubemint.crypto import bounded_json
 
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 PUBLIC_TYPES = frozenset({"RSA", "EC", "OKP"})
@@ -58,9 +59,12 @@ def parse_key_document(text: str, field: str) -> dict[str, Any]:
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
-            return parse_public_jwks(json.loads(stripped), field)
-        except json.JSONDecodeError:
+            document = bounded_json.loads(stripped)
+        except bounded_json.TooDeep:
+            raise InvalidJWKS(f"{field}: JSON nested too deeply") from None
+        except ValueError:
             raise InvalidJWKS(f"{field}: not valid JSON") from None
+        return parse_public_jwks(document, field)
     if "-----BEGIN" in stripped:
         return parse_public_jwks({"keys": _pem_to_jwks(stripped, field)}, field)
     raise InvalidJWKS(f"{field}: expected a JWK Set (JSON) or PEM certificates/public keys")

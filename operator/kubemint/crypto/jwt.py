@@ -44,6 +44,7 @@ from joserfc.errors import (
 from joserfc.jwk import ECKey, Key, KeySet, OctKey, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
+from kubemint.crypto import bounded_json
 from kubemint.crypto.keys import KeyMaterial, jose_key
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -309,8 +310,8 @@ def _b64decode(segment: str) -> bytes:
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
+        value = bounded_json.loads(raw)  # nesting bounded: never a RecursionError
+    except ValueError:
         raise InvalidJWT("malformed token") from None
     if not isinstance(value, dict):
         raise InvalidJWT("malformed token")

@@ -10,6 +10,7 @@ Secret, and tokens stay readable as long as their key is retained after a rotati
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -19,6 +20,7 @@ from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
+from kubemint.crypto import bounded_json
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.crypto.keys import KeyMaterial
 
@@ -47,8 +49,8 @@ class OpaqueKey:
     def open(self, token: str) -> dict[str, Any]:
         try:
             data = jwe.decrypt_compact(token.removeprefix(PREFIX), self._key)
-            claims = json.loads(data.plaintext or b"")
-        except (JoseError, ValueError, TypeError):
+            claims = bounded_json.loads(data.plaintext or b"")
+        except (JoseError, ValueError, TypeError, RecursionError):
             raise InvalidJWT("token does not decrypt") from None
         if not isinstance(claims, dict):
             raise InvalidJWT("token does not decrypt")
@@ -62,8 +64,9 @@ def opaque_kid(token: str) -> str | None:
     try:
         header_segment = token.removeprefix(PREFIX).split(".", 1)[0]
         padded = header_segment + "=" * (-len(header_segment) % 4)
-        header = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, TypeError):
+        # Unauthenticated input: nesting is bounded (a deep header was a RecursionError).
+        header = bounded_json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, TypeError, binascii.Error):
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) else None

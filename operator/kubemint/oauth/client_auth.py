@@ -11,7 +11,6 @@ client ids cannot be probed; a credential presented alongside an app password mu
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -141,7 +140,7 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
         raise InvalidClient("unsupported authorization scheme")
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
         raise InvalidClient("malformed basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:

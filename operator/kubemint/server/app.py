@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -328,10 +328,13 @@ async def _form(request: Request, limit: int) -> dict[str, str]:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise _TooLarge()
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _TooLarge()
+    except ClientDisconnect:  # gone, or cut off by the read deadline (server.connections)
+        raise InvalidRequest("the request body did not arrive") from None
     try:
         pairs = urllib.parse.parse_qsl(
             body.decode("utf-8"),

@@ -12,6 +12,7 @@ from kubemint.config import ServerSettings
 from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
+from kubemint.server.connections import ConnectionLimits, guarded_protocol
 from kubemint.store.issuers import IssuerKeys, kubernetes_fetch
 from kubemint.store.jwks_fetch import FetchPolicy
 from kubemint.store.revocations import RevocationStore
@@ -89,10 +90,16 @@ def main() -> int:
         lifespan_hooks=(start, stop),
     )
     log.info("token server for issuer %s on %s:%d", settings.issuer, settings.host, settings.port)
+    limits = ConnectionLimits(
+        read_timeout=settings.read_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        max_connections=settings.max_connections,
+    )
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
+        http=guarded_protocol(limits),  # read deadline, header and connection caps
         log_level="warning",
         access_log=False,
         proxy_headers=False,

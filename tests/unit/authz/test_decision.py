@@ -329,3 +329,25 @@ def test_a_token_revoked_after_it_was_cached_is_refused_at_once(snapshot: Snapsh
     revoked.apply("ADDED", entry_body("ns", Target(jti, int(now) + 300, None, "x")))
     refused = decide()
     assert (refused.status, refused.body["error_description"]) == (401, "the token was revoked")
+
+
+# The audience (from the auth URL) and the path (from the client) land in WWW-Authenticate;
+# a header is latin-1 at most, so `中` there was a 500 (found by the fuzz test).
+
+
+@pytest.mark.parametrize("audience", ["https://中.example", "Ā", "a\x00b\x7fc"])
+def test_a_challenge_for_any_audience_is_ascii(snapshot: Snapshot, audience: str) -> None:
+    decision = _decide(snapshot, None, audience=audience)
+    assert decision.status == 401
+    value = decision.headers["WWW-Authenticate"]
+    value.encode("ascii")  # raises if not ASCII
+    assert value.startswith('Bearer realm="')
+    assert "\x00" not in value
+
+
+def test_an_insufficient_scope_challenge_for_a_unicode_path_is_ascii(snapshot: Snapshot) -> None:
+    decision = _decide(snapshot, _token(snapshot), "/api/events/中文", method="POST")
+    assert decision.status == 403
+    value = decision.headers["WWW-Authenticate"]
+    assert f"POST {HOST}/api/events/%E4%B8%AD%E6%96%87 needs scope event.create" in value
+    value.encode("ascii")

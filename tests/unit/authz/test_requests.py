@@ -50,6 +50,20 @@ def test_paths_are_decoded_and_normalised(raw: str, expected: str) -> None:
         ("", "must start with /"),
         ("http://evil/admin", "must start with /"),
         ("/a%FF", "not UTF-8"),
+        # Servlet containers strip `;parameters` per segment: `..;` climbs like `..`.
+        ("/public/..;/admin", ". or .. segment with a ;parameter"),
+        ("/public/..;jsessionid=1/admin", ". or .. segment with a ;parameter"),
+        ("/public/.;/admin", ". or .. segment with a ;parameter"),
+        ("/public/%2e%2e;/admin", ". or .. segment with a ;parameter"),
+        ("/public/%2e%2e%3b/admin", ". or .. segment with a ;parameter"),
+        ("/admin;x", ";parameter"),
+        ("/admin%3bx/y", ";parameter"),
+        # A judge that drops the fragment sees /public; a lenient upstream walks to /admin.
+        ("/public#/../admin", "holds a #"),
+        ("/public/#", "holds a #"),
+        ("/public%09/x", "control character"),
+        ("/public/%0d%0a", "control character"),
+        ("/public\x7f", "control character"),
     ],
 )
 def test_ambiguous_paths_are_refused(raw: str, why: str) -> None:
@@ -102,6 +116,15 @@ def test_ingress_nginx_sends_the_whole_url() -> None:
         }
     )
     assert from_nginx(headers) == OriginalRequest("DELETE", "calendar.example.com", "/api/events/7")
+
+
+def test_ingress_nginx_url_with_a_fragment_is_refused() -> None:
+    """urlsplit would hand /public to the rules and drop `#/../admin`."""
+    headers = Headers(
+        {"X-Original-URL": "https://h.example/public#/../admin", "X-Original-Method": "GET"}
+    )
+    with pytest.raises(BadRequest, match="fragment"):
+        from_nginx(headers)
 
 
 def test_plain_nginx_sends_uri_and_host() -> None:
