@@ -46,10 +46,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.posting.level = logging.INFO
         settings.posting.loggers = False
         settings.posting.reporting_component = "kubemint-operator"
-        # Bounded parallelism: unbounded workers each held an HTTP connection and buffers, and
-        # peak memory with 1,000 new clients reached 271 MB; 64 workers released quickly keep
-        # it near 160 MB and finish sooner (make bench-operator).
-        settings.batching.worker_limit = 64
+        # No batching.worker_limit: kopf handles no object until every object has been
+        # indexed, and objects beyond the limit get no worker to index them, so a start with
+        # more objects than workers handled nothing, ever. Reconciles are bounded by
+        # Runtime.slots instead.
         settings.batching.idle_timeout = 0.2
         settings.watching.server_timeout = 270
         settings.watching.client_timeout = 300

@@ -127,7 +127,13 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             )
         }
 
-    @reconciler(registry, PLURAL, id="signing_key", interval=settings.recheck_interval)
+    @reconciler(
+        registry,
+        PLURAL,
+        id="signing_key",
+        interval=settings.recheck_interval,
+        slots=runtime.slots,
+    )
     async def signing_key(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         lifetimes = lifetimes_for(body["metadata"]["name"], kwargs["client_lifetimes"])
         patch.status.update(changed(body, await reconcile(runtime, body, lifetimes)))
