@@ -21,6 +21,9 @@ KOPF_PREFIX = "operator.kubemint.io"
 
 
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """Every handler. Indexers are `async def` although they do no I/O: kopf runs a sync
+    handler in a thread pool, a round trip through a thread per index per event of every
+    object (tens of thousands at 10,000 clients), which cost more than the indexing."""
     registry = kopf.OperatorRegistry()
     for module in (signingkeys, oauth2clients, serviceaccounts, accessrules, trustedissuers):
         module.register(registry, runtime)

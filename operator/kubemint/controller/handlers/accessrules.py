@@ -95,7 +95,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     watching: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     @kopf.index(GROUP, VERSION, PLURAL, id="audience_claims", registry=registry)
-    def audience_claims(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, RuleClaim]:
+    async def audience_claims(
+        *, body: kopf.Body, meta: kopf.Meta, **_: Any
+    ) -> dict[str, RuleClaim]:
         # From the raw fields (as RuleSpec.claim would): a spec that does not parse still
         # claims its audience, and an index must never fail on one object's content.
         audience = (body.get("spec") or {}).get("audience")
@@ -109,11 +111,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     # Keyed by the object itself: a rule looks up its few subjects instead of copying every
     # client and account of the cluster into a set on each reconcile (of each of 500 rules).
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_refs", registry=registry)
-    def client_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
+    async def client_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
         return {ObjectRef(KIND_CLIENT, meta["namespace"], meta["name"]): True}
 
     @kopf.index(GROUP, VERSION, "serviceaccounts", id="account_refs", registry=registry)
-    def account_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
+    async def account_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
         return {ObjectRef(KIND_ACCOUNT, meta["namespace"], meta["name"]): True}
 
     @kopf.on.startup(registry=registry)

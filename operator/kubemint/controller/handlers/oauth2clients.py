@@ -194,7 +194,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
     @kopf.index(GROUP, VERSION, PLURAL, id="client_ids", registry=registry)
-    def client_ids(
+    async def client_ids(
         *, body: kopf.Body, meta: kopf.Meta, **_: Any
     ) -> dict[str, tuple[str, str, str]]:
         spec = body.get("spec") or {}
@@ -204,7 +204,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         return {client_id: (meta["creationTimestamp"], meta["namespace"], meta["name"])}
 
     @kopf.index(GROUP, VERSION, "signingkeys", id="signing_key_uses", registry=registry)
-    def signing_key_uses(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
+    async def signing_key_uses(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
         if meta["namespace"] != settings.namespace:
             return {}
         return {meta["name"]: key_use(body.get("spec") or {})}

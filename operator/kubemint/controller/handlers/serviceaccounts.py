@@ -187,12 +187,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_grants", registry=registry)
-    def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
+    async def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
         grants = tuple((body.get("spec") or {}).get("grantTypes") or DEFAULT_GRANT_TYPES)
         return {meta["namespace"]: (meta["name"], grants)}
 
     @kopf.index(GROUP, VERSION, trustedissuer.PLURAL, id="trusted_issuers", registry=registry)
-    def trusted_issuers(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
+    async def trusted_issuers(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
         """TrustedIssuer name → issuer URL, for those in the server namespace only."""
         issuer = (body.get("spec") or {}).get("issuer")
         if meta["namespace"] != settings.namespace or not issuer:

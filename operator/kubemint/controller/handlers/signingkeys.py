@@ -114,7 +114,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_lifetimes", registry=registry)
-    def client_lifetimes(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, float]]:
+    async def client_lifetimes(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, float]]:
         """SigningKey name → (client, token lifetime seconds), for the retention check."""
         try:
             spec = ClientSpec.from_body(body)
