@@ -417,10 +417,13 @@ class Api:
 CREATORS = 4  # connections creating the population at once
 
 
-def create_population(plane: ControlPlane, docs: Sequence[dict[str, Any]]) -> float:
+def create_population(
+    plane: ControlPlane, docs: Sequence[dict[str, Any]], stopping: threading.Event
+) -> float:
     """POST every object, CREATORS at a time over kept-alive connections; returns when all
-    are created. (One `kubectl apply` per namespace cost more CPU than the operator itself:
-    the load generator must not be what is measured.)"""
+    are created, or once `stopping` is set (a failed or interrupted round). (One `kubectl
+    apply` per namespace cost more CPU than the operator itself: the load generator must not
+    be what is measured.)"""
     todo = iter(docs)
     lock = threading.Lock()
 
@@ -430,7 +433,7 @@ def create_population(plane: ControlPlane, docs: Sequence[dict[str, Any]]) -> fl
             while True:
                 with lock:
                     doc = next(todo, None)
-                if doc is None:
+                if doc is None or stopping.is_set():
                     return
                 meta = doc["metadata"]
                 api.post(f"/apis/{API}/namespaces/{meta['namespace']}/{PLURAL[doc['kind']]}", doc)
@@ -541,12 +544,16 @@ def measure(
     cpu_before = cpu_seconds(pid)
     own_before, busy_before = own_cpu_seconds([pid, *helpers]), machine_busy_seconds()
     requests_before = api.request_counts()
+    stopping = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as background:
         t0 = time.monotonic()
-        applying = background.submit(create_population, plane, docs)
-        first_ready, clients_ready, ready_seconds, polls = wait_until_ready(
-            api, operator, applying, options, t0
-        )
+        applying = background.submit(create_population, plane, docs, stopping)
+        try:
+            first_ready, clients_ready, ready_seconds, polls = wait_until_ready(
+                api, operator, applying, options, t0
+            )
+        finally:
+            stopping.set()  # all created when all are Ready; else the round is over
         apply_seconds = applying.result() - t0
     # Ready is not the end of the work (kopf may still run handlers that change nothing, and
     # memory can still grow): the peak is read once the operator has gone idle.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 
 from kubemint.api.meta import FINALIZER
@@ -18,6 +19,29 @@ from kubemint.controller.handlers import (
 from kubemint.controller.runtime import Runtime
 
 KOPF_PREFIX = "operator.kubemint.io"
+KOPF_CONNECTIONS = 48
+"""Connections kopf may hold to the API server at once (its watch streams included). kopf's
+own session has no limit: with thousands of objects in flight it opened hundreds of TLS
+connections at once and the API server, busy with handshakes, answered nothing in time, the
+Lease renewals included."""
+
+
+def bounded_session(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
+    """The session kopf would build from `info`, with at most KOPF_CONNECTIONS connections
+    (kopf logs in again, building a new one, when the API server answers 401)."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=KOPF_CONNECTIONS, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
 
 
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
@@ -29,10 +53,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         module.register(registry, runtime)
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # In-cluster service account or KUBECONFIG, resolved by the official client as
         # everywhere else in kubemint (a custom registry has no default login handler).
-        return kopf.login_via_client(**kwargs)
+        info = kopf.login_via_client(**kwargs)
+        return None if info is None else bounded_session(info)
 
     @kopf.on.startup(registry=registry)
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
