@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kubemint.controller.runtime import RECONCILE_SLOTS
 from kubemint.devcluster import ControlPlane
 from kubemint.devcluster.components import wait_for_leader
 from tests.integration.conftest import SIGNING_KEY, start_operator
@@ -108,6 +109,33 @@ def test_an_operator_killed_mid_way_converges_without_duplicates(
             assert len(json.loads(_b64(record["data"]["client.json"]))["secrets"]) == 1
     finally:
         restarted.stop()
+
+
+def test_an_operator_starting_with_more_objects_than_it_reconciles_at_once_handles_all(
+    cluster: ControlPlane, server_namespace: str, namespace: str, tmp_path: Path
+) -> None:
+    """A restart (or a re-won lease) finds many existing objects. kopf handles none until all
+    are indexed; with a worker limit below their number (it was 64) the objects past it got
+    no worker to index them and the operator handled nothing, forever."""
+    count = RECONCILE_SLOTS + 36
+    items = _clients(namespace, count, "many")
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        timeout=120,
+    )
+    started = start_operator(cluster, server_namespace, "many", LEASE, tmp_path)
+    try:
+        wait_for(
+            lambda: _ready_count(cluster, namespace) == count, "all clients Ready", timeout=150
+        )
+        records = _secrets(cluster, server_namespace, "client-verification", namespace)
+        assert len(records) == count
+    finally:
+        started.stop()
 
 
 def _b64(value: str) -> str:

@@ -52,6 +52,11 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
 Body = dict[str, Any]
 
 
+class AlreadyExists(Exception):
+    """A Secret to be created exists: someone created it since it was read (or it was not
+    read). The caller reads and decides again; nothing was overwritten."""
+
+
 class Unread:
     """`live` not passed: read it. (None means the caller read it and it does not exist.)"""
 
@@ -135,8 +140,14 @@ class Kube:
             live = await self.read_secret(namespace, name)
         if live is None:
             # A 409 here means someone created it meanwhile: the caller's ownership check saw
-            # nothing, so the handler fails and retries from a fresh read instead of adopting.
-            await self._call(self.core.create_namespaced_secret, namespace, want)
+            # nothing, so it must read and decide again instead of adopting (kopf retries a
+            # handler that lets AlreadyExists out).
+            try:
+                await self._call(self.core.create_namespaced_secret, namespace, want)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise AlreadyExists(f"Secret {namespace}/{name} already exists") from exc
+                raise
             return "created"
         if _secret_matches(live, want):
             return "unchanged"

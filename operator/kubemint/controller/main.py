@@ -11,6 +11,7 @@ import kopf
 from kubernetes import client
 
 from kubemint.config import OperatorSettings
+from kubemint.controller import toggles
 from kubemint.controller.drift import DriftWatcher
 from kubemint.controller.kube import Kube
 from kubemint.controller.leader import (
@@ -26,6 +27,7 @@ log = logging.getLogger("kubemint.operator")
 
 
 async def run_operator(settings: OperatorSettings) -> None:
+    toggles.install()  # before kopf builds its toggle sets: a start must not cost N² wake-ups
     runtime = Runtime(settings, Kube.connect(settings.workers))
     registry = build_registry(runtime)
 

@@ -33,11 +33,19 @@ from kubemint.controller.kube import UNREAD, Body, Kube, Unread
 R = TypeVar("R")
 
 
+RECONCILE_SLOTS = 64
+"""Reconciles running at once. Bounded here, not with kopf's `batching.worker_limit`: kopf
+waits until every object is indexed before it handles any, and an object past the worker
+limit gets no worker to index it, so with more objects than workers (a restart, a re-won
+lease) nothing was ever handled. Waiting here costs a suspended coroutine, not a connection."""
+
+
 @dataclass
 class Runtime:
     settings: OperatorSettings
     kube: Kube
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(RECONCILE_SLOTS))
     _key_pool: ThreadPoolExecutor | None = None
 
     async def off_loop(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
@@ -131,6 +139,12 @@ def invalid_spec(body: Mapping[str, Any], parse: Callable[[Any], object]) -> dic
     return None
 
 
+def first_create(handler_kwargs: Mapping[str, Any]) -> bool:
+    """The first attempt of a create handler: the object is new to kubemint (kopf has no
+    record of handling it), so nothing kubemint writes for it can exist yet."""
+    return handler_kwargs.get("reason") == kopf.Reason.CREATE and handler_kwargs.get("retry") == 0
+
+
 def needs_recheck(status: Mapping[str, Any], *pending_fields: str) -> bool:
     """Timer filter: not Ready yet, or a scheduled change is pending."""
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
@@ -160,14 +174,21 @@ def reconciler(
     *,
     id: str,
     interval: float,
+    slots: asyncio.Semaphore,
     when: Callable[..., bool] | None = None,
 ) -> Callable[[F], F]:
     """Run one reconcile function on resume, create, update, and periodically while `when`
-    holds (kopf re-evaluates `when` on every watch event of the object)."""
+    holds (kopf re-evaluates `when` on every watch event of the object); at most as many at
+    once as `slots` allows (shared by all kinds)."""
 
     def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        async def limited(**kwargs: Any) -> Any:
+            async with slots:
+                return await fn(**kwargs)
+
         for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
-            on(GROUP, VERSION, plural, id=id, backoff=BACKOFF, registry=registry)(fn)
+            on(GROUP, VERSION, plural, id=id, backoff=BACKOFF, registry=registry)(limited)
         timer = kopf.timer(
             GROUP,
             VERSION,
@@ -181,7 +202,7 @@ def reconciler(
             backoff=BACKOFF,
             registry=registry,
         )
-        timer(fn)
-        return fn  # kopf's decorators register and return the function unchanged
+        timer(limited)
+        return fn  # registered through `limited`; the function itself stays as it was
 
     return decorate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 
 from kubemint.api.meta import FINALIZER
@@ -18,18 +19,45 @@ from kubemint.controller.handlers import (
 from kubemint.controller.runtime import Runtime
 
 KOPF_PREFIX = "operator.kubemint.io"
+KOPF_CONNECTIONS = 48
+"""Connections kopf may hold to the API server at once (its watch streams included). kopf's
+own session has no limit: with thousands of objects in flight it opened hundreds of TLS
+connections at once and the API server, busy with handshakes, answered nothing in time, the
+Lease renewals included."""
+
+
+def bounded_session(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
+    """The session kopf would build from `info`, with at most KOPF_CONNECTIONS connections
+    (kopf logs in again, building a new one, when the API server answers 401)."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=KOPF_CONNECTIONS, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
 
 
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """Every handler. Indexers are `async def` although they do no I/O: kopf runs a sync
+    handler in a thread pool, a round trip through a thread per index per event of every
+    object (tens of thousands at 10,000 clients), which cost more than the indexing."""
     registry = kopf.OperatorRegistry()
     for module in (signingkeys, oauth2clients, serviceaccounts, accessrules, trustedissuers):
         module.register(registry, runtime)
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # In-cluster service account or KUBECONFIG, resolved by the official client as
         # everywhere else in kubemint (a custom registry has no default login handler).
-        return kopf.login_via_client(**kwargs)
+        info = kopf.login_via_client(**kwargs)
+        return None if info is None else bounded_session(info)
 
     @kopf.on.startup(registry=registry)
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -46,10 +74,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.posting.level = logging.INFO
         settings.posting.loggers = False
         settings.posting.reporting_component = "kubemint-operator"
-        # Bounded parallelism: unbounded workers each held an HTTP connection and buffers, and
-        # peak memory with 1,000 new clients reached 271 MB; 64 workers released quickly keep
-        # it near 160 MB and finish sooner (make bench-operator).
-        settings.batching.worker_limit = 64
+        # No batching.worker_limit: kopf handles no object until every object has been
+        # indexed, and objects beyond the limit get no worker to index them, so a start with
+        # more objects than workers handled nothing, ever. Reconciles are bounded by
+        # Runtime.slots instead.
         settings.batching.idle_timeout = 0.2
         settings.watching.server_timeout = 270
         settings.watching.client_timeout = 300

@@ -37,6 +37,7 @@ from kubemint.controller.runtime import (
 from kubemint.reconcile.accessrules import (
     audience_owner_status,
     check_rule,
+    local_subjects,
     subjects_outcome,
     unresolved_subjects,
 )
@@ -94,7 +95,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     watching: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     @kopf.index(GROUP, VERSION, PLURAL, id="audience_claims", registry=registry)
-    def audience_claims(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, RuleClaim]:
+    async def audience_claims(
+        *, body: kopf.Body, meta: kopf.Meta, **_: Any
+    ) -> dict[str, RuleClaim]:
         # From the raw fields (as RuleSpec.claim would): a spec that does not parse still
         # claims its audience, and an index must never fail on one object's content.
         audience = (body.get("spec") or {}).get("audience")
@@ -105,13 +108,15 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         claim = RuleClaim(meta["namespace"], meta["name"], created, released)
         return {audience: claim}
 
+    # Keyed by the object itself: a rule looks up its few subjects instead of copying every
+    # client and account of the cluster into a set on each reconcile (of each of 500 rules).
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_refs", registry=registry)
-    def client_refs(*, meta: kopf.Meta, **_: Any) -> dict[str, ObjectRef]:
-        return {"all": ObjectRef(KIND_CLIENT, meta["namespace"], meta["name"])}
+    async def client_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
+        return {ObjectRef(KIND_CLIENT, meta["namespace"], meta["name"]): True}
 
     @kopf.index(GROUP, VERSION, "serviceaccounts", id="account_refs", registry=registry)
-    def account_refs(*, meta: kopf.Meta, **_: Any) -> dict[str, ObjectRef]:
-        return {"all": ObjectRef(KIND_ACCOUNT, meta["namespace"], meta["name"])}
+    async def account_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
+        return {ObjectRef(KIND_ACCOUNT, meta["namespace"], meta["name"]): True}
 
     @kopf.on.startup(registry=registry)
     async def watch_records(**kwargs: Any) -> None:
@@ -134,6 +139,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         PLURAL,
         id="access_rule",
         interval=settings.recheck_interval,
+        slots=runtime.slots,
         when=rule_needs_recheck,
     )
     async def access_rule(
@@ -151,5 +157,6 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             current, record = await records.read(spec.audience)
             ownership = decide(spec.audience, settings.audience_ownership, current, claims)
             await records.apply(current, record, ownership)
-        refs = [*kwargs["client_refs"].get("all", []), *kwargs["account_refs"].get("all", [])]
-        patch.status.update(changed(body, reconcile(body, ownership, frozenset(refs))))
+        indexed = (kwargs["client_refs"], kwargs["account_refs"])
+        existing = frozenset(s for s in local_subjects(spec) if any(s in i for i in indexed))
+        patch.status.update(changed(body, reconcile(body, ownership, existing)))

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from kubemint.api import trustedissuer
-from kubemint.api.meta import GROUP, KIND_ACCOUNT, ROLE_APP_PASSWORD, VERSION
+from kubemint.api.meta import GROUP, KIND_ACCOUNT, ROLE_APP_PASSWORD, VERSION, Outcome
 from kubemint.api.oauth2client import DEFAULT_GRANT_TYPES
 from kubemint.api.records import (
     AccountRecord,
@@ -22,12 +22,13 @@ from kubemint.api.records import (
     secret_text,
 )
 from kubemint.api.serviceaccount import AccountSpec, admitted_jwks_uris
-from kubemint.controller.kube import decoded
+from kubemint.controller.kube import AlreadyExists, decoded
 from kubemint.controller.runtime import (
     BACKOFF,
     Runtime,
     changed,
     delete_record,
+    first_create,
     invalid_spec,
     iso,
     needs_recheck,
@@ -58,7 +59,12 @@ async def reconcile(
     clients: dict[str, tuple[str, ...]],
     trusted: dict[str, str] | None = None,
     namespace_uris: Iterable[tuple[str, str, tuple[str | None, ...]]] = (),
+    fresh: bool = False,
 ) -> dict[str, Any]:
+    """The account's status after making its Secrets match it. `fresh`: a just-created
+    account's first attempt: its Secrets are created without being read first, as for
+    OAuth2Clients (AlreadyExists: reconciled from what is there). `namespace_uris`: the
+    other accounts' jwksUris in its namespace (the per-namespace limit)."""
     settings, kube = runtime.settings, runtime.kube
     refused = invalid_spec(body, AccountSpec.from_body)
     if refused is not None:
@@ -86,69 +92,101 @@ async def reconcile(
         allowed_networks=settings.issuer_fetch_allow,
     )
     outcome = check_account(spec, context)
-    name = record_name(KIND_ACCOUNT, owner.uid)
-    fields = {"subject": spec.subject}
+    fields: dict[str, Any] = {"subject": spec.subject}
 
     async with runtime.lock(KIND_ACCOUNT, spec.namespace, spec.name):
-        live_record = await kube.read_secret(settings.namespace, name)
-        if live_record is None:
-            await remove_legacy_record(runtime, owner)
-        app = spec.app_passwords
-        live = await kube.read_secret(spec.namespace, app.secret_name) if app else None
-        conflict = record_conflict(live_record, owner, settings.namespace, name)
-        if app is not None:
-            conflict = (
-                secret_conflict(live, owner, "spec.appPasswords.secretName", app.secret_name)
-                or conflict
-            )
-        if conflict is not None:
-            return status_update(body, conflict, now(), fields)
-        moment = now()
-        plan = None
-        if app is not None:
-            stored = decode_or_none(live_record)
-            plan = plan_secret(
-                secret_text(live).get("password") if live else None,
-                stored.passwords if isinstance(stored, AccountRecord) else (),
-                password_policy(app),
-                moment,
-                what="app password",
-            )
-            await kube.apply_secret(
-                spec.namespace,
-                app.secret_name,
-                {"username": spec.name, "password": plan.plaintext},
-                labels={**app.labels, **owner_labels(owner, ROLE_APP_PASSWORD)},
-                annotations={**app.annotations, **owner_annotations(owner)},
-                owner=body,
-                live=live,
-            )
         try:
-            keys = issuer_keys(spec, context)
-        except (ValueError, LookupError):
-            keys = {}  # reported through `outcome`
-        await kube.apply_secret(
-            settings.namespace,
-            name,
-            encode(verification_record(spec, plan, keys, owner)),
-            labels=owner_labels(owner, record_role(KIND_ACCOUNT)),
-            annotations=owner_annotations(owner),
-            live=live_record,
+            status, events = await _converge(
+                runtime, body, spec, owner, outcome, context, fields, known_absent=fresh
+            )
+        except AlreadyExists:
+            if not fresh:
+                raise
+            status, events = await _converge(
+                runtime, body, spec, owner, outcome, context, fields, known_absent=False
+            )
+    post_events(body, events)
+    return status
+
+
+async def _converge(
+    runtime: Runtime,
+    body: kopf.Body | dict[str, Any],
+    spec: AccountSpec,
+    owner: Owner,
+    outcome: Outcome,
+    context: AccountContext,
+    fields: dict[str, Any],
+    *,
+    known_absent: bool,
+) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
+    """Write the Secrets (under the account's lock); the status and the Events to post.
+    `known_absent`: no Secret is read, each is created (AlreadyExists if one is there)."""
+    settings, kube = runtime.settings, runtime.kube
+    name = record_name(KIND_ACCOUNT, owner.uid)
+    live_record = None if known_absent else await kube.read_secret(settings.namespace, name)
+    if live_record is None and not known_absent:
+        await remove_legacy_record(runtime, owner)
+    app = spec.app_passwords
+    live = (
+        await kube.read_secret(spec.namespace, app.secret_name)
+        if app and not known_absent
+        else None
+    )
+    conflict = record_conflict(live_record, owner, settings.namespace, name)
+    if app is not None:
+        conflict = (
+            secret_conflict(live, owner, "spec.appPasswords.secretName", app.secret_name)
+            or conflict
         )
-    post_events(body, plan.events if plan else ())
-    return status_update(
+    if conflict is not None:
+        return status_update(body, conflict, now(), fields), ()
+    moment = now()
+    plan = None
+    if app is not None:
+        stored = decode_or_none(live_record)
+        plan = plan_secret(
+            secret_text(live).get("password") if live else None,
+            stored.passwords if isinstance(stored, AccountRecord) else (),
+            password_policy(app),
+            moment,
+            what="app password",
+        )
+        await kube.apply_secret(
+            spec.namespace,
+            app.secret_name,
+            {"username": spec.name, "password": plan.plaintext},
+            labels={**app.labels, **owner_labels(owner, ROLE_APP_PASSWORD)},
+            annotations={**app.annotations, **owner_annotations(owner)},
+            owner=body,
+            live=live,
+        )
+    try:
+        keys = issuer_keys(spec, context)
+    except (ValueError, LookupError):
+        keys = {}  # reported through `outcome`
+    await kube.apply_secret(
+        settings.namespace,
+        name,
+        encode(verification_record(spec, plan, keys, owner)),
+        labels=owner_labels(owner, record_role(KIND_ACCOUNT)),
+        annotations=owner_annotations(owner),
+        live=live_record,
+    )
+    status = status_update(
         body,
         outcome,
         moment,
         {
             **fields,
-            "clients": [c for c in spec.clients if c in clients],
+            "clients": [c for c in spec.clients if c in context.clients],
             "federation": federation_status(spec, context),
             "appPasswordSecret": app.secret_name if app else None,
             "passwordRotatedAt": iso(plan.rotated_at) if plan else None,
             "nextPasswordRotationAt": iso(plan.next_rotation_at) if plan else None,
         },
     )
+    return status, plan.events if plan else ()
 
 
 def _jwks_uris_of(
@@ -170,12 +208,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_grants", registry=registry)
-    def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
+    async def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
         grants = tuple((body.get("spec") or {}).get("grantTypes") or DEFAULT_GRANT_TYPES)
         return {meta["namespace"]: (meta["name"], grants)}
 
     @kopf.index(GROUP, VERSION, trustedissuer.PLURAL, id="trusted_issuers", registry=registry)
-    def trusted_issuers(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
+    async def trusted_issuers(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
         """TrustedIssuer name → issuer URL, for those in the server namespace only."""
         issuer = (body.get("spec") or {}).get("issuer")
         if meta["namespace"] != settings.namespace or not issuer:
@@ -193,7 +231,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         return {meta["namespace"]: (created, meta["name"], uris)}
 
     @reconciler(
-        registry, PLURAL, id="service_account", interval=settings.recheck_interval, when=pending
+        registry,
+        PLURAL,
+        id="service_account",
+        interval=settings.recheck_interval,
+        slots=runtime.slots,
+        when=pending,
     )
     async def service_account(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         clients = dict(kwargs["client_grants"].get(body["metadata"]["namespace"], []))
@@ -204,7 +247,10 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             for entry in kwargs["account_jwks_uris"].get(meta["namespace"], [])
             if entry[1] != meta["name"]  # this account's own comes from its current body
         ]
-        patch.status.update(changed(body, await reconcile(runtime, body, clients, trusted, others)))
+        status = await reconcile(
+            runtime, body, clients, trusted, others, fresh=first_create(kwargs)
+        )
+        patch.status.update(changed(body, status))
 
     @kopf.on.delete(
         GROUP, VERSION, PLURAL, id="service_account_deleted", backoff=BACKOFF, registry=registry

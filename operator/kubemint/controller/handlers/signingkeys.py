@@ -114,7 +114,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
     @kopf.index(GROUP, VERSION, "oauth2clients", id="client_lifetimes", registry=registry)
-    def client_lifetimes(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, float]]:
+    async def client_lifetimes(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, float]]:
         """SigningKey name → (client, token lifetime seconds), for the retention check."""
         try:
             spec = ClientSpec.from_body(body)
@@ -127,7 +127,13 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             )
         }
 
-    @reconciler(registry, PLURAL, id="signing_key", interval=settings.recheck_interval)
+    @reconciler(
+        registry,
+        PLURAL,
+        id="signing_key",
+        interval=settings.recheck_interval,
+        slots=runtime.slots,
+    )
     async def signing_key(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         lifetimes = lifetimes_for(body["metadata"]["name"], kwargs["client_lifetimes"])
         patch.status.update(changed(body, await reconcile(runtime, body, lifetimes)))
