@@ -64,6 +64,21 @@ class Metrics:
             "Unix time of the last successful rebuild of the view (0: none yet).",
             registry=self.registry,
         )
+        self.updates = Counter(
+            "kubemint_view_updates",
+            "Successful updates of the view (each publishes a new snapshot).",
+            registry=self.registry,
+        )
+        self.update_seconds = Counter(
+            "kubemint_view_update_work_seconds",
+            "Time spent building the view's updates (in the server process, off the event loop).",
+            registry=self.registry,
+        )
+        self.last_update = Gauge(
+            "kubemint_view_last_update_work_seconds",
+            "Time the latest update of the view took to build.",
+            registry=self.registry,
+        )
         self.skipped = Gauge(
             "kubemint_view_objects_skipped",
             "Objects left out of the view because they could not be read (see their status).",
@@ -78,10 +93,25 @@ class Metrics:
             registry=self.registry,
         )
         self._rebuild_failures_seen = 0
+        self._updates_seen = (0, 0.0)
         self._unavailable_seen: dict[str, int] = {}
 
-    def observe_view(self, failures: int, last_success: float, skipped: Mapping[str, int]) -> None:
-        """Copy the view's rebuild statistics in, at scrape time."""
+    def observe_view(
+        self,
+        failures: int,
+        last_success: float,
+        skipped: Mapping[str, int],
+        updates: tuple[int, float, float] = (0, 0.0, 0.0),
+    ) -> None:
+        """Copy the view's rebuild statistics in, at scrape time. `updates`: how many
+        succeeded, the seconds they took in total, and the latest one's."""
+        count, seconds, last = updates
+        seen_count, seen_seconds = self._updates_seen
+        if count > seen_count:
+            self.updates.inc(count - seen_count)
+            self.update_seconds.inc(max(seconds - seen_seconds, 0.0))
+            self._updates_seen = (count, seconds)
+        self.last_update.set(last)
         if failures > self._rebuild_failures_seen:
             self.rebuild_failures.inc(failures - self._rebuild_failures_seen)
             self._rebuild_failures_seen = failures

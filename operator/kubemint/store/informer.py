@@ -10,6 +10,10 @@ For a resource with many objects of which few matter (every Kubernetes ServiceAc
 cluster), an informer can ask for metadata only (`metadata_only`), keep a reduced copy of each
 object (`transform`), list in pages (`page_size`), and tell its owner only about the changes
 that matter (`relevant`): memory and rebuilds then scale with what kubemint uses.
+
+Each informer also keeps the keys that changed since its owner last asked (`changes()`), so the
+token server's view re-reads only those objects (kubemint.store.builder); a relist reports
+everything, since the new list may differ from the old one anywhere.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import watch
@@ -32,6 +37,15 @@ MAX_BACKOFF = 8.0  # reconnect soon after an API server outage; a watch is cheap
 METADATA_LIST = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 METADATA_WATCH = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
 ABSENT_RECHECK = 30.0  # how often an optional resource that does not exist is looked for
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the last `Informer.changes()`: the current body of each changed key
+    (None: deleted). `full`: `bodies` holds every object, and a key not in it is gone."""
+
+    full: bool
+    bodies: dict[str, Body | None]
 
 
 def key_of(body: Body) -> str:
@@ -71,6 +85,7 @@ class Informer:
         self._absent_ok = absent_ok
         self._lock = threading.Lock()
         self._objects: dict[str, Body] = {}
+        self._changed: set[str] | None = None  # keys changed since changes(); None: all
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
         self.synced = threading.Event()
         self._connected_since: float | None = None
@@ -79,6 +94,14 @@ class Informer:
     def objects(self) -> list[Body]:
         with self._lock:
             return list(self._objects.values())
+
+    def changes(self, everything: bool = False) -> Changes:
+        """The objects changed since the previous call (`everything`: report all of them)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            if changed is None or everything:
+                return Changes(True, dict(self._objects))
+            return Changes(False, {key: self._objects.get(key) for key in changed})
 
     def stale_for(self) -> float:
         """Seconds since the watch last had a live connection (0 while connected)."""
@@ -137,6 +160,7 @@ class Informer:
             kwargs["_continue"] = following
         with self._lock:
             self._objects = objects
+            self._changed = None
         self._connected()
         self.synced.set()
         self._on_change()
@@ -176,12 +200,15 @@ class Informer:
                 self._objects.pop(key, None)
             else:
                 self._objects[key] = self._reduce(body)
+            if self._changed is not None:
+                self._changed.add(key)
         if self._relevant is None or self._relevant(body):
             self._on_change()
 
     def _absent(self, halt: threading.Event) -> None:
         with self._lock:
             self._objects = {}
+            self._changed = None
         self._connected()
         if not self.synced.is_set():
             log.warning("%s: the resource does not exist (CRD not installed?)", self.name)

@@ -283,3 +283,39 @@ def test_the_cache_is_bounded(snapshot: Snapshot) -> None:
     for token in issued:
         assert _cached(snapshot, token, tokens, time.time()).status == 200
     assert list(tokens._claims) == issued[1:]
+
+
+def test_the_cache_survives_changes_that_leave_the_keys_alone(
+    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The view publishes a new snapshot for every change anywhere (another tenant's client);
+    verified tokens stay cached while the keys are the same objects."""
+    tokens = VerifiedTokens()
+    token = _token(snapshot)
+    assert _cached(snapshot, token, tokens, time.time()).status == 200
+
+    def verify_again(*args: Any) -> Any:
+        raise AssertionError("the signature was checked again")
+
+    monkeypatch.setattr("kubemint.authz.decision.read_token", verify_again)
+    other = replace(snapshot, clients=dict(snapshot.clients))  # an unrelated change
+    assert _cached(other, token, tokens, time.time()).status == 200
+
+
+def test_a_cached_token_is_refused_once_its_client_is_disabled_or_it_is_revoked(
+    snapshot: Snapshot,
+) -> None:
+    """What the cache keeps is the signature check only: standing and revocation are read
+    from the current snapshot on every call."""
+    tokens = VerifiedTokens()
+    token = _token(snapshot)
+    assert _cached(snapshot, token, tokens, time.time()).status == 200
+    client_id = next(c for c, v in snapshot.clients.items() if v.ref.name == "task-service")
+    clients = dict(snapshot.clients)
+    clients[client_id] = replace(clients[client_id], disabled=True)
+    disabled = _cached(replace(snapshot, clients=clients), token, tokens, time.time())
+    assert (disabled.status, disabled.body["error_description"]) == (401, "the client is disabled")
+    jti = next(iter(tokens._claims.values()))["jti"]
+    revoked = replace(snapshot, revoked={**snapshot.revoked, jti: 2_000_000_000})
+    refused = _cached(revoked, token, tokens, time.time())
+    assert (refused.status, refused.body["error_description"]) == (401, "the token was revoked")
