@@ -71,12 +71,12 @@ class Metrics:
         )
         self.update_seconds = Counter(
             "kubemint_view_update_work_seconds",
-            "Time spent building the view's updates (in the server process, off the event loop).",
+            "CPU seconds spent building the view's updates (its builder thread, off the loop).",
             registry=self.registry,
         )
         self.last_update = Gauge(
             "kubemint_view_last_update_work_seconds",
-            "Time the latest update of the view took to build.",
+            "CPU seconds the latest update of the view took to build.",
             registry=self.registry,
         )
         self.skipped = Gauge(

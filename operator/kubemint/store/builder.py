@@ -505,18 +505,7 @@ class SnapshotBuilder:
 
     def _decide_client_ids(self) -> None:
         for client_id in self._client_ids.take():
-            members = self._client_ids.members.get(client_id, set())
-            pieces = {k: p for k in members if (p := self._clients.piece(k)) is not None}
-            holder, _ = client_id_holder(
-                (p.created, p.view.ref.namespace, p.view.ref.name) for p in pieces.values()
-            )
-            new = None
-            if holder is not None:
-                new = next(
-                    p.view
-                    for p in pieces.values()
-                    if (p.view.ref.namespace, p.view.ref.name) == (holder.namespace, holder.name)
-                )
+            new = self._holder(self._client_ids.members.get(client_id, ()))
             old = self._held.get(client_id)
             if new is old or (new is not None and new == old):
                 continue  # e.g. only its status changed: keep the published object
@@ -524,13 +513,30 @@ class SnapshotBuilder:
             self._dirty_conditional.add(client_id)
             if old is not None:
                 del self._held[client_id]
-                self._held_by_ref.pop((old.ref.namespace, old.ref.name), None)
+                ref = (old.ref.namespace, old.ref.name)
+                if self._held_by_ref.get(ref) == client_id:  # it may hold its new id already
+                    del self._held_by_ref[ref]
                 self._client_ids_by_audience.move(client_id, old.audiences, ())
             if new is not None:
                 self._held[client_id] = new
                 self._held_by_ref[(new.ref.namespace, new.ref.name)] = client_id
                 self._client_ids_by_audience.move(client_id, (), new.audiences)
         self._client_ids_by_audience.take()  # only membership is used
+
+    def _holder(self, members: Iterable[str]) -> ClientView | None:
+        pieces = [p for k in members if (p := self._clients.piece(k)) is not None]
+        if len(pieces) == 1:  # the usual case: one claimant holds its id
+            return pieces[0].view
+        holder, _ = client_id_holder(
+            (p.created, p.view.ref.namespace, p.view.ref.name) for p in pieces
+        )
+        if holder is None:
+            return None
+        return next(
+            p.view
+            for p in pieces
+            if (p.view.ref.namespace, p.view.ref.name) == (holder.namespace, holder.name)
+        )
 
     def _join_accounts(self) -> None:
         dirty_refs: set[Ref] = set()
@@ -626,12 +632,18 @@ class SnapshotBuilder:
     def _decide_conditional(self) -> None:
         for client_id in self._dirty_conditional:
             client = self._held.get(client_id)
-            sources: set[str] = set()
+            value: frozenset[str] | None = None
             if client is not None:
-                sources |= self._account_sources.get((client.ref.namespace, client.ref.name), set())
-                for audience in client.audiences:
-                    sources |= self._audience_sources.get(audience, set())
-            value = frozenset(sources) or None
+                parts = [
+                    found
+                    for audience in client.audiences
+                    if (found := self._audience_sources.get(audience)) is not None
+                ]
+                accounts = self._account_sources.get((client.ref.namespace, client.ref.name))
+                if accounts is not None:
+                    parts.append(accounts)
+                if parts:
+                    value = parts[0] if len(parts) == 1 else frozenset().union(*parts)
             if value != self._conditional.get(client_id):
                 self._changed.add("conditional_clients")
                 self._set(self._conditional, client_id, value)

@@ -48,6 +48,23 @@ class Changes:
     bodies: dict[str, Body | None]
 
 
+# Kept by no reader of the view: the API server's field bookkeeping, what kubectl last applied
+# (a second copy of the spec) and status (the view re-derives what status says).
+_UNREAD_META = ("managedFields",)
+_UNREAD_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(body: Body) -> Body:
+    """`body` without what nobody reads from the view: about half of a typical object."""
+    meta = dict(body.get("metadata") or {})
+    for name in _UNREAD_META:
+        meta.pop(name, None)
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and _UNREAD_ANNOTATION in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != _UNREAD_ANNOTATION}
+    return {k: v for k, v in body.items() if k != "status"} | {"metadata": meta}
+
+
 def key_of(body: Body) -> str:
     meta = body.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"

@@ -46,7 +46,7 @@ log = logging.getLogger("kubemint.snapshot")
 Body = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: there are as many as clients
 class ClientView:
     ref: ObjectRef
     client_id: str
