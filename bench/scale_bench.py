@@ -946,6 +946,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         description="The token server's view at scale: rebuild work per change, token latency"
         " under churn, memory per client, API requests at rest (a measurement: exit 0 even"
         " when a target is missed).",
+        epilog="`make bench-scale` runs this, then the operator at the same size:"
+        " python -m bench.operator_bench --clients 10000 --namespaces 100 --rules 500"
+        " --rounds 1 --timeout 900 (time until all are Ready, peak RSS; SCALE_OPERATOR_ARGS"
+        " overrides). Smaller runs: e.g. --clients 1000 --namespaces 10 --rules 50"
+        " --accounts 100 --rest-seconds 20.",
     )
     parser.add_argument("--clients", type=int, default=10_000, help="OAuth2Clients (10000)")
     parser.add_argument("--namespaces", type=int, default=100, help="client namespaces (100)")

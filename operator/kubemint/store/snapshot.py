@@ -1,6 +1,8 @@
 """An immutable view of everything the token server decides with, built from raw objects.
 
-Built by a pure function from the informers' objects, so tests pass in hand-made objects.
+Built by a pure function from the informers' objects, so tests pass in hand-made objects;
+the token server keeps it up to date change by change with the same code
+(kubemint.store.builder), and each Snapshot shares its unchanged tables with the previous one.
 Ownership questions are re-derived here with the operator's own functions (oldest client
 keeps a client id, oldest rule's namespace owns an audience) rather than trusted from status,
 so a rule that grabs an owned audience grants nothing even before the operator reacts.
