@@ -25,6 +25,7 @@ sequences of changes.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
@@ -86,7 +87,7 @@ KINDS = (
 # -- layer 1: pieces ---------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry(Generic[P]):
     version: str | None  # "uid/resourceVersion"; None (hand-made bodies): always read again
     piece: P | None  # None: not in the view (skipped, or left out on purpose)
@@ -142,7 +143,7 @@ def _version(body: Body) -> str | None:
     return f"{meta.get('uid', '')}/{version}" if version else None
 
 
-@dataclass
+@dataclass(slots=True)
 class _ClientPiece:
     view: ClientView  # joined with its record (layer 2) in place
     created: str
@@ -761,6 +762,16 @@ def _read_secret(body: Body) -> _SecretPiece:
     return _SecretPiece(body["metadata"]["name"], body, record)
 
 
+_SHARED: weakref.WeakValueDictionary[frozenset[str], frozenset[str]] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _shared(values: frozenset[str]) -> frozenset[str]:
+    """One object for equal sets (grant types, scopes): most clients have the same few."""
+    return _SHARED.setdefault(values, values)
+
+
 def _read_client(body: Body) -> _ClientPiece | None:
     spec = ClientSpec.from_body(body)
     if not claims_client_id(spec.namespace, body.get("spec") or {}):
@@ -773,9 +784,9 @@ def _read_client(body: Body) -> _ClientPiece | None:
         ref=spec.ref,
         client_id=spec.client_id,
         disabled=spec.disabled,
-        grant_types=frozenset(spec.grant_types),
+        grant_types=_shared(frozenset(spec.grant_types)),
         auth_method=spec.auth_method,
-        scopes=spec.scopes,
+        scopes=_shared(spec.scopes),
         audiences=spec.audiences,
         token_lifetime=int(spec.token_lifetime.total_seconds()),
         token_format=spec.token_format,
