@@ -617,7 +617,8 @@ class RealResult:
 
 
 class Churn:
-    """PATCHes random clients (never the probe or canary) at `rate` per second."""
+    """PATCHes random clients (never the probe or canary) at `rate` per second, each a real
+    change of its spec (the docs keep what was last written)."""
 
     def __init__(self, api: ApiWriter, docs: Sequence[dict[str, Any]], rate: float) -> None:
         self.api, self.docs, self.rate = api, docs, rate
@@ -641,7 +642,10 @@ class Churn:
         try:
             while not self._halt.is_set():
                 doc = rng.choice(self.docs)
-                self.api.patch(doc, {"scopes": rng.choice((["read"], ["read", "write"]))})
+                # flip its scopes: every PATCH is a real change (an equal one is a no-op)
+                spec = doc["spec"]
+                spec["scopes"] = ["read"] if len(spec["scopes"]) > 1 else ["read", "write"]
+                self.api.patch(doc, {"scopes": spec["scopes"]})
                 self.done += 1
                 due += interval
                 self._halt.wait(max(0.0, due - time.monotonic()))
@@ -875,7 +879,9 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                     print(
                         f"round {number}: idle {idle.rps:.0f}/s p50 {idle.p50_ms:.1f} p99"
                         f" {idle.p99_ms:.1f} ms | {rate:.1f} changes/s {busy_churn.rps:.0f}/s"
-                        f" p50 {busy_churn.p50_ms:.1f} p99 {busy_churn.p99_ms:.1f} ms",
+                        f" p50 {busy_churn.p50_ms:.1f} p99 {busy_churn.p99_ms:.1f} ms;"
+                        f" {result.churn_updates[-1][0]} view updates,"
+                        f" {result.churn_updates[-1][1] * 1000:.0f} ms of work",
                         flush=True,
                     )
         finally:
