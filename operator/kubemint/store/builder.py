@@ -762,9 +762,8 @@ def _read_secret(body: Body) -> _SecretPiece:
     return _SecretPiece(body["metadata"]["name"], body, record)
 
 
-_SHARED: weakref.WeakValueDictionary[frozenset[str], frozenset[str]] = (
-    weakref.WeakValueDictionary()
-)
+Names = frozenset[str]
+_SHARED: weakref.WeakValueDictionary[Names, Names] = weakref.WeakValueDictionary()
 
 
 def _shared(values: frozenset[str]) -> frozenset[str]:
