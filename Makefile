@@ -21,6 +21,10 @@ help:
 	@echo "             vs a bare Starlette+joserfc endpoint (TOKEN_BENCH_ARGS='--rounds R …')"
 	@echo "make bench-revocation  etcd growth and latency per revocation, hourly buckets vs"
 	@echo "             per-token entries and watermarks (REVOCATION_BENCH_ARGS='--rounds R …')"
+	@echo "make bench-scale  the token server's view at 10,000 clients (rebuild work per change,"
+	@echo "             token p99 under churn, RSS per client, API requests at rest), then"
+	@echo "             bench-operator at 10,000 clients (SCALE_BENCH_ARGS='--clients 2000 …',"
+	@echo "             SCALE_OPERATOR_ARGS='--clients 2000 …'; see python -m bench.scale_bench --help)"
 	@echo "make docs    regenerate docs/crd-reference.md from crds/*.yaml"
 	@echo "make lint | typecheck | binaries | clean"
 
@@ -102,6 +106,19 @@ bench: bench-revocation
 
 bench-revocation: binaries
 	$(BIN)/python -m bench.revocation_bench $(REVOCATION_BENCH_ARGS)
+
+# The token server's view at scale (bench/scale_bench.py), then the operator at the same size
+# (bench/operator_bench.py): one command reports every figure of issue 10's "Scale" section.
+SCALE_BENCH_ARGS ?=
+SCALE_OPERATOR_ARGS ?= --clients 10000 --namespaces 100 --rules 500 --rounds 1 --timeout 900
+.PHONY: bench-scale
+
+bench-scale: binaries
+	@command -v wrk >/dev/null 2>&1 \
+	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 \
+	  || echo "wrk could not be installed: bench-scale uses its Python load generator"
+	$(BIN)/python -m bench.scale_bench $(SCALE_BENCH_ARGS)
+	$(BIN)/python -m bench.operator_bench $(SCALE_OPERATOR_ARGS)
 
 # Container image (Dockerfile): its runtime dependencies, hash-locked for CPython 3.11 on Linux
 # (one resolution serves x86_64 and aarch64; the hashes cover every file of each pinned version).

@@ -53,27 +53,37 @@ class Decision:
 
 
 class VerifiedTokens:
-    """Claims of tokens already verified against one snapshot, so a client's repeated calls
-    cost a dict lookup instead of a signature check. Cleared whenever the snapshot changes
-    (a removed key or client must take effect at once); expiry, revocation, whether the
-    client and account still stand, and audience are still checked on every call. Bounded:
-    oldest entries go first."""
+    """Claims of tokens already verified against the server's keys, so a client's repeated
+    calls cost a dict lookup instead of a signature check. What a cached entry stands for is
+    only `read_token`'s answer, which depends on the snapshot's keys alone: it is cleared
+    whenever those change (the view publishes `Snapshot.keys` and `verification_keys` as
+    new objects exactly then, so a removed key takes effect at once), not on other changes.
+    Expiry, revocation, whether the client and account still stand (disabled, deleted,
+    re-created) and audience are checked against the current snapshot on every call, cached
+    or not. Bounded: oldest entries go first."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._snapshot: Snapshot | None = None
+        self._keys: tuple[object, object] | None = None  # the key objects the entries hold for
         self._claims: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def _same_keys(self, snapshot: Snapshot) -> bool:
+        held = self._keys
+        return (
+            held is not None and held[0] is snapshot.keys and held[1] is snapshot.verification_keys
+        )
+
     def read(self, token: str, snapshot: Snapshot, issuer: str, now: float) -> dict[str, Any]:
         with self._lock:
-            if snapshot is not self._snapshot:
-                self._snapshot, self._claims = snapshot, OrderedDict()
+            if not self._same_keys(snapshot):
+                self._keys = (snapshot.keys, snapshot.verification_keys)
+                self._claims = OrderedDict()
             claims = self._claims.get(token)
         if claims is None:
             claims = read_token(token, snapshot, issuer, now)  # raises InvalidJWT
             with self._lock:
-                if snapshot is self._snapshot:
+                if self._same_keys(snapshot):
                     self._claims[token] = claims
                     if len(self._claims) > self.size:
                         self._claims.popitem(last=False)

@@ -226,7 +226,12 @@ def create_app(
         metrics.stale.set(view.stale_for())
         metrics.synced.set(1 if view.synced() else 0)
         stats = view.rebuild_stats()
-        metrics.observe_view(stats.failures, stats.last_success, view.snapshot().skipped)
+        metrics.observe_view(
+            stats.failures,
+            stats.last_success,
+            view.snapshot().skipped,
+            (stats.updates, stats.work_seconds, stats.last_work),
+        )
         if conditions is not None:
             metrics.observe_conditions(conditions.unavailable)
         if isinstance(keys, IssuerKeys):

@@ -65,6 +65,21 @@ class Metrics:
             "Unix time of the last successful rebuild of the view (0: none yet).",
             registry=self.registry,
         )
+        self.updates = Counter(
+            "kubemint_view_updates",
+            "Successful updates of the view (each publishes a new snapshot).",
+            registry=self.registry,
+        )
+        self.update_seconds = Counter(
+            "kubemint_view_update_work_seconds",
+            "CPU seconds spent building the view's updates (its builder thread, off the loop).",
+            registry=self.registry,
+        )
+        self.last_update = Gauge(
+            "kubemint_view_last_update_work_seconds",
+            "CPU seconds the latest update of the view took to build.",
+            registry=self.registry,
+        )
         self.skipped = Gauge(
             "kubemint_view_objects_skipped",
             "Objects left out of the view because they could not be read (see their status).",
@@ -97,6 +112,7 @@ class Metrics:
         # vocabulary above, so this stays as small as the metric itself.
         self._token_outcomes: dict[tuple[str, str], Any] = {}
         self._rebuild_failures_seen = 0
+        self._updates_seen = (0, 0.0)
         self._unavailable_seen: dict[str, int] = {}
 
     def token_outcome(self, grant_type: str, outcome: str) -> None:
@@ -108,8 +124,22 @@ class Metrics:
             )
         child.inc()
 
-    def observe_view(self, failures: int, last_success: float, skipped: Mapping[str, int]) -> None:
-        """Copy the view's rebuild statistics in, at scrape time."""
+    def observe_view(
+        self,
+        failures: int,
+        last_success: float,
+        skipped: Mapping[str, int],
+        updates: tuple[int, float, float] = (0, 0.0, 0.0),
+    ) -> None:
+        """Copy the view's rebuild statistics in, at scrape time. `updates`: how many
+        succeeded, the seconds they took in total, and the latest one's."""
+        count, seconds, last = updates
+        seen_count, seen_seconds = self._updates_seen
+        if count > seen_count:
+            self.updates.inc(count - seen_count)
+            self.update_seconds.inc(max(seconds - seen_seconds, 0.0))
+            self._updates_seen = (count, seconds)
+        self.last_update.set(last)
         if failures > self._rebuild_failures_seen:
             self.rebuild_failures.inc(failures - self._rebuild_failures_seen)
             self._rebuild_failures_seen = failures

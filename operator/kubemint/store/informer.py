@@ -14,6 +14,10 @@ that matter (`relevant`): memory and rebuilds then scale with what kubemint uses
 An informer can also feed an index of its own, event by event (`sink`: the whole list on a
 relist, then each change), for data that must not wait for a rebuild of the whole view
 (revocations, `kubemint.store.revocations.RevocationIndex`).
+
+Each informer also keeps the keys that changed since its owner last asked (`changes()`), so the
+token server's view re-reads only those objects (kubemint.store.builder); a relist reports
+everything, since the new list may differ from the old one anywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubernetes import watch
@@ -41,6 +46,32 @@ ABSENT_RECHECK = 30.0  # how often an optional resource that does not exist is l
 class Sink(Protocol):
     def reset(self, bodies: list[Body]) -> None: ...
     def apply(self, event_type: str, body: Body) -> None: ...
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the last `Informer.changes()`: the current body of each changed key
+    (None: deleted). `full`: `bodies` holds every object, and a key not in it is gone."""
+
+    full: bool
+    bodies: dict[str, Body | None]
+
+
+# Kept by no reader of the view: the API server's field bookkeeping, what kubectl last applied
+# (a second copy of the spec) and status (the view re-derives what status says).
+_UNREAD_META = ("managedFields",)
+_UNREAD_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(body: Body) -> Body:
+    """`body` without what nobody reads from the view: about half of a typical object."""
+    meta = dict(body.get("metadata") or {})
+    for name in _UNREAD_META:
+        meta.pop(name, None)
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and _UNREAD_ANNOTATION in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != _UNREAD_ANNOTATION}
+    return {k: v for k, v in body.items() if k != "status"} | {"metadata": meta}
 
 
 def key_of(body: Body) -> str:
@@ -82,6 +113,7 @@ class Informer:
         self._sink = sink
         self._lock = threading.Lock()
         self._objects: dict[str, Body] = {}
+        self._changed: set[str] | None = None  # keys changed since changes(); None: all
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
         self.synced = threading.Event()
         self._connected_since: float | None = None
@@ -90,6 +122,14 @@ class Informer:
     def objects(self) -> list[Body]:
         with self._lock:
             return list(self._objects.values())
+
+    def changes(self, everything: bool = False) -> Changes:
+        """The objects changed since the previous call (`everything`: report all of them)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            if changed is None or everything:
+                return Changes(True, dict(self._objects))
+            return Changes(False, {key: self._objects.get(key) for key in changed})
 
     def stale_for(self) -> float:
         """Seconds since the watch last had a live connection (0 while connected)."""
@@ -148,6 +188,7 @@ class Informer:
             kwargs["_continue"] = following
         with self._lock:
             self._objects = objects
+            self._changed = None
         if self._sink is not None:
             self._sink.reset(list(objects.values()))
         self._connected()
@@ -189,6 +230,8 @@ class Informer:
                 self._objects.pop(key, None)
             else:
                 self._objects[key] = self._reduce(body)
+            if self._changed is not None and self._sink is None:  # a sink needs no changes()
+                self._changed.add(key)
         if self._sink is not None:
             self._sink.apply(event_type, self._reduce(body))
         if self._relevant is None or self._relevant(body):
@@ -197,6 +240,7 @@ class Informer:
     def _absent(self, halt: threading.Event) -> None:
         with self._lock:
             self._objects = {}
+            self._changed = None
         if self._sink is not None:
             self._sink.reset([])
         self._connected()

@@ -1,6 +1,8 @@
 """An immutable view of everything the token server decides with, built from raw objects.
 
-Built by a pure function from the informers' objects, so tests pass in hand-made objects.
+Built by a pure function from the informers' objects, so tests pass in hand-made objects;
+the token server keeps it up to date change by change with the same code
+(kubemint.store.builder), and each Snapshot shares its unchanged tables with the previous one.
 Ownership questions are re-derived here with the operator's own functions (oldest client
 keeps a client id, oldest rule's namespace owns an audience) rather than trusted from status,
 so a rule that grabs an owned audience grants nothing even before the operator reacts.
@@ -14,62 +16,43 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from kubemint.api.accessrule import HttpRule, RuleClaim, RuleSpec
-from kubemint.api.audiences import FIRST_CLAIM, decide, record_name
-from kubemint.api.audiences import by_name as audience_records_by_name
-from kubemint.api.audiences import decode as decode_audience_record
-from kubemint.api.identity import claims_problem
+from kubemint.api.accessrule import HttpRule
+from kubemint.api.audiences import FIRST_CLAIM
 from kubemint.api.meta import (
-    KIND_ACCESS_RULE,
-    KIND_ACCOUNT,
-    KIND_CLIENT,
-    KIND_SIGNING_KEY,
     ObjectRef,
-    parse_time,
 )
-from kubemint.api.oauth2client import ClientSpec, claims_client_id, client_id_holder
 from kubemint.api.records import (
-    AccountRecord,
-    ClientRecord,
     Generation,
-    RecordError,
     StoredKey,
     controller_uid,
-    decode,
     decode_keys,
 )
 from kubemint.api.serviceaccount import (
     DEFAULT_JWKS_URIS_PER_NAMESPACE,
-    AccountSpec,
     IssuerSpec,
     admitted_jwks_uris,
 )
 from kubemint.api.signingkey import SigningKeySpec
-from kubemint.api.trustedissuer import KIND as TRUSTED_ISSUER
-from kubemint.api.trustedissuer import TrustedIssuerRef, TrustedIssuerSpec
-from kubemint.crypto.jwks import parse_public_jwks
+from kubemint.api.trustedissuer import TrustedIssuerRef
 from kubemint.crypto.jwt import (
     Decrypter,
     Encrypter,
-    InvalidJWT,
     PreparedKeys,
     Signer,
-    prepared_keys,
 )
 from kubemint.crypto.keys import KeyMaterial
 from kubemint.crypto.opaque import OpaqueKey
-from kubemint.policy.expressions import Condition, ExpressionError, compile_condition
+from kubemint.policy.expressions import Condition
 
 log = logging.getLogger("kubemint.snapshot")
 Body = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: there are as many as clients
 class ClientView:
     ref: ObjectRef
     client_id: str
@@ -243,302 +226,29 @@ def build_snapshot(
     `kubernetes_accounts` are Kubernetes ServiceAccounts (metadata is enough); only those that
     an account federates are kept. `audience_records` are the audience ownership ConfigMaps
     of the server namespace (kubemint.api.audiences); `audience_ownership` is the mode the
-    operator runs in."""
-    secrets = list(secrets)
-    records = _records(secrets)
-    skipped: Counter[str] = Counter()
-    client_views = _clients(clients, records, skipped)
-    account_views = _accounts(accounts, records, skipped)
-    rule_views = _rules(
-        rules, audience_records_by_name(audience_records), audience_ownership, skipped
-    )
-    snapshot = Snapshot(
-        clients=client_views,
-        **account_views,
-        rules=rule_views,
-        keys=_keyrings(
-            [k for k in signing_keys if _namespace(k) == server_namespace],
-            {s["metadata"]["name"]: s for s in secrets},
-            key_cache if key_cache is not None else KeyCache(),
-            skipped,
-        ),
-        trusted_issuers=_trusted_issuers(trusted_issuers, server_namespace, skipped),
-        skipped=dict(skipped),
-        conditional_clients=_conditional_clients(
-            client_views, account_views["accounts"], rule_views
-        ),
-    )
-    snapshot = replace(
-        snapshot,
-        accounts_by_subject={a.subject: a for a in snapshot.accounts.values()},
-        kubernetes_accounts=_kubernetes_uids(
-            kubernetes_accounts, snapshot.accounts_by_kubernetes.keys()
-        ),
-    )
-    public = snapshot.signature_keys()
-    if public:
-        try:
-            snapshot = replace(snapshot, verification_keys=prepared_keys(public))
-        except InvalidJWT:
-            log.warning("published keys could not be parsed for introspection")
-    return snapshot
+    operator runs in. The same code as the token server's incremental view
+    (kubemint.store.builder), fed everything at once."""
+    from kubemint.store.builder import SnapshotBuilder, full_changes  # builder imports this
+
+    builder = SnapshotBuilder(server_namespace, audience_ownership, key_cache)
+    for kind, bodies in (
+        ("secrets", secrets),
+        ("clients", clients),
+        ("accounts", accounts),
+        ("rules", rules),
+        ("audiences", audience_records),
+        ("keys", signing_keys),
+        ("trusted", trusted_issuers),
+        ("kubernetes-accounts", kubernetes_accounts),
+    ):
+        builder.apply(kind, full_changes(bodies))
+    return builder.snapshot()
 
 
-def _kubernetes_uids(
-    bodies: Iterable[Body], federated: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], str]:
-    """(namespace, name) → uid of the Kubernetes ServiceAccounts that accounts federate."""
-    wanted = set(federated)
-    uids: dict[tuple[str, str], str] = {}
-    for body in bodies:
-        meta = body.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
-        if key in wanted and meta.get("uid"):
-            uids[key] = meta["uid"]
-    return uids
-
-
-def _trusted_issuers(
-    bodies: Iterable[Body], server_namespace: str, skipped: Counter[str]
-) -> dict[str, TrustedIssuerView]:
-    """TrustedIssuers by name, from the server namespace only: one anywhere else is a
-    tenant's and trusts nothing (the operator reports it WrongNamespace)."""
-    views: dict[str, TrustedIssuerView] = {}
-    for body in bodies:
-        try:
-            spec = TrustedIssuerSpec.from_body(body)
-            if spec.namespace != server_namespace:
-                continue
-            keys = (
-                prepared_keys(parse_public_jwks(spec.jwks, "spec.jwks"))
-                if spec.jwks is not None
-                else None
-            )
-        except Exception as exc:  # one object's content must never fail the whole view
-            _skip(TRUSTED_ISSUER, body, exc, skipped)
-            continue
-        views[spec.name] = TrustedIssuerView(spec.name, spec.issuer, spec.jwks_uri, keys)
-    return views
-
-
-Records = Mapping[str, ClientRecord | AccountRecord]  # owner uid → its verification record
-
-
-def _records(secrets: Iterable[Body]) -> dict[str, ClientRecord | AccountRecord]:
-    """Verification records by the uid of the object they were written for (read from the
-    record itself, named after that uid; labels only select Secrets, they decide nothing)."""
-    out: dict[str, ClientRecord | AccountRecord] = {}
-    for secret in secrets:
-        try:
-            record = decode(secret)
-        except RecordError:
-            continue  # not a verification record (keys, or unreadable): never trusted
-        out[record.owner.uid] = record
-    return out
-
-
-def _record_of(body: Body, kind: str, records: Records) -> ClientRecord | AccountRecord | None:
-    """The record written for exactly this object: same uid, namespace, name and kind."""
-    meta = body["metadata"]
-    record = records.get(meta.get("uid", ""))
-    if record is None:
-        return None
-    owner = record.owner
-    if (owner.kind, owner.namespace, owner.name) != (kind, meta["namespace"], meta["name"]):
-        return None
-    return record
-
-
-def _conditional_clients(
-    clients: Mapping[str, ClientView],
-    accounts: Mapping[tuple[str, str], AccountView],
-    rules: Mapping[str, tuple[RuleView, ...]],
-) -> dict[str, frozenset[str]]:
-    by_audience = {
-        audience: {r.condition.source for r in owned if r.condition}
-        for audience, owned in rules.items()
-    }
-    by_client: dict[tuple[str, str], set[str]] = {}
-    for account in accounts.values():
-        sources = {i.when for i in account.issuers if i.when}
-        sources |= {t.when for t in account.trusted_issuers if t.when}
-        for name in account.clients if sources else ():
-            by_client.setdefault((account.ref.namespace, name), set()).update(sources)
-    out: dict[str, frozenset[str]] = {}
-    for client_id, client in clients.items():
-        sources = set(by_client.get((client.ref.namespace, client.ref.name), ()))
-        for audience in client.audiences:
-            sources |= by_audience.get(audience, set())
-        if sources:
-            out[client_id] = frozenset(sources)
-    return out
-
-
-def _skip(kind: str, body: Body, exc: BaseException, skipped: Counter[str]) -> None:
-    """Leave one object out of the view: the type of error only, never its value (it may
-    be anything a tenant wrote)."""
-    skipped[kind] += 1
-    log.warning("skipping %s %s: %s", kind, _name(body), type(exc).__name__)
-
-
-def _clients(
-    bodies: Iterable[Body], records: Records, skipped: Counter[str]
-) -> dict[str, ClientView]:
-    claims: dict[str, list[tuple[str, ClientView]]] = {}
-    for body in bodies:
-        try:
-            spec = ClientSpec.from_body(body)
-            if not claims_client_id(spec.namespace, body.get("spec") or {}):
-                # spec.clientId outside its namespace (an older CRD admitted it): it could
-                # pose as another namespace's client or a ServiceAccount's subject.
-                log.warning("skipping OAuth2Client %s: spec.clientId", _name(body))
-                continue
-            record = _record_of(body, KIND_CLIENT, records)
-            view = ClientView(
-                uid=body["metadata"].get("uid", ""),
-                ref=spec.ref,
-                client_id=spec.client_id,
-                disabled=spec.disabled,
-                grant_types=frozenset(spec.grant_types),
-                auth_method=spec.auth_method,
-                scopes=spec.scopes,
-                audiences=spec.audiences,
-                token_lifetime=int(spec.token_lifetime.total_seconds()),
-                token_format=spec.token_format,
-                signing_key=spec.signing_key,
-                encryption_key=spec.encryption_key,
-                secrets=record.secrets if isinstance(record, ClientRecord) else (),
-                jwks=record.jwks if isinstance(record, ClientRecord) else None,
-            )
-            created = body["metadata"].get("creationTimestamp", "")
-        except Exception as exc:  # one object's content must never fail the whole view
-            _skip(KIND_CLIENT, body, exc, skipped)
-            continue
-        claims.setdefault(view.client_id, []).append((created, view))
-    # The oldest claimant keeps a client id; same-second claimants are contested and nobody
-    # authenticates as it (as the operator decides, with the same function).
-    held: dict[str, ClientView] = {}
-    for client_id, candidates in claims.items():
-        by_ref = {(v.ref.namespace, v.ref.name): v for _, v in candidates}
-        holder, _ = client_id_holder((c, v.ref.namespace, v.ref.name) for c, v in candidates)
-        if holder is not None:
-            held[client_id] = by_ref[(holder.namespace, holder.name)]
-    return held
-
-
-def _accounts(bodies: Iterable[Body], records: Records, skipped: Counter[str]) -> dict[str, Any]:
-    accounts: dict[tuple[str, str], AccountView] = {}
-    by_kubernetes: dict[tuple[str, str], list[AccountView]] = {}
-    by_client: dict[tuple[str, str], list[AccountView]] = {}
-    for body in bodies:
-        try:
-            spec = AccountSpec.from_body(body)
-            if claims_problem(spec.claims):
-                # A claim no account may set (an older CRD admitted it): the operator reports
-                # ForbiddenClaims; nothing authenticates as the account until it is fixed.
-                log.warning("skipping ServiceAccount %s: spec.claims", _name(body))
-                continue
-            record = _record_of(body, KIND_ACCOUNT, records)
-            stored = record if isinstance(record, AccountRecord) else None
-            view = AccountView(
-                uid=body["metadata"].get("uid", ""),
-                ref=spec.ref,
-                subject=spec.subject,
-                disabled=spec.disabled,
-                clients=frozenset(spec.clients),
-                passwords=stored.passwords if stored else (),
-                kubernetes=frozenset(spec.kubernetes),
-                issuers=spec.issuers,
-                issuer_keys=(stored.issuer_keys or {}) if stored else {},
-                claims=spec.claims,
-                trusted_issuers=spec.trusted_issuers,
-                created=str(body["metadata"].get("creationTimestamp") or ""),
-            )
-        except Exception as exc:  # one object's content must never fail the whole view
-            _skip(KIND_ACCOUNT, body, exc, skipped)
-            continue
-        accounts[(spec.namespace, spec.name)] = view
-        for sa in spec.kubernetes:
-            by_kubernetes.setdefault((spec.namespace, sa), []).append(view)
-        for client_name in spec.clients:
-            by_client.setdefault((spec.namespace, client_name), []).append(view)
-    return {
-        "accounts": accounts,
-        "accounts_by_kubernetes": {k: tuple(v) for k, v in by_kubernetes.items()},
-        "accounts_by_client": {k: tuple(v) for k, v in by_client.items()},
-    }
-
-
-def _rules(
-    bodies: Iterable[Body],
-    records: Mapping[str, Mapping[str, Any]],
-    mode: str,
-    skipped: Counter[str],
-) -> dict[str, tuple[RuleView, ...]]:
-    """The rules that grant, by audience: those of the owning namespace (decided with the
-    operator's function, from the record at the audience's name), except releasing ones."""
-    claims: dict[str, list[RuleClaim]] = {}
-    views: dict[str, list[RuleView]] = {}
-    for body in bodies:
-        try:
-            spec = RuleSpec.from_body(body)
-            if not spec.audience:
-                continue
-            claim = spec.claim(parse_time(body["metadata"]["creationTimestamp"]))
-        except Exception as exc:  # one object's content must never fail the whole view
-            _skip(KIND_ACCESS_RULE, body, exc, skipped)
-            continue
-        # Counted as a claim even when it grants nothing (as in the operator's index).
-        claims.setdefault(spec.audience, []).append(claim)
-        try:
-            condition = compile_condition(spec.when) if spec.when else None
-        except ExpressionError:
-            continue  # an uncompilable condition grants nothing (and the operator says why)
-        except Exception as exc:  # one object's content must never fail the whole view
-            _skip(KIND_ACCESS_RULE, body, exc, skipped)
-            continue
-        if spec.releasing:
-            continue
-        views.setdefault(spec.audience, []).append(
-            RuleView(
-                ref=spec.ref,
-                audience=spec.audience,
-                subjects=frozenset(spec.subjects),
-                scopes=spec.scopes,
-                condition=condition,
-                http=spec.http,
-                account_claims=spec.account_claims,
-            )
-        )
-    owned: dict[str, tuple[RuleView, ...]] = {}
-    for audience, rules in views.items():
-        found = records.get(record_name(audience))
-        record = None if found is None else decode_audience_record(found, audience)
-        owner = decide(audience, mode, record, claims[audience]).owner
-        owned[audience] = tuple(r for r in rules if r.ref.namespace == owner)
-    return owned
-
-
-def _keyrings(
-    bodies: Iterable[Body],
-    secrets: Mapping[str, Body],
-    cache: KeyCache,
-    skipped: Counter[str],
-) -> dict[str, KeyRing]:
-    rings: dict[str, KeyRing] = {}
-    for body in bodies:
-        try:
-            ring = _keyring(body, secrets, cache)
-        except Exception as exc:  # one object's content must never fail the whole view
-            _skip(KIND_SIGNING_KEY, body, exc, skipped)
-            continue
-        if ring is not None:
-            rings[ring.name] = ring
-    return rings
-
-
-def _keyring(body: Body, secrets: Mapping[str, Body], cache: KeyCache) -> KeyRing | None:
-    spec = SigningKeySpec.from_body(body)
+def keyring(
+    spec: SigningKeySpec, body: Body, secrets: Mapping[str, Body], cache: KeyCache
+) -> KeyRing | None:
+    """One SigningKey's ring, from the Secret it controls (None until it is reconciled)."""
     name = body["metadata"]["name"]
     secret = secrets.get(spec.secret_name)
     # Only the Secret this very SigningKey controls holds its keys.
@@ -580,12 +290,3 @@ def _public_jwk(key: StoredKey, cache: dict[str, Mapping[str, Any]]) -> Mapping[
     if key.material.kid not in cache:
         cache[key.material.kid] = key.material.public_jwk()
     return cache[key.material.kid]
-
-
-def _namespace(body: Body) -> str | None:
-    return (body.get("metadata") or {}).get("namespace")
-
-
-def _name(body: Body) -> str:
-    meta = body.get("metadata") or {}
-    return f"{meta.get('namespace')}/{meta.get('name')}"

@@ -1,12 +1,23 @@
 """The token server's live view: informers feed a snapshot that is swapped atomically.
 
-Rebuilds are debounced (a burst of changes costs one rebuild) and run off the event loop.
-Requests read `snapshot()` (one attribute read) and never touch the Kubernetes API.
+Updates are incremental: each informer keeps the keys that changed (`Informer.changes()`), and
+one builder thread feeds just those objects to a `SnapshotBuilder` (kubemint.store.builder),
+which re-reads each object once per resourceVersion, re-decides only the groups it belongs to
+(client-id holders, audience owners, account indexes) and publishes a new immutable Snapshot
+sharing every unchanged mapping with the previous one. One change among 10,000 clients costs
+0.4-4 ms of CPU instead of a full rebuild of ~0.8-1.4 s (`make bench-scale`); what is left
+that grows with the cluster is a C-level copy of each table the change touched (~0.2-1 ms
+for 10,000 clients). Everything is read at start and after a failed update; a relist (410
+Gone) re-reads only the objects whose resourceVersion differs. Updates are debounced (a
+burst of changes costs one update) and run off the event loop; requests read `snapshot()`
+(one attribute read), never wait on an update and never touch the Kubernetes API.
 Kubernetes ServiceAccounts are watched too (metadata only, see
 `kubemint.store.kubernetes_accounts`), so deleting one stops its projected tokens.
-A rebuild that fails keeps the previous view, is retried with a backoff and shows in
-`rebuild_error()` (→ /readyz 503) and `RebuildStats` (→ /metrics): serving a view that no
-longer follows the cluster (disabled clients still working) must never look healthy.
+An update that fails keeps the previous view, is retried with a backoff and shows in
+`rebuild_stats()` (→ /readyz 503) and `RebuildStats` (→ /metrics): serving a view that no
+longer follows the cluster (disabled clients still working) must never look healthy. A failed
+update drops the builder, so the retry starts over from every object (a full rebuild): no
+change is lost with the half-applied update.
 Revocations are not part of the snapshot: their informer updates `revocations()` (a
 `RevocationIndex`) event by event, so a revocation costs no rebuild and takes effect as soon
 as its watch event arrives; the view is synced only once that informer is too.
@@ -17,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,10 +39,11 @@ from kubemint.api.audiences import FIRST_CLAIM
 from kubemint.api.audiences import SELECTOR as OWNERSHIP_SELECTOR
 from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERSION
 from kubemint.store import kubernetes_accounts
-from kubemint.store.informer import Informer
+from kubemint.store.builder import KINDS, SnapshotBuilder
+from kubemint.store.informer import Informer, slim
 from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
 from kubemint.store.revocations import RevocationIndex
-from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot
+from kubemint.store.snapshot import KeyCache, Snapshot
 
 log = logging.getLogger("kubemint.view")
 DEBOUNCE = 0.05
@@ -46,6 +58,9 @@ class RebuildStats:
     failures: int = 0  # failed rebuilds since start
     last_success: float = 0.0  # wall-clock time of the last successful rebuild (0: none yet)
     last_error: str | None = None  # the exception type of the latest rebuild, if it failed
+    updates: int = 0  # successful updates (incremental or full)
+    work_seconds: float = 0.0  # CPU seconds (the builder thread's) spent on them, in total
+    last_work: float = 0.0  # CPU seconds the latest successful update took
 
 
 class View(Protocol):
@@ -95,11 +110,12 @@ class ClusterView:
         self._dirty = threading.Event()
         self._halt = threading.Event()
         self._current = Snapshot()
-        self._keys = KeyCache()
+        self._keys = KeyCache()  # parsed keys outlive a builder that is started over
+        self._builder: SnapshotBuilder | None = None  # None: the next update reads everything
         self.rebuilt_at = 0.0
-        # Kubernetes ServiceAccounts whose changes rebuild the snapshot; published by each
-        # rebuild before it reads them, so a change is never missed (see _build).
-        self._federated: frozenset[tuple[str, str]] = frozenset()
+        # Kubernetes ServiceAccounts whose changes update the snapshot: the builder's live
+        # count, published before each update reads them, so a change is never missed.
+        self._federated: Mapping[tuple[str, str], int] = {}
         self._stats = RebuildStats()
         # Revocations bypass the snapshot: their informer updates this index per event.
         self._revocations = RevocationIndex()
@@ -113,6 +129,7 @@ class ClusterView:
                 VERSION,
                 plural,
                 on_change=self._dirty.set,
+                transform=slim,
             )
 
         self._informers = {
@@ -129,6 +146,7 @@ class ClusterView:
                 server_namespace,
                 trustedissuer.PLURAL,
                 on_change=self._dirty.set,
+                transform=slim,
                 absent_ok=True,
             ),
             "revocations": Informer(
@@ -145,6 +163,7 @@ class ClusterView:
                 server_namespace,
                 on_change=self._dirty.set,
                 label_selector=OWNERSHIP_SELECTOR,
+                transform=slim,
             ),
             "secrets": Informer(
                 "secrets",
@@ -152,6 +171,7 @@ class ClusterView:
                 server_namespace,
                 on_change=self._dirty.set,
                 label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
+                transform=slim,
             ),
             "kubernetes-accounts": Informer(
                 "kubernetes-serviceaccounts",
@@ -224,6 +244,7 @@ class ClusterView:
 
     def rebuild_once(self) -> bool:
         """Build and swap in a new snapshot; on failure keep the previous one and say so."""
+        started = time.thread_time()  # CPU time: the work, not the waits on a busy machine
         try:
             snapshot = self._build()
         except Exception as exc:  # keep serving the previous snapshot, but not as healthy
@@ -232,7 +253,11 @@ class ClusterView:
             log.exception("snapshot rebuild failed; keeping the previous view")
             return False
         self._current = snapshot
+        work = time.thread_time() - started
         self.rebuilt_at = time.monotonic()
+        self._stats.updates += 1
+        self._stats.work_seconds += work
+        self._stats.last_work = work
         self._stats.last_success = time.time()
         self._stats.last_error = None
         if self._on_snapshot is not None:
@@ -243,22 +268,15 @@ class ClusterView:
         return True
 
     def _build(self) -> Snapshot:
-        i = self._informers
-        accounts = i["accounts"].objects()
-        # Publish what matters before reading the ServiceAccounts: a change that arrives after
-        # the read is then either relevant (and marks the view dirty again) or about a name
-        # only a newer account federates (whose own event marks it dirty).
-        self._federated = kubernetes_accounts.federated_names(accounts)
-        return build_snapshot(
-            server_namespace=self.namespace,
-            clients=i["clients"].objects(),
-            accounts=accounts,
-            rules=i["rules"].objects(),
-            signing_keys=i["keys"].objects(),
-            secrets=i["secrets"].objects(),
-            key_cache=self._keys,
-            kubernetes_accounts=i["kubernetes-accounts"].objects(),
-            audience_records=i["audiences"].objects(),
-            audience_ownership=self.audience_ownership,
-            trusted_issuers=i["trusted"].objects(),
-        )
+        """Feed what changed since the last update to the builder (everything to a new one)."""
+        builder, fresh = self._builder, self._builder is None
+        if builder is None:
+            builder = SnapshotBuilder(self.namespace, self.audience_ownership, self._keys)
+        self._builder = None  # until this update completes: a failure starts over
+        for kind in KINDS:  # accounts before kubernetes-accounts: see self._federated
+            if kind == "kubernetes-accounts":
+                self._federated = builder.federated
+            builder.apply(kind, self._informers[kind].changes(everything=fresh))
+        snapshot = builder.snapshot()
+        self._builder = builder
+        return snapshot

@@ -351,3 +351,36 @@ def test_an_insufficient_scope_challenge_for_a_unicode_path_is_ascii(snapshot: S
     value = decision.headers["WWW-Authenticate"]
     assert f"POST {HOST}/api/events/%E4%B8%AD%E6%96%87 needs scope event.create" in value
     value.encode("ascii")
+
+
+def test_the_cache_survives_changes_that_leave_the_keys_alone(
+    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The view publishes a new snapshot for every change anywhere (another tenant's client);
+    verified tokens stay cached while the keys are the same objects."""
+    tokens = VerifiedTokens()
+    token = _token(snapshot)
+    assert _cached(snapshot, token, tokens, time.time()).status == 200
+
+    def verify_again(*args: Any) -> Any:
+        raise AssertionError("the signature was checked again")
+
+    monkeypatch.setattr("kubemint.authz.decision.read_token", verify_again)
+    other = replace(snapshot, clients=dict(snapshot.clients))  # an unrelated change
+    assert _cached(other, token, tokens, time.time()).status == 200
+
+
+def test_a_cached_token_is_refused_once_its_client_is_disabled(
+    snapshot: Snapshot,
+) -> None:
+    """What the cache keeps is the signature check only: a client's standing is read from the
+    current snapshot on every call (and revocation from the index)."""
+    tokens = VerifiedTokens()
+    token = _token(snapshot)
+    assert _cached(snapshot, token, tokens, time.time()).status == 200
+    client_id = next(c for c, v in snapshot.clients.items() if v.ref.name == "task-service")
+    clients = dict(snapshot.clients)
+    clients[client_id] = replace(clients[client_id], disabled=True)
+    disabled = _cached(replace(snapshot, clients=clients), token, tokens, time.time())
+    assert (disabled.status, disabled.body["error_description"]) == (401, "the client is disabled")
+    # Revocation: see test_a_token_revoked_after_it_was_cached_is_refused_at_once.

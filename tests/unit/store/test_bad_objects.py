@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubemint.store import snapshot as snapshot_module
+from kubemint.store import builder as builder_module
 from kubemint.store.snapshot import Snapshot, build_snapshot
 
 OVERFLOW = "99999999999999999999999999999h"
@@ -80,14 +80,14 @@ def test_any_error_reading_one_object_skips_only_that_object(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Not only the errors foreseen today: whatever a future field makes `from_body` raise."""
-    real = snapshot_module.ClientSpec.from_body
+    real = builder_module.ClientSpec.from_body
 
     def from_body(body: dict[str, Any]) -> Any:
         if body["metadata"]["name"] == "bomb":
             raise OverflowError("what parse_duration raised before it was bounded")
         return real(body)
 
-    monkeypatch.setattr(snapshot_module.ClientSpec, "from_body", from_body)
+    monkeypatch.setattr(builder_module.ClientSpec, "from_body", from_body)
     snapshot = _build(clients=[_client("evil", "bomb"), _client("team", "good")])
     assert set(snapshot.clients) == {"team.good"}
     assert snapshot.skipped == {"OAuth2Client": 1}
