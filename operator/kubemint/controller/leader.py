@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -219,40 +218,6 @@ class LeaderElector:
             else:
                 delay = settings.retry_interval
 
-    async def keep_apart(self) -> NoReturn:
-        """`keep()` on an event loop of its own, in a thread of its own.
-
-        The operator's loop can be saturated for seconds (a relist hands it thousands of
-        objects at once); renewals waiting behind that work missed their deadline, the
-        operator stepped down, relisted and saturated itself again. Here a renewal waits for
-        nothing but the API server. Cancelling this cancels the renewals and waits for the
-        thread, so no renewal outlives it (release() must not race one)."""
-        loop = asyncio.new_event_loop()
-        keeper = loop.create_task(self.keep(), name=f"keep lease {self.where}")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def run() -> None:
-            try:
-                loop.run_until_complete(keeper)
-            except BaseException:  # noqa: S110 — the outcome is read from `keeper` below
-                pass
-            finally:
-                loop.close()
-                outer.call_soon_threadsafe(_resolve, done)
-
-        outer = asyncio.get_running_loop()
-        thread = threading.Thread(target=run, name="lease-keeper", daemon=True)
-        thread.start()
-        try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            loop.call_soon_threadsafe(keeper.cancel)
-            await done
-            raise
-        exc = keeper.exception() if not keeper.cancelled() else asyncio.CancelledError()
-        assert exc is not None, "keep() never returns"
-        raise exc
-
     async def release(self) -> None:
         """Give the lease up at once, if held, so a standby need not wait for it to expire.
 
@@ -433,7 +398,7 @@ async def run_as_leader(
     tasks: list[asyncio.Task[Any]] = []
     try:
         await elector.acquire()
-        keeper = asyncio.create_task(elector.keep_apart(), name=f"keep lease {elector.where}")
+        keeper = asyncio.create_task(elector.keep(), name=f"keep lease {elector.where}")
         worker = asyncio.create_task(_run(work, stop), name="leader work")
         tasks += [keeper, worker]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -467,11 +432,6 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
         await asyncio.wait([task])
     if not task.cancelled():
         task.exception()  # mark it retrieved: the caller reports what matters
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _state(lease: Any) -> LeaseState:
