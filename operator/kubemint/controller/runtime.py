@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -28,7 +28,7 @@ from kubemint.api.records import (
     record_name,
 )
 from kubemint.config import OperatorSettings
-from kubemint.controller.kube import UNREAD, Body, Kube, Unread
+from kubemint.controller.kube import UNREAD, AlreadyExists, Body, Kube, Unread
 
 R = TypeVar("R")
 
@@ -206,3 +206,16 @@ def reconciler(
         return fn  # registered through `limited`; the function itself stays as it was
 
     return decorate
+
+
+async def create_or_converge(converge: Callable[..., Awaitable[R]], fresh: bool) -> R:
+    """`converge(known_absent=…)` for a just-created object's first attempt (`fresh`): its
+    Secrets are created without being read first. A Secret already there (a namesake's, or a
+    retried first attempt's) raises AlreadyExists: then decide from what is there, as for any
+    other reconcile."""
+    try:
+        return await converge(known_absent=fresh)
+    except AlreadyExists:
+        if not fresh:
+            raise
+        return await converge(known_absent=False)

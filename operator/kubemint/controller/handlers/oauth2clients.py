@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import kopf
@@ -32,11 +33,12 @@ from kubemint.api.records import (
     secret_text,
 )
 from kubemint.api.signingkey import key_use
-from kubemint.controller.kube import AlreadyExists, decoded
+from kubemint.controller.kube import decoded
 from kubemint.controller.runtime import (
     BACKOFF,
     Runtime,
     changed,
+    create_or_converge,
     delete_record,
     first_create,
     invalid_spec,
@@ -91,18 +93,10 @@ async def reconcile(
     fields = {"clientId": spec.client_id}
 
     async with runtime.lock(KIND_CLIENT, spec.namespace, spec.name):
-        try:
-            status, events = await _converge(
-                runtime, body, spec, owner, outcome, context, fields, known_absent=fresh
-            )
-        except AlreadyExists:
-            if not fresh:
-                raise
-            # A Secret where a new client writes (a namesake's, or a retried first attempt's):
-            # decide from what is there, as for any other reconcile.
-            status, events = await _converge(
-                runtime, body, spec, owner, outcome, context, fields, known_absent=False
-            )
+        status, events = await create_or_converge(
+            functools.partial(_converge, runtime, body, spec, owner, outcome, context, fields),
+            fresh,
+        )
     post_events(body, events)
     return status
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,11 +23,12 @@ from kubemint.api.records import (
     secret_text,
 )
 from kubemint.api.serviceaccount import AccountSpec, admitted_jwks_uris
-from kubemint.controller.kube import AlreadyExists, decoded
+from kubemint.controller.kube import decoded
 from kubemint.controller.runtime import (
     BACKOFF,
     Runtime,
     changed,
+    create_or_converge,
     delete_record,
     first_create,
     invalid_spec,
@@ -95,16 +97,10 @@ async def reconcile(
     fields: dict[str, Any] = {"subject": spec.subject}
 
     async with runtime.lock(KIND_ACCOUNT, spec.namespace, spec.name):
-        try:
-            status, events = await _converge(
-                runtime, body, spec, owner, outcome, context, fields, known_absent=fresh
-            )
-        except AlreadyExists:
-            if not fresh:
-                raise
-            status, events = await _converge(
-                runtime, body, spec, owner, outcome, context, fields, known_absent=False
-            )
+        status, events = await create_or_converge(
+            functools.partial(_converge, runtime, body, spec, owner, outcome, context, fields),
+            fresh,
+        )
     post_events(body, events)
     return status
 
