@@ -8,12 +8,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup binaries helm lint typecheck unit integration test run bench bench-operator clean docs nginx
+.PHONY: help setup binaries node-binaries helm lint typecheck unit integration node-test test run run-node bench bench-operator clean docs nginx
 
 help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
 	@echo "make run     set everything up and start 'kubemint dev up' (local control plane)"
+	@echo "make run-node  the same with a real node (kubemint dev up --node; root): pods run"
 	@echo "make unit    unit tests only (no control plane)"
+	@echo "make node-test  the node tier only (tests/node: a real single-node cluster; root)"
 	@echo "make bench   all benchmarks (bench-operator, bench-token, bench-revocation); medians"
 	@echo "make bench-operator  time until 1,000 OAuth2Clients are Ready, operator peak RSS"
 	@echo "             (options: BENCH_ARGS='--clients N --rounds R …', see --help)"
@@ -41,6 +43,13 @@ setup: $(STAMP)
 # ~/.cache/kubemint (minutes the first time, instant afterwards).
 binaries: setup
 	$(BIN)/python -m kubemint.devcluster
+
+# The node tier's binaries (kubelet, kube-proxy, kube-scheduler, containerd, CoreDNS), built
+# once from tests/node/*/go.mod into ~/.cache/kubemint/node, and its images (pause, CoreDNS,
+# busybox) as OCI archives. `make node-test` and `make run-node` do this themselves.
+node-binaries: binaries
+	$(BIN)/python -c "from kubemint.devcluster.node.binaries import resolve_node_binaries as r; \
+	  from kubemint.devcluster.node.images import node_images as i; print(i(r()))"
 
 # helm for the chart tests: $HELM if set, else built once from tests/envtest/helm.
 helm: setup
@@ -71,11 +80,20 @@ unit: setup
 integration: binaries nginx
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: binaries helm lint typecheck nginx
+# The node tier (tests/node): a real single-node cluster in namespaces of its own. Needs root
+# (namespaces, mounts, cgroups); installs runc, containernetworking-plugins, nftables and
+# iptables with apt-get when missing.
+node-test: node-binaries
+	$(BIN)/pytest tests/node $(PYTEST_ARGS)
+
+test: binaries node-binaries helm lint typecheck nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries
 	$(BIN)/kubemint dev up
+
+run-node: node-binaries
+	$(BIN)/kubemint dev up --node
 
 # Measurements, not tests: they exit 0 when a target is missed and 1 only when a run failed.
 bench: bench-operator
