@@ -51,7 +51,7 @@ metadata: {{name: bench, namespace: default}}
 spec:
   containers:
   - name: bench
-    image: {node.images.busybox.name if node.images else ""}
+    image: {node.images.busybox.name}
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     volumeMounts: [{{name: s, mountPath: /s, readOnly: true}}]

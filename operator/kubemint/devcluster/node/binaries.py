@@ -91,7 +91,7 @@ class NodeBinaries:
     @property
     def path_dirs(self) -> tuple[Path, ...]:
         """Directories for PATH inside the sandbox (containerd finds its shim on PATH)."""
-        return (self.containerd.parent, self.kubelet.parent)
+        return (self.containerd.parent,)
 
 
 def resolve_node_binaries(*, build: bool = True, log: bool = True) -> NodeBinaries:

@@ -73,7 +73,7 @@ class NodeCluster:
         self.log = log
         self.timings: dict[str, float] = {}
         self.state_dir = Path()
-        self.images: NodeImages | None = None
+        self._images: NodeImages | None = None
         self._plane: NodeControlPlane | None = None
         self._sandbox: Sandbox | None = None
         self._processes: list[ManagedProcess] = []
@@ -91,6 +91,12 @@ class NodeCluster:
     def binaries(self) -> NodeBinaries:
         assert self._binaries is not None, "node not started"
         return self._binaries
+
+    @property
+    def images(self) -> NodeImages:
+        """The images every node has imported: pause, coredns, busybox (names and archives)."""
+        assert self._images is not None, "node not started"
+        return self._images
 
     @property
     def kubeconfig(self) -> Path:
@@ -240,7 +246,7 @@ class NodeCluster:
         if self._binaries is None:
             self._binaries = resolve_node_binaries(log=self.log)
         binaries = self._binaries
-        self.images = images = node_images(binaries)
+        self._images = images = node_images(binaries)
         self._mark("prepared", begin)
 
         self.state_dir = make_state_dir()
