@@ -74,6 +74,10 @@ def test_containerd_config_clamps_oom_score_adj_and_pins_the_pause_image() -> No
     images = config["plugins"]["io.containerd.cri.v1.images"]
     assert images["pinned_images"]["sandbox"] == "localhost/kubemint/pause:3.10.2"
     assert config["grpc"]["address"] == containerd.SOCKET
+    # Every path containerd writes is under the sandbox's private /run and /var/lib.
+    assert config["plugins"]["io.containerd.internal.v1.opt"]["path"] == containerd.OPT_DIR
+    for path in (config["root"], config["state"], containerd.OPT_DIR, containerd.SOCKET):
+        assert path.startswith(("/var/lib/", "/run/")), path
 
 
 def test_cni_bridge_has_the_pod_cidr_and_no_masquerade() -> None:
