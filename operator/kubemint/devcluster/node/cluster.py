@@ -6,7 +6,7 @@
 
 Start order: stale state of killed runs removed; Debian packages, binaries and images ensured;
 the sandbox (sandbox.py); the host relay; containerd; the control plane (node/controlplane.py:
-PKI, etcd, kube-apiserver, CRDs, kube-controller-manager, kube-scheduler); the node's images
+PKI, etcd, kube-apiserver, CRDs, kube-controller-manager, kube-scheduler); CoreDNS applied; the images
 imported; cgroups created; kubelet and kube-proxy; node Ready; CoreDNS available. `stop()`
 ends the sandbox's init (the kernel then kills everything inside and drops the namespaces),
 stops the host-side processes, removes the cgroup trees and the state directory.
@@ -285,6 +285,16 @@ class NodeCluster:
 
         self.plane.start()
         self._mark("control plane", begin)
+        # CoreDNS now: its pod is created while the node comes up and starts once it is Ready.
+        self.plane.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            stdin=coredns.render_manifests(
+                image=images.coredns.name, service_ip=DNS_SERVICE_IP, cluster_domain=CLUSTER_DOMAIN
+            ),
+        )
 
         self._wait("containerd to answer", self._containerd_ready)
         for image in (images.pause, images.coredns, images.busybox):
@@ -296,15 +306,6 @@ class NodeCluster:
         self._wait(f"node {NODE_NAME} to be Ready", self._node_ready)
         self._mark("node Ready", begin)
 
-        self.plane.kubectl(
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            stdin=coredns.render_manifests(
-                image=images.coredns.name, service_ip=DNS_SERVICE_IP, cluster_domain=CLUSTER_DOMAIN
-            ),
-        )
         self._wait("CoreDNS to be available", self._coredns_available)
         self._mark("CoreDNS available", begin)
 
