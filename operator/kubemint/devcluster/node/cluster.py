@@ -6,8 +6,9 @@
 
 Start order: stale state of killed runs removed; Debian packages, binaries and images ensured;
 the sandbox (sandbox.py); the host relay; containerd; the control plane (node/controlplane.py:
-PKI, etcd, kube-apiserver, CRDs, kube-controller-manager, kube-scheduler); CoreDNS applied; the images
-imported; cgroups created; kubelet and kube-proxy; node Ready; CoreDNS available. `stop()`
+PKI, etcd, kube-apiserver, CRDs, kube-controller-manager, kube-scheduler); CoreDNS applied;
+the images imported; cgroups created; kubelet and kube-proxy; node Ready; CoreDNS available.
+`stop()`
 ends the sandbox's init (the kernel then kills everything inside and drops the namespaces),
 stops the host-side processes, removes the cgroup trees and the state directory.
 """
