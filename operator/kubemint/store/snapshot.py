@@ -267,20 +267,30 @@ def keyring(
         public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
         pre_publish=spec.pre_publish,
         active_kid=active.material.kid,
-        opaque={k.material.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored}
+        opaque={k.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored if _opens(k)}
         if signing
         else {},
         encrypter=None if signing else _cached(cache.encrypters, active, Encrypter),
         decrypters={}
         if signing
-        else {k.material.kid: _cached(cache.decrypters, k, Decrypter) for k in stored},
+        else {k.kid: _cached(cache.decrypters, k, Decrypter) for k in stored if _private(k)},
     )
+
+
+def _opens(key: StoredKey) -> bool:
+    """A key that can open opaque tokens: a private one, or a retired one that kept the key."""
+    material = key.material
+    return isinstance(material, KeyMaterial) or material.opaque_secret is not None
+
+
+def _private(key: StoredKey) -> bool:
+    return isinstance(key.material, KeyMaterial)
 
 
 T = TypeVar("T")
 
 
-def _cached(cache: dict[str, T], key: StoredKey, make: Callable[[KeyMaterial], T]) -> T:
+def _cached(cache: dict[str, T], key: StoredKey, make: Callable[[Any], T]) -> T:
     if key.material.kid not in cache:
         cache[key.material.kid] = make(key.material)
     return cache[key.material.kid]
