@@ -30,7 +30,6 @@ MAX_RETAINED_ROTATIONS = 24
 MAX_RETIRED_KEYS = 32
 # Kids one kubemint.io/withdraw annotation may name (a key set holds about 2 + retired).
 MAX_WITHDRAW_KIDS = 16
-WITHDRAW_FIELD = f"metadata.annotations[{ANNOTATION_WITHDRAW}]"
 _KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -78,16 +77,21 @@ def key_use(spec: Mapping[str, Any]) -> str:
 
 def withdraw_request(annotations: Mapping[str, str] | None) -> tuple[str, ...]:
     """The kids the kubemint.io/withdraw annotation names (comma- or space-separated, in
-    order, without repeats); ValueError naming the annotation for a value that is not a list
+    order, without repeats); ValueError naming the annotation (spelled out in the messages:
+    docs/troubleshooting.md quotes them) for a value that is not a list
     of at most MAX_WITHDRAW_KIDS kids (RFC 7638 thumbprints are base64url)."""
     value = (annotations or {}).get(ANNOTATION_WITHDRAW) or ""
     kids = tuple(dict.fromkeys(part for part in re.split(r"[\s,]+", value) if part))
     bad = next((i for i, kid in enumerate(kids) if not _KID.fullmatch(kid)), None)
     if bad is not None:  # never echoed: whatever was pasted there may be a secret
         raise ValueError(
-            f"{WITHDRAW_FIELD}: item {bad + 1} is not a key id (base64url, at most 128 "
-            "characters; see status.active.kid, status.next.kid and status.retired)"
+            f"metadata.annotations[kubemint.io/withdraw]: item {bad + 1} is not a key id "
+            "(base64url, at most 128 characters; see status.active.kid, status.next.kid and "
+            "status.retired)"
         )
     if len(kids) > MAX_WITHDRAW_KIDS:
-        raise ValueError(f"{WITHDRAW_FIELD}: names {len(kids)} kids, at most {MAX_WITHDRAW_KIDS}")
+        raise ValueError(
+            f"metadata.annotations[kubemint.io/withdraw]: names {len(kids)} kids, "
+            f"at most {MAX_WITHDRAW_KIDS}"
+        )
     return kids

@@ -44,7 +44,6 @@ from kubemint.api.signingkey import (
     MAX_RETIRED_KEYS,
     MIN_EVERY,
     MIN_RSA_EVERY,
-    WITHDRAW_FIELD,
     SigningKeySpec,
 )
 from kubemint.crypto import custody, keys
@@ -325,8 +324,9 @@ def check_withdrawal(plan: RotationPlan) -> Outcome | None:
     return Outcome(
         False,
         UNKNOWN_KID,
-        f"{WITHDRAW_FIELD}: no key of this SigningKey has kid {kids} (see status.active.kid, "
-        f"status.next.kid and status.retired); the other kids it names are withdrawn",
+        f"metadata.annotations[kubemint.io/withdraw]: no key of this SigningKey has kid {kids} "
+        "(see status.active.kid, status.next.kid and status.retired); the other kids it names "
+        "are withdrawn",
     )
 
 
