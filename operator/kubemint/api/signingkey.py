@@ -95,3 +95,29 @@ def withdraw_request(annotations: Mapping[str, str] | None) -> tuple[str, ...]:
             f"at most {MAX_WITHDRAW_KIDS}"
         )
     return kids
+
+
+def withdrawal_patch(
+    body: Mapping[str, Any], kids: tuple[str, ...], *, active: bool, retired: bool
+) -> dict[str, Any]:
+    """The merge patch that adds `kids` (and the SigningKey's active and next kids, and its
+    retired kids, when asked) to its kubemint.io/withdraw annotation, keeping the kids it already
+    names; ValueError when nothing would be withdrawn or the result would not be valid."""
+    status = body.get("status") or {}
+    wanted = list(kids)
+    if active:
+        kid = (status.get("active") or {}).get("kid")
+        if not kid:
+            raise ValueError("the SigningKey has no status.active.kid yet")
+        # The operator discards the staged next key with the active one; naming it too keeps
+        # it out of a restored backup even when status (status.withdrawn) is not restored.
+        staged = (status.get("next") or {}).get("kid")
+        wanted += [str(kid), *([str(staged)] if staged else [])]
+    if retired:
+        wanted += [str(r["kid"]) for r in status.get("retired") or () if r.get("kid")]
+    if not wanted:
+        raise ValueError("name the kids to withdraw, or --active / --retired")
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    merged = ",".join(dict.fromkeys((*withdraw_request(annotations), *wanted)))
+    withdraw_request({ANNOTATION_WITHDRAW: merged})  # the operator's own check, before it runs
+    return {"metadata": {"annotations": {ANNOTATION_WITHDRAW: merged}}}
