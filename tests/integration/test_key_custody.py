@@ -20,6 +20,7 @@ from kubemint.crypto.jwks import PRIVATE_MEMBERS
 from kubemint.devcluster import ControlPlane
 from tests.integration.conftest import RunningOperator, RunningServer
 from tests.integration.kube_helpers import apply, custom, get, secret_data, wait_for, wait_ready
+from tests.integration.tenants import TenantFactory
 
 HOST = "calendar.example.com"
 WITHDRAW = "kubemint.io/withdraw"
@@ -207,6 +208,35 @@ def test_an_unknown_kid_is_reported_naming_the_annotation(operator: RunningOpera
     assert f"metadata.annotations[{WITHDRAW}]" in ready["message"]
     assert "not-a-kid-of-ours" in ready["message"]
     assert obj["status"]["active"]["kid"] == before  # nothing was withdrawn
+
+
+def test_a_tenant_cannot_withdraw_the_server_s_keys(
+    operator: RunningOperator,
+    token_server: RunningServer,
+    namespace: str,
+    http: httpx.Client,
+    tenants: TenantFactory,
+) -> None:
+    """The attack: take a victim's signing key out (every token it signed refused) from a
+    tenant namespace. A tenant cannot annotate the server namespace's SigningKey, and one of
+    its own naming the kid is WrongNamespace: nothing is withdrawn."""
+    cluster, ns = operator.cluster, operator.namespace
+    victim = _signing_key(operator, "victim")["status"]["active"]["kid"]
+    _, auth = _client(operator, http, namespace, "victim")
+    token = _issue(http, auth)
+    mallory = tenants(f"{namespace}-mallory")
+    denied = mallory.kubectl(
+        "annotate", "signingkey", "victim", "-n", ns, f"{WITHDRAW}={victim}", check=False
+    )
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+    fake = custom("SigningKey", "victim", mallory.namespace, algorithm="ES256")
+    fake["metadata"]["annotations"] = {WITHDRAW: victim}
+    mallory.apply(fake)
+    wait_ready(cluster, "SigningKey", mallory.namespace, "victim", "False", "WrongNamespace")
+    assert victim in _jwks_kids(http)
+    assert _introspect(http, auth, token)["active"] is True
+    assert (get(cluster, "SigningKey", ns, "victim") or {})["status"]["active"]["kid"] == victim
 
 
 def test_retired_keys_keep_only_their_public_part_in_the_secret(
