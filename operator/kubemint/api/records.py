@@ -24,7 +24,7 @@ import datetime
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -376,6 +376,16 @@ class KeySet:
 
     keys: tuple[StoredKey, ...] = ()
     withdrawn: tuple[Withdrawal, ...] = ()
+
+
+def withdrawn_kids(keys: Sequence[StoredKey], named: Iterable[str]) -> frozenset[str]:
+    """The kids a withdrawal of `named` takes out of `keys`: those, and with the active key the
+    staged next one (it sat in the same Secret and never signed). The operator's rule, which
+    the token server applies too, so a withdrawal holds before the operator has acted."""
+    out = set(named)
+    if any(k.state == "active" and k.kid in out for k in keys):
+        out |= {k.kid for k in keys if k.state == "next"}
+    return frozenset(out)
 
 
 def encode_keys(keys: Sequence[StoredKey], withdrawn: Sequence[Withdrawal] = ()) -> dict[str, str]:

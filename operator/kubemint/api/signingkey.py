@@ -121,3 +121,16 @@ def withdrawal_patch(
     merged = ",".join(dict.fromkeys((*withdraw_request(annotations), *wanted)))
     withdraw_request({ANNOTATION_WITHDRAW: merged})  # the operator's own check, before it runs
     return {"metadata": {"annotations": {ANNOTATION_WITHDRAW: merged}}}
+
+
+def withdrawn_by(body: Mapping[str, Any]) -> frozenset[str]:
+    """The kids a SigningKey says are withdrawn: its annotation (when it is valid: the operator
+    withdraws nothing new for an invalid one) and status.withdrawn."""
+    try:
+        named = set(withdraw_request((body.get("metadata") or {}).get("annotations")))
+    except ValueError:
+        named = set()
+    for item in (body.get("status") or {}).get("withdrawn") or ():
+        if isinstance(item, Mapping) and isinstance(item.get("kid"), str):
+            named.add(item["kid"])
+    return frozenset(named)

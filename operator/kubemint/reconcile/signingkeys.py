@@ -38,7 +38,7 @@ from kubemint.api.meta import (
     format_time,
     parse_time,
 )
-from kubemint.api.records import MAX_WITHDRAWN, State, StoredKey, Withdrawal
+from kubemint.api.records import MAX_WITHDRAWN, State, StoredKey, Withdrawal, withdrawn_kids
 from kubemint.api.signingkey import (
     MAX_RETAINED_ROTATIONS,
     MAX_RETIRED_KEYS,
@@ -271,30 +271,24 @@ def _withdraw(
     kids that are not ours; Warning Events. Recorded kids are withdrawn again when present."""
     recorded = {w.kid for w in before}
     targets = set(requested) | recorded
-    active = next((k for k in stored if k.state == "active"), None)
-    hit = [k for k in stored if k.kid in targets]
+    # With the active key goes the staged next one: it sat in the same Secret and never
+    # signed, so discarding it costs nothing, and the key that signs from now on is one
+    # nobody could have copied.
+    taken = withdrawn_kids(stored, targets)
+    hit = [k for k in stored if k.kid in taken]
     warnings: list[tuple[str, str]] = []
     for key in hit:
-        warnings.append(
-            (
-                "KeyWithdrawn",
+        if key.kid in targets:
+            message = (
                 f"withdrew {key.state} key {key.kid} ({ANNOTATION_WITHDRAW}): it is no longer "
-                "in JWKS and tokens it signed are refused",
+                "in JWKS and tokens it signed are refused"
             )
-        )
-    if active is not None and active in hit:
-        # The staged next key sat in the same Secret: it never signed, so discarding it costs
-        # nothing, and the key that signs from now on is one nobody could have copied.
-        for key in stored:
-            if key.state == "next" and key not in hit:
-                hit.append(key)
-                warnings.append(
-                    (
-                        "KeyWithdrawn",
-                        f"discarded the staged next key {key.kid} with the withdrawn active "
-                        "key (both were in the same Secret); a fresh key signs now",
-                    )
-                )
+        else:
+            message = (
+                f"discarded the staged next key {key.kid} with the withdrawn active key (both "
+                "were in the same Secret); a fresh key signs now"
+            )
+        warnings.append(("KeyWithdrawn", message))
     record = list(before)
     for key in hit:
         if key.kid not in recorded:
