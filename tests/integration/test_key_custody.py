@@ -19,89 +19,23 @@ from kubemint.crypto import keys
 from kubemint.crypto.jwks import PRIVATE_MEMBERS
 from kubemint.devcluster import ControlPlane
 from tests.integration.conftest import RunningOperator, RunningServer
+from tests.integration.key_custody_setup import (
+    WITHDRAW,
+    client,
+    forward_auth,
+    introspect,
+    issue,
+    jwks_kids,
+    kid,
+)
 from tests.integration.kube_helpers import apply, custom, get, secret_data, wait_for, wait_ready
 from tests.integration.tenants import TenantFactory
-
-HOST = "calendar.example.com"
-WITHDRAW = "kubemint.io/withdraw"
 
 
 @pytest.fixture
 def http(token_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=token_server.issuer, timeout=10, trust_env=False) as client:
-        yield client
-
-
-def _client(
-    op: RunningOperator, http: httpx.Client, namespace: str, key: str, **spec: Any
-) -> tuple[str, tuple[str, str]]:
-    """A client signing with SigningKey `key`, its audience (with a forward-auth rule), and
-    its credentials."""
-    audience = f"https://{namespace}.calendar.test"
-    apply(
-        op.cluster,
-        custom(
-            "OAuth2Client",
-            "web",
-            namespace,
-            audiences=[audience],
-            scopes=["event.view"],
-            signingKey=key,
-            **spec,
-        ),
-        custom(
-            "AccessRule",
-            "calendar",
-            namespace,
-            audience=audience,
-            scopes=["event.view"],
-            subjects=[{"kind": "OAuth2Client", "name": "web"}],
-            http=[
-                {"hosts": [HOST], "paths": ["/api"], "methods": ["GET"], "scopes": ["event.view"]}
-            ],
-        ),
-    )
-    wait_ready(op.cluster, "OAuth2Client", namespace, "web")
-    wait_ready(op.cluster, "AccessRule", namespace, "calendar")
-    data = secret_data(op.cluster, namespace, "web-credentials") or {}
-    return audience, (data["client-id"], data["client-secret"])
-
-
-def _issue(http: httpx.Client, auth: tuple[str, str]) -> str:
-    def attempt() -> str | None:
-        response = http.post("/oauth2/token", data={"grant_type": "client_credentials"}, auth=auth)
-        return response.json()["access_token"] if response.status_code == 200 else None
-
-    return wait_for(attempt, "a token", timeout=20)
-
-
-def _introspect(http: httpx.Client, auth: tuple[str, str], token: str) -> dict[str, Any]:
-    response = http.post("/oauth2/introspect", data={"token": token}, auth=auth)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _forward_auth(http: httpx.Client, audience: str, token: str) -> int:
-    response = http.get(
-        f"/authz/forward-auth?audience={urllib.parse.quote(audience, safe='')}",
-        headers={
-            "Authorization": f"Bearer {token}",
-            "X-Forwarded-Method": "GET",
-            "X-Forwarded-Host": HOST,
-            "X-Forwarded-Uri": "/api/events",
-        },
-    )
-    return response.status_code
-
-
-def _jwks_kids(http: httpx.Client) -> set[str]:
-    return {k["kid"] for k in http.get("/oauth2/jwks").json()["keys"]}
-
-
-def _kid(token: str) -> str:
-    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    return str(header["kid"])
+    with httpx.Client(base_url=token_server.issuer, timeout=10, trust_env=False) as session:
+        yield session
 
 
 def _stored(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
@@ -129,29 +63,29 @@ def test_a_withdrawn_key_leaves_jwks_within_seconds_and_its_tokens_are_refused(
     cluster, ns = operator.cluster, operator.namespace
     status = _signing_key(operator, "leaked")["status"]
     active, staged = status["active"]["kid"], status["next"]["kid"]
-    audience, auth = _client(operator, http, namespace, "leaked")
-    token = _issue(http, auth)
-    assert _kid(token) == active
-    assert _introspect(http, auth, token)["active"] is True
-    assert _forward_auth(http, audience, token) == 200  # now in forward-auth's verified cache
+    audience, auth = client(operator, http, namespace, "leaked")
+    token = issue(http, auth)
+    assert kid(token) == active
+    assert introspect(http, auth, token)["active"] is True
+    assert forward_auth(http, audience, token) == 200  # now in forward-auth's verified cache
 
     cluster.kubectl("annotate", "signingkey", "leaked", "-n", ns, f"{WITHDRAW}={active}")
     started = time.monotonic()
-    wait_for(lambda: active not in _jwks_kids(http), "the withdrawn kid to leave JWKS", 15)
+    wait_for(lambda: active not in jwks_kids(http), "the withdrawn kid to leave JWKS", 15)
     elapsed = time.monotonic() - started
     print(f"withdrawn kid absent from /oauth2/jwks after {elapsed:.2f}s")
 
     # The staged next key sat in the same Secret: it is gone as well, never to sign.
-    published = _jwks_kids(http)
+    published = jwks_kids(http)
     assert staged not in published
-    assert _introspect(http, auth, token) == {"active": False}
-    assert _forward_auth(http, audience, token) == 401
+    assert introspect(http, auth, token) == {"active": False}
+    assert forward_auth(http, audience, token) == 401
 
-    fresh = _issue(http, auth)
-    assert _kid(fresh) not in (active, staged)
-    assert _kid(fresh) in published
-    assert _introspect(http, auth, fresh)["active"] is True
-    assert _forward_auth(http, audience, fresh) == 200
+    fresh = issue(http, auth)
+    assert kid(fresh) not in (active, staged)
+    assert kid(fresh) in published
+    assert introspect(http, auth, fresh)["active"] is True
+    assert forward_auth(http, audience, fresh) == 200
 
     stored = _stored(cluster, ns, "leaked")
     assert not {active, staged} & {k["kid"] for k in stored["keys"]}
@@ -164,7 +98,7 @@ def test_a_withdrawn_key_leaves_jwks_within_seconds_and_its_tokens_are_refused(
         ),
         "status.withdrawn to record both kids",
     )
-    assert obj["status"]["active"]["kid"] == _kid(fresh)
+    assert obj["status"]["active"]["kid"] == kid(fresh)
     events = wait_for(
         lambda: _events(cluster, ns, "leaked", "KeyWithdrawn"), "a KeyWithdrawn Event", 10
     )
@@ -196,7 +130,7 @@ def test_a_withdrawn_key_restored_from_an_old_backup_is_withdrawn_again(
         "the operator to withdraw the restored key again",
         15,
     )
-    wait_for(lambda: active not in _jwks_kids(http), "the restored kid to leave JWKS", 15)
+    wait_for(lambda: active not in jwks_kids(http), "the restored kid to leave JWKS", 15)
 
 
 def test_an_unknown_kid_is_reported_naming_the_annotation(operator: RunningOperator) -> None:
@@ -222,8 +156,8 @@ def test_a_tenant_cannot_withdraw_the_server_s_keys(
     its own naming the kid is WrongNamespace: nothing is withdrawn."""
     cluster, ns = operator.cluster, operator.namespace
     victim = _signing_key(operator, "victim")["status"]["active"]["kid"]
-    _, auth = _client(operator, http, namespace, "victim")
-    token = _issue(http, auth)
+    _, auth = client(operator, http, namespace, "victim")
+    token = issue(http, auth)
     mallory = tenants(f"{namespace}-mallory")
     denied = mallory.kubectl(
         "annotate", "signingkey", "victim", "-n", ns, f"{WITHDRAW}={victim}", check=False
@@ -234,8 +168,8 @@ def test_a_tenant_cannot_withdraw_the_server_s_keys(
     fake["metadata"]["annotations"] = {WITHDRAW: victim}
     mallory.apply(fake)
     wait_ready(cluster, "SigningKey", mallory.namespace, "victim", "False", "WrongNamespace")
-    assert victim in _jwks_kids(http)
-    assert _introspect(http, auth, token)["active"] is True
+    assert victim in jwks_kids(http)
+    assert introspect(http, auth, token)["active"] is True
     assert (get(cluster, "SigningKey", ns, "victim") or {})["status"]["active"]["kid"] == victim
 
 
@@ -244,8 +178,8 @@ def test_retired_keys_keep_only_their_public_part_in_the_secret(
 ) -> None:
     cluster, ns = operator.cluster, operator.namespace
     first = _signing_key(operator, "custody")["status"]["active"]["kid"]
-    _, auth = _client(operator, http, namespace, "custody", tokenFormat="opaque")
-    opaque = _issue(http, auth)
+    _, auth = client(operator, http, namespace, "custody", tokenFormat="opaque")
+    opaque = issue(http, auth)
     assert opaque.startswith("kmint_at_")
     cluster.kubectl("annotate", "signingkey", "custody", "-n", ns, "kubemint.io/rotate=1")
     wait_for(
@@ -262,8 +196,8 @@ def test_retired_keys_keep_only_their_public_part_in_the_secret(
     for entry in _stored(cluster, ns, "custody")["keys"]:
         assert ("privateKey" in entry) == (entry["state"] != "retired"), entry["kid"]
     # It still verifies: in JWKS, and the opaque token it sealed still introspects.
-    wait_for(lambda: first in _jwks_kids(http), "the retired kid in JWKS")
-    assert _introspect(http, auth, opaque)["active"] is True
+    wait_for(lambda: first in jwks_kids(http), "the retired kid in JWKS")
+    assert introspect(http, auth, opaque)["active"] is True
 
 
 def test_an_old_secret_with_retired_private_keys_is_converged(
@@ -307,4 +241,4 @@ def test_an_old_secret_with_retired_private_keys_is_converged(
     kept = {k["kid"]: k for k in _stored(cluster, ns, "upgraded")["keys"]}
     assert "privateKey" in kept[status["active"]["kid"]]
     assert "privateKey" in kept[status["next"]["kid"]]
-    wait_for(lambda: old.kid in _jwks_kids(http), "the retired public key in JWKS")
+    wait_for(lambda: old.kid in jwks_kids(http), "the retired public key in JWKS")
