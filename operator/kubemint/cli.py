@@ -110,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     assign.set_defaults(run=_assign_audience)
 
+    withdraw = commands.add_parser(
+        "withdraw-key",
+        help="print the patch that withdraws signing keys after a suspected compromise",
+        description=(
+            "Read a SigningKey as JSON on stdin (kubectl get signingkey NAME -o json) and print "
+            "the merge patch that adds KIDs (--active: the active key and the staged next key, "
+            "which sat in the same Secret; --retired: every retired key) to its "
+            "kubemint.io/withdraw annotation, keeping the kids it already names. Apply it "
+            'with kubectl patch signingkey NAME --type merge -p "$(...)". '
+            "See docs/key-compromise.md."
+        ),
+    )
+    withdraw.add_argument("kids", metavar="KID", nargs="*", help="key ids to withdraw")
+    withdraw.add_argument("--active", action="store_true", help="withdraw the active and next keys")
+    withdraw.add_argument("--retired", action="store_true", help="withdraw every retired key")
+    withdraw.set_defaults(run=_withdraw_key)
+
     dev = commands.add_parser("dev", help="local development helpers")
     dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
     up = dev_commands.add_parser(
@@ -228,6 +245,23 @@ def _assign_audience(args: argparse.Namespace) -> int:
         return 2
     body["metadata"]["labels"].pop("app.kubernetes.io/managed-by")  # an admin's, not kubemint's
     print(json.dumps(body, indent=2))
+    return 0
+
+
+def _withdraw_key(args: argparse.Namespace) -> int:
+    import json
+
+    from kubemint.api.signingkey import withdrawal_patch
+
+    try:
+        body = json.loads(sys.stdin.read())
+        if not isinstance(body, dict) or body.get("kind") != "SigningKey":
+            raise ValueError("stdin must be a SigningKey as JSON (kubectl get ... -o json)")
+        patch = withdrawal_patch(body, tuple(args.kids), active=args.active, retired=args.retired)
+    except ValueError as exc:
+        print(f"kubemint withdraw-key: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(patch))
     return 0
 
 

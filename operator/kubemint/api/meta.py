@@ -37,6 +37,8 @@ ROLE_ACCOUNT_VERIFICATION = "account-verification"  # server namespace
 ROLE_SIGNING_KEYS = "signing-keys"  # server namespace: private keys
 
 ANNOTATION_ROTATE = "kubemint.io/rotate"  # change its value to request a rotation now
+# Kids (comma-separated) to take out at once after a suspected compromise (SigningKey).
+ANNOTATION_WITHDRAW = "kubemint.io/withdraw"
 FINALIZER = "kubemint.io/finalizer"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

@@ -24,7 +24,7 @@ import datetime
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,7 +42,7 @@ from kubemint.api.meta import (
     format_time,
     parse_time,
 )
-from kubemint.crypto.keys import KeyMaterial
+from kubemint.crypto.keys import KeyMaterial, Material, PublicMaterial, public_members
 
 LABEL_OWNER_UID = "kubemint.io/owner-uid"
 ANNOTATION_OWNER = "kubemint.io/owner"  # "<Kind>/<namespace>/<name>", for people reading it
@@ -266,18 +266,35 @@ def decode_or_none(secret: Body | None) -> Record | None:
 
 
 # -- signing keys (the SigningKey's own Secret, in the token server's namespace) -------------
+#
+# keys.json: {"keys": [key, ...], "withdrawn": [{"kid", "withdrawnAt"}, ...]}. Each key has
+# kid, alg, use, state, createdAt (and activatedAt, retiredAt, removeAfter when set) and
+# - `privateKey` (PKCS#8 PEM): the active and next keys, and retired encryption keys (which
+#   decrypt the tokens encrypted to them);
+# - otherwise `publicJwk` (public members only) and, for signing keys, `opaqueKey`: a retired
+#   signing key only verifies (kubemint.crypto.custody). Secrets written before this format
+#   hold `privateKey` for retired signing keys too: they read the same, and the operator
+#   rewrites them without it.
+# `withdrawn` records the kids taken out after a suspected compromise (annotation
+# kubemint.io/withdraw), so that a withdrawn key never comes back; absent in older Secrets.
 
 State = Literal["active", "next", "retired"]
+STATES: tuple[State, ...] = ("active", "next", "retired")
+MAX_WITHDRAWN = 64  # records kept (newest), as status.withdrawn's maxItems
 
 
 @dataclass(frozen=True)
 class StoredKey:
-    material: KeyMaterial
+    material: Material
     state: State
     created_at: datetime.datetime
     activated_at: datetime.datetime | None = None
     retired_at: datetime.datetime | None = None
     remove_after: datetime.datetime | None = None
+
+    @property
+    def kid(self) -> str:
+        return self.material.kid
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -294,7 +311,13 @@ class StoredKey:
         ):
             if value is not None:
                 data[name] = format_time(value)
-        data["privateKey"] = self.material.private_pem
+        material = self.material
+        if isinstance(material, PublicMaterial):
+            data["publicJwk"] = dict(material.jwk)
+            if material.opaque_secret is not None:
+                data["opaqueKey"] = material.opaque_secret
+        else:
+            data["privateKey"] = material.private_pem
         return data
 
     @classmethod
@@ -305,9 +328,26 @@ class StoredKey:
         created = when("createdAt")
         if created is None:
             raise KeyError("createdAt")
+        state = data["state"]
+        if state not in STATES:
+            raise ValueError(f"unknown key state {state!r}")
+        material: Material
+        if "privateKey" in data:
+            material = KeyMaterial(data["kid"], data["alg"], data["use"], data["privateKey"])
+        elif state == "retired":
+            opaque = data.get("opaqueKey")
+            material = PublicMaterial(
+                data["kid"],
+                data["alg"],
+                data["use"],
+                public_members(data["publicJwk"]),
+                opaque_secret=str(opaque) if opaque else None,
+            )
+        else:  # an active or next key signs (or is about to): it needs its private key
+            raise KeyError("privateKey")
         return cls(
-            material=KeyMaterial(data["kid"], data["alg"], data["use"], data["privateKey"]),
-            state=data["state"],
+            material=material,
+            state=state,
             created_at=created,
             activated_at=when("activatedAt"),
             retired_at=when("retiredAt"),
@@ -315,19 +355,63 @@ class StoredKey:
         )
 
 
-def encode_keys(keys: Sequence[StoredKey]) -> dict[str, str]:
-    return {KEYS_FIELD: json.dumps({"keys": [k.to_json() for k in keys]})}
+@dataclass(frozen=True)
+class Withdrawal:
+    """A key taken out after a suspected compromise: never published or used again."""
+
+    kid: str
+    withdrawn_at: datetime.datetime
+
+    def to_json(self) -> dict[str, str]:
+        return {"kid": self.kid, "withdrawnAt": format_time(self.withdrawn_at)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Withdrawal:
+        return cls(str(data["kid"]), parse_time(data["withdrawnAt"]))
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """Everything keys.json holds."""
+
+    keys: tuple[StoredKey, ...] = ()
+    withdrawn: tuple[Withdrawal, ...] = ()
+
+
+def withdrawn_kids(keys: Sequence[StoredKey], named: Iterable[str]) -> frozenset[str]:
+    """The kids a withdrawal of `named` takes out of `keys`: those, and with the active key the
+    staged next one (it sat in the same Secret and never signed). The operator's rule, which
+    the token server applies too, so a withdrawal holds before the operator has acted."""
+    out = set(named)
+    if any(k.state == "active" and k.kid in out for k in keys):
+        out |= {k.kid for k in keys if k.state == "next"}
+    return frozenset(out)
+
+
+def encode_keys(keys: Sequence[StoredKey], withdrawn: Sequence[Withdrawal] = ()) -> dict[str, str]:
+    document: dict[str, Any] = {"keys": [k.to_json() for k in keys]}
+    if withdrawn:
+        document["withdrawn"] = [w.to_json() for w in withdrawn[-MAX_WITHDRAWN:]]
+    return {KEYS_FIELD: json.dumps(document)}
+
+
+def decode_key_set(secret: Body | None) -> KeySet:
+    """keys.json of a SigningKey's Secret; RecordError when its content is unreadable."""
+    if secret is None:
+        return KeySet()
+    try:
+        document = json.loads(secret_text(secret).get(KEYS_FIELD) or "{}")
+        return KeySet(
+            keys=tuple(StoredKey.from_json(k) for k in document.get("keys", [])),
+            withdrawn=tuple(Withdrawal.from_json(w) for w in document.get("withdrawn") or ()),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RecordError("unreadable keys.json") from exc
 
 
 def decode_keys(secret: Body | None) -> tuple[StoredKey, ...]:
     """Keys from a SigningKey's Secret; RecordError when its content is unreadable."""
-    if secret is None:
-        return ()
-    try:
-        document = json.loads(secret_text(secret).get(KEYS_FIELD) or "{}")
-        return tuple(StoredKey.from_json(k) for k in document.get("keys", []))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise RecordError("unreadable keys.json") from exc
+    return decode_key_set(secret).keys
 
 
 # -- ownership ----------------------------------------------------------------------------

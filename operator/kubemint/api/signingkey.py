@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubemint.api.meta import parse_duration
+from kubemint.api.meta import ANNOTATION_WITHDRAW, parse_duration
 from kubemint.crypto import keys
 
 DEFAULT_ALGORITHM = "ES256"
@@ -27,6 +28,9 @@ MAX_RETAINED_ROTATIONS = 24
 # Manual rotations wait while this many retired keys are still published: with the
 # schedule's (about MAX_RETAINED_ROTATIONS more) within status.retired's 64 items.
 MAX_RETIRED_KEYS = 32
+# Kids one kubemint.io/withdraw annotation may name (a key set holds about 2 + retired).
+MAX_WITHDRAW_KIDS = 16
+_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -69,3 +73,64 @@ def key_use(spec: Mapping[str, Any]) -> str:
     if use:
         return str(use)
     return "enc" if spec.get("algorithm") in keys.ENCRYPTION_ALGORITHMS else "sig"
+
+
+def withdraw_request(annotations: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The kids the kubemint.io/withdraw annotation names (comma- or space-separated, in
+    order, without repeats); ValueError naming the annotation (spelled out in the messages:
+    docs/troubleshooting.md quotes them) for a value that is not a list
+    of at most MAX_WITHDRAW_KIDS kids (RFC 7638 thumbprints are base64url)."""
+    value = (annotations or {}).get(ANNOTATION_WITHDRAW) or ""
+    kids = tuple(dict.fromkeys(part for part in re.split(r"[\s,]+", value) if part))
+    bad = next((i for i, kid in enumerate(kids) if not _KID.fullmatch(kid)), None)
+    if bad is not None:  # never echoed: whatever was pasted there may be a secret
+        raise ValueError(
+            f"metadata.annotations[kubemint.io/withdraw]: item {bad + 1} is not a key id "
+            "(base64url, at most 128 characters; see status.active.kid, status.next.kid and "
+            "status.retired)"
+        )
+    if len(kids) > MAX_WITHDRAW_KIDS:
+        raise ValueError(
+            f"metadata.annotations[kubemint.io/withdraw]: names {len(kids)} kids, "
+            f"at most {MAX_WITHDRAW_KIDS}"
+        )
+    return kids
+
+
+def withdrawal_patch(
+    body: Mapping[str, Any], kids: tuple[str, ...], *, active: bool, retired: bool
+) -> dict[str, Any]:
+    """The merge patch that adds `kids` (and the SigningKey's active and next kids, and its
+    retired kids, when asked) to its kubemint.io/withdraw annotation, keeping the kids it already
+    names; ValueError when nothing would be withdrawn or the result would not be valid."""
+    status = body.get("status") or {}
+    wanted = list(kids)
+    if active:
+        kid = (status.get("active") or {}).get("kid")
+        if not kid:
+            raise ValueError("the SigningKey has no status.active.kid yet")
+        # The operator discards the staged next key with the active one; naming it too keeps
+        # it out of a restored backup even when status (status.withdrawn) is not restored.
+        staged = (status.get("next") or {}).get("kid")
+        wanted += [str(kid), *([str(staged)] if staged else [])]
+    if retired:
+        wanted += [str(r["kid"]) for r in status.get("retired") or () if r.get("kid")]
+    if not wanted:
+        raise ValueError("name the kids to withdraw, or --active / --retired")
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    merged = ",".join(dict.fromkeys((*withdraw_request(annotations), *wanted)))
+    withdraw_request({ANNOTATION_WITHDRAW: merged})  # the operator's own check, before it runs
+    return {"metadata": {"annotations": {ANNOTATION_WITHDRAW: merged}}}
+
+
+def withdrawn_by(body: Mapping[str, Any]) -> frozenset[str]:
+    """The kids a SigningKey says are withdrawn: its annotation (when it is valid: the operator
+    withdraws nothing new for an invalid one) and status.withdrawn."""
+    try:
+        named = set(withdraw_request((body.get("metadata") or {}).get("annotations")))
+    except ValueError:
+        named = set()
+    for item in (body.get("status") or {}).get("withdrawn") or ():
+        if isinstance(item, Mapping) and isinstance(item.get("kid"), str):
+            named.add(item["kid"])
+    return frozenset(named)

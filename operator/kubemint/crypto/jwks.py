@@ -17,9 +17,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from kubemint.crypto import bounded_json
+from kubemint.crypto.keys import PRIVATE_MEMBERS, PUBLIC_TYPES
 
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-PUBLIC_TYPES = frozenset({"RSA", "EC", "OKP"})
 MAX_KEYS = 16
 
 

@@ -7,6 +7,7 @@ never be used with an algorithm it was not made for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,38 @@ class KeyMaterial:
     def public_jwk(self) -> dict[str, Any]:
         jwk = jose_key(self.private_pem).as_dict(private=False)
         return {**jwk, "kid": self.kid, "alg": self.algorithm, "use": self.use}
+
+
+@dataclass(frozen=True)
+class PublicMaterial:
+    """What a retired signing key keeps: its public JWK, which verifies and cannot sign, and
+    (when given) the key that opens opaque tokens sealed with it (kubemint.crypto.opaque),
+    which cannot sign a JWT either. `jwk` holds public members only (see `public_members`)."""
+
+    kid: str
+    algorithm: str
+    use: str
+    jwk: Mapping[str, Any]
+    opaque_secret: str | None = None  # base64url, 32 bytes
+
+    def public_jwk(self) -> dict[str, Any]:
+        return {**self.jwk, "kid": self.kid, "alg": self.algorithm, "use": self.use}
+
+
+Material = KeyMaterial | PublicMaterial
+
+# JWK members that carry private key material (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+PUBLIC_TYPES = frozenset({"RSA", "EC", "OKP"})
+
+
+def public_members(jwk: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored public JWK, checked: an asymmetric key with no private member (ValueError)."""
+    if not isinstance(jwk, Mapping) or jwk.get("kty") not in PUBLIC_TYPES:
+        raise ValueError("not an asymmetric public JWK")
+    if PRIVATE_MEMBERS & set(jwk):
+        raise ValueError("a public JWK must hold no private member")
+    return dict(jwk)
 
 
 def use_of(algorithm: str) -> str:

@@ -22,22 +22,34 @@ from joserfc.jwk import OctKey
 
 from kubemint.crypto import bounded_json
 from kubemint.crypto.jwt import InvalidJWT
-from kubemint.crypto.keys import KeyMaterial
+from kubemint.crypto.keys import KeyMaterial, PublicMaterial
 
 PREFIX = "kmint_at_"
 INFO = b"kubemint opaque access token v1"
 MAX_TOKEN = 16 * 1024
 
 
+def derive_secret(material: KeyMaterial) -> bytes:
+    """The AES key of a signing key's opaque tokens: HKDF over its private key, salted with
+    its kid. A retired key keeps only this (kubemint.crypto.custody): it opens the opaque
+    tokens the key sealed and cannot sign a JWT."""
+    private = serialization.load_pem_private_key(material.private_pem.encode(), None)
+    der = private.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return HKDF(hashes.SHA256(), 32, salt=material.kid.encode(), info=INFO).derive(der)
+
+
 class OpaqueKey:
-    def __init__(self, material: KeyMaterial) -> None:
-        private = serialization.load_pem_private_key(material.private_pem.encode(), None)
-        der = private.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        secret = HKDF(hashes.SHA256(), 32, salt=material.kid.encode(), info=INFO).derive(der)
+    def __init__(self, material: KeyMaterial | PublicMaterial) -> None:
+        if isinstance(material, PublicMaterial):
+            if material.opaque_secret is None:
+                raise ValueError(f"key {material.kid} keeps no opaque-token key")
+            secret = _b64decode(material.opaque_secret)
+        else:
+            secret = derive_secret(material)
         self.kid = material.kid
         self._key = OctKey.import_key(secret)
 
@@ -70,3 +82,14 @@ def opaque_kid(token: str) -> str | None:
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) else None
+
+
+def encode_secret(secret: bytes) -> str:
+    return base64.urlsafe_b64encode(secret).decode().rstrip("=")
+
+
+def _b64decode(text: str) -> bytes:
+    secret = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if len(secret) != 32:
+        raise ValueError("an opaque-token key is 32 bytes")
+    return secret

@@ -9,6 +9,16 @@ unless one was done less than the operator's manual-rotation interval ago or too
 keys are still published: then it is deferred (status and an Event say until when), and done
 by the first reconcile after that, never dropped.
 
+A retired signing key only verifies: it keeps its public part (kubemint.crypto.custody),
+and key sets written before that rule are converged on their first reconcile.
+
+A withdrawal (annotation `kubemint.io/withdraw` naming kids, after a suspected compromise)
+takes those keys out at once: out of JWKS, so tokens they signed stop verifying. Withdrawing
+the active key also discards the staged next key (it sat in the same Secret and never
+signed), and a fresh key signs from then on, with a fresh next key staged. Withdrawn kids are
+recorded (in the Secret and status) and taken out again if they ever come back, e.g. with a
+restored backup; naming one again changes nothing.
+
 The schedule's bounds (a floor on `every`, higher for RSA, whose keys take seconds to make;
 `retainAfter` within a few periods) are the CRD's rules; `check_schedule` repeats them for
 objects stored before a rule existed, and the operator then generates nothing for them.
@@ -21,8 +31,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kubemint.api.meta import ANNOTATION_ROTATE, Outcome, format_time, parse_time
-from kubemint.api.records import State, StoredKey
+from kubemint.api.meta import (
+    ANNOTATION_ROTATE,
+    ANNOTATION_WITHDRAW,
+    Outcome,
+    format_time,
+    parse_time,
+)
+from kubemint.api.records import MAX_WITHDRAWN, State, StoredKey, Withdrawal, withdrawn_kids
 from kubemint.api.signingkey import (
     MAX_RETAINED_ROTATIONS,
     MAX_RETIRED_KEYS,
@@ -30,10 +46,16 @@ from kubemint.api.signingkey import (
     MIN_RSA_EVERY,
     SigningKeySpec,
 )
-from kubemint.crypto import keys
-from kubemint.crypto.keys import KeyMaterial
+from kubemint.crypto import custody, keys
+from kubemint.crypto.keys import KeyMaterial, Material
 
 DEFAULT_MANUAL_INTERVAL = datetime.timedelta(minutes=1)
+
+UNKNOWN_KID = "UnknownKid"
+"""Ready=False reason: kubemint.io/withdraw names a kid that is not (and never was recorded
+as) a key of this SigningKey. The kids it does know are withdrawn all the same."""
+INVALID_WITHDRAWAL = "InvalidWithdrawal"
+"""Ready=False reason: the kubemint.io/withdraw annotation is not a list of kids."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,9 @@ class RotationPlan:
     manual_rotation: str | None  # the annotation value acted on (or already acted on)
     manual_rotation_at: datetime.datetime | None = None  # when the last one was done
     deferred_until: datetime.datetime | None = None  # a pending manual rotation waits until
+    withdrawn: tuple[Withdrawal, ...] = ()  # every withdrawal recorded, oldest first
+    unknown_withdrawals: tuple[str, ...] = ()  # kids the annotation names that are not ours
+    warnings: tuple[tuple[str, str], ...] = ()  # (reason, message) for Warning Events
 
     @property
     def active(self) -> StoredKey:
@@ -86,6 +111,7 @@ class RotationPlan:
             "lastManualRotation": self.manual_rotation,
             "lastManualRotationAt": _iso(self.manual_rotation_at),
             "manualRotationDeferredUntil": _iso(self.deferred_until),
+            "withdrawn": [w.to_json() for w in self.withdrawn] or None,
         }
 
     def summary(self) -> str:
@@ -110,14 +136,21 @@ def plan_rotation(
     deferred_before: datetime.datetime | None = None,
     manual_interval: datetime.timedelta = DEFAULT_MANUAL_INTERVAL,
     status_active_kid: str | None = None,
+    withdraw: tuple[str, ...] = (),
+    withdrawn_before: tuple[Withdrawal, ...] = (),
     generate: Callable[[str, int | None], KeyMaterial] = keys.generate,
+    verify_only: Callable[[Material], Material] = custody.verify_only,
 ) -> RotationPlan:
-    """The key set at `now`: generate, promote, retire and remove as the schedule says.
+    """The key set at `now`: withdraw, generate, promote, retire and remove as the schedule
+    and the annotations say.
 
     `last_manual_at` is when the last manual rotation was done and `deferred_before` the
     deferral status already shows (so its Event is posted once, not on every reconcile);
-    `status_active_kid` is the active kid status shows, to tell a stale view (below)."""
+    `status_active_kid` is the active kid status shows, to tell a stale view (below).
+    `withdraw` are the kids kubemint.io/withdraw names, `withdrawn_before` the withdrawals
+    already recorded (the Secret's and status's). `verify_only` is what a retired key keeps."""
     events: list[tuple[str, str]] = []
+    stored, withdrawn, unknown, warnings = _withdraw(stored, withdraw, withdrawn_before, now)
 
     def new_key(state: State) -> StoredKey:
         material = generate(spec.algorithm, spec.key_size)
@@ -133,23 +166,43 @@ def plan_rotation(
                 f"{format_time(now + spec.retain_after)}",
             )
         )
-        return replace(key, state="retired", retired_at=now, remove_after=now + spec.retain_after)
+        return replace(
+            key,
+            material=verify_only(key.material),
+            state="retired",
+            retired_at=now,
+            remove_after=now + spec.retain_after,
+        )
 
     def promote(key: StoredKey, why: str) -> StoredKey:
         events.append(("KeyRotated", f"key {key.material.kid} now signs ({why})"))
         return replace(key, state="active", activated_at=now)
 
     retired: list[StoredKey] = []
+    converged = 0
     for key in stored:
         if key.state != "retired":
             continue
         if key.remove_after is not None and key.remove_after <= now:
             events.append(("KeyRemoved", f"removed retired key {key.material.kid} from JWKS"))
-        else:
-            retired.append(key)
+            continue
+        kept = verify_only(key.material)  # a key set written before retired keys verify only
+        converged += kept != key.material
+        retired.append(replace(key, material=kept))
+    if converged:
+        events.append(
+            (
+                "PrivateKeysDropped",
+                f"dropped the private keys of {converged} retired keys from the Secret; "
+                "their public keys stay in JWKS",
+            )
+        )
 
     def fits(key: StoredKey) -> bool:
-        return keys.matches(key.material, spec.algorithm, spec.key_size)
+        material = key.material
+        return isinstance(material, KeyMaterial) and keys.matches(
+            material, spec.algorithm, spec.key_size
+        )
 
     active = next((k for k in stored if k.state == "active"), None)
     upcoming = next((k for k in stored if k.state == "next" and fits(k)), None)
@@ -200,7 +253,79 @@ def plan_rotation(
         manual_rotation=last_manual if deferred else (manual_request or last_manual),
         manual_rotation_at=manual_at,
         deferred_until=deferred,
+        withdrawn=withdrawn,
+        unknown_withdrawals=unknown,
+        warnings=warnings,
     )
+
+
+def _withdraw(
+    stored: tuple[StoredKey, ...],
+    requested: tuple[str, ...],
+    before: tuple[Withdrawal, ...],
+    now: datetime.datetime,
+) -> tuple[
+    tuple[StoredKey, ...], tuple[Withdrawal, ...], tuple[str, ...], tuple[tuple[str, str], ...]
+]:
+    """The stored keys without the withdrawn ones; the withdrawal record; the requested
+    kids that are not ours; Warning Events. Recorded kids are withdrawn again when present."""
+    recorded = {w.kid for w in before}
+    targets = set(requested) | recorded
+    # With the active key goes the staged next one: it sat in the same Secret and never
+    # signed, so discarding it costs nothing, and the key that signs from now on is one
+    # nobody could have copied.
+    taken = withdrawn_kids(stored, targets)
+    hit = [k for k in stored if k.kid in taken]
+    warnings: list[tuple[str, str]] = []
+    for key in hit:
+        if key.kid in targets:
+            message = (
+                f"withdrew {key.state} key {key.kid} ({ANNOTATION_WITHDRAW}): it is no longer "
+                "in JWKS and tokens it signed are refused"
+            )
+        else:
+            message = (
+                f"discarded the staged next key {key.kid} with the withdrawn active key (both "
+                "were in the same Secret); a fresh key signs now"
+            )
+        warnings.append(("KeyWithdrawn", message))
+    record = list(before)
+    for key in hit:
+        if key.kid not in recorded:
+            recorded.add(key.kid)
+            record.append(Withdrawal(key.kid, now))
+    present = {k.kid for k in stored}
+    unknown = tuple(kid for kid in requested if kid not in present and kid not in recorded)
+    kept = tuple(k for k in stored if k not in hit)
+    return kept, tuple(record[-MAX_WITHDRAWN:]), unknown, tuple(warnings)
+
+
+def merge_withdrawals(*records: tuple[Withdrawal, ...]) -> tuple[Withdrawal, ...]:
+    """One record from several (the Secret's and status's): each kid once, earliest first."""
+    first: dict[str, Withdrawal] = {}
+    for withdrawal in (w for record in records for w in record):
+        held = first.get(withdrawal.kid)
+        if held is None or withdrawal.withdrawn_at < held.withdrawn_at:
+            first[withdrawal.kid] = withdrawal
+    return tuple(sorted(first.values(), key=lambda w: (w.withdrawn_at, w.kid)))
+
+
+def check_withdrawal(plan: RotationPlan) -> Outcome | None:
+    """A problem when kubemint.io/withdraw names kids this SigningKey never had."""
+    if not plan.unknown_withdrawals:
+        return None
+    kids = ", ".join(plan.unknown_withdrawals)
+    return Outcome(
+        False,
+        UNKNOWN_KID,
+        f"metadata.annotations[kubemint.io/withdraw]: no key of this SigningKey has kid {kids} "
+        "(see status.active.kid, status.next.kid and status.retired); the other kids it names "
+        "are withdrawn",
+    )
+
+
+def withdrawal_refused(problem: ValueError) -> Outcome:
+    return Outcome(False, INVALID_WITHDRAWAL, str(problem))
 
 
 def manual_deferral(

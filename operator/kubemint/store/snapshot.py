@@ -29,14 +29,15 @@ from kubemint.api.records import (
     Generation,
     StoredKey,
     controller_uid,
-    decode_keys,
+    decode_key_set,
+    withdrawn_kids,
 )
 from kubemint.api.serviceaccount import (
     DEFAULT_JWKS_URIS_PER_NAMESPACE,
     IssuerSpec,
     admitted_jwks_uris,
 )
-from kubemint.api.signingkey import SigningKeySpec
+from kubemint.api.signingkey import SigningKeySpec, withdrawn_by
 from kubemint.api.trustedissuer import TrustedIssuerRef
 from kubemint.crypto.jwt import (
     Decrypter,
@@ -254,33 +255,50 @@ def keyring(
     # Only the Secret this very SigningKey controls holds its keys.
     if secret is None or controller_uid(secret) != body["metadata"].get("uid"):
         return None
-    stored = list(decode_keys(secret))
-    active = next((k for k in stored if k.state == "active"), None)
-    if active is None:
+    key_set = decode_key_set(secret)
+    original = next((k for k in key_set.keys if k.state == "active"), None)
+    if original is None:
         return None  # not reconciled yet
-    signing = active.material.use == "sig"
+    # Withdrawn kids (the annotation, status, the Secret's record) are out at once, before
+    # the operator rewrites the Secret (or if it is down, or a restored backup brought them
+    # back): until a fresh key is there, nothing signs (the token endpoint answers 503).
+    named = withdrawn_by(body) | {w.kid for w in key_set.withdrawn}
+    out = withdrawn_kids(key_set.keys, named)
+    stored = [k for k in key_set.keys if k.kid not in out]
+    active = original if original.kid not in out else None
+    signing = original.material.use == "sig"
     return KeyRing(
         name=name,
-        algorithm=active.material.algorithm,
-        use=active.material.use,
-        signer=_cached(cache.signers, active, Signer) if signing else None,
+        algorithm=original.material.algorithm,
+        use=original.material.use,
+        signer=_cached(cache.signers, active, Signer) if signing and active else None,
         public_keys=tuple(_public_jwk(k, cache.public) for k in stored),
         pre_publish=spec.pre_publish,
-        active_kid=active.material.kid,
-        opaque={k.material.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored}
+        active_kid=active.kid if active else "",
+        opaque={k.kid: _cached(cache.opaque, k, OpaqueKey) for k in stored if _opens(k)}
         if signing
         else {},
-        encrypter=None if signing else _cached(cache.encrypters, active, Encrypter),
+        encrypter=_cached(cache.encrypters, active, Encrypter) if active and not signing else None,
         decrypters={}
         if signing
-        else {k.material.kid: _cached(cache.decrypters, k, Decrypter) for k in stored},
+        else {k.kid: _cached(cache.decrypters, k, Decrypter) for k in stored if _private(k)},
     )
+
+
+def _opens(key: StoredKey) -> bool:
+    """A key that can open opaque tokens: a private one, or a retired one that kept the key."""
+    material = key.material
+    return isinstance(material, KeyMaterial) or material.opaque_secret is not None
+
+
+def _private(key: StoredKey) -> bool:
+    return isinstance(key.material, KeyMaterial)
 
 
 T = TypeVar("T")
 
 
-def _cached(cache: dict[str, T], key: StoredKey, make: Callable[[KeyMaterial], T]) -> T:
+def _cached(cache: dict[str, T], key: StoredKey, make: Callable[[Any], T]) -> T:
     if key.material.kid not in cache:
         cache[key.material.kid] = make(key.material)
     return cache[key.material.kid]

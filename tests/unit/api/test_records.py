@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 from typing import Any
 
 import pytest
@@ -13,11 +14,14 @@ from kubemint.api.records import (
     AccountRecord,
     ClientRecord,
     Generation,
+    KeySet,
     Owner,
     Ownership,
     RecordError,
     StoredKey,
+    Withdrawal,
     decode,
+    decode_key_set,
     decode_keys,
     encode,
     encode_keys,
@@ -26,7 +30,7 @@ from kubemint.api.records import (
     record_name,
     record_role,
 )
-from kubemint.crypto import keys
+from kubemint.crypto import custody, keys
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 CLIENT = Owner("OAuth2Client", "team", "a-x", "11111111-1111-1111-1111-111111111111")
@@ -76,6 +80,54 @@ def test_keys_round_trip() -> None:
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in encode_keys(stored).items()}
     }
     assert decode_keys(secret) == stored
+
+
+def _keys_secret(text: str) -> dict[str, Any]:
+    return {"data": {"keys.json": base64.b64encode(text.encode()).decode()}}
+
+
+def test_a_key_set_with_public_only_retired_keys_and_withdrawals_round_trips() -> None:
+    retired = custody.verify_only(keys.generate("ES256"))
+    stored = (
+        StoredKey(keys.generate("ES256"), "active", T0, activated_at=T0),
+        StoredKey(keys.generate("ES256"), "next", T0),
+        StoredKey(retired, "retired", T0, retired_at=T0, remove_after=T0),
+    )
+    withdrawn = (Withdrawal("leaked", T0),)
+    text = encode_keys(stored, withdrawn)["keys.json"]
+    entry = json.loads(text)["keys"][2]
+    assert "privateKey" not in entry
+    assert set(entry["publicJwk"]) == {"kty", "crv", "x", "y"}
+    assert decode_key_set(_keys_secret(text)) == KeySet(stored, withdrawn)
+
+
+def test_a_secret_written_before_retired_keys_lost_their_private_part_still_reads() -> None:
+    old = keys.generate("ES256")
+    stored = (StoredKey(old, "retired", T0, retired_at=T0, remove_after=T0),)
+    text = json.dumps({"keys": [stored[0].to_json()]})  # no "withdrawn" either
+    assert "privateKey" in text
+    assert decode_key_set(_keys_secret(text)) == KeySet(stored, ())
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"state": "active", "publicJwk": {"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}},
+        {"state": "retired", "publicJwk": {"kty": "EC", "crv": "P-256", "x": "x", "d": "d"}},
+        {"state": "retired", "publicJwk": {"kty": "oct", "k": "c2VjcmV0"}},
+        {"state": "stolen", "privateKey": "PEM"},
+    ],
+    ids=[
+        "an active key without its private key",
+        "a public JWK holding a private member",
+        "a symmetric key",
+        "an unknown state",
+    ],
+)
+def test_a_key_entry_that_breaks_the_format_is_unreadable(entry: dict[str, Any]) -> None:
+    full = {"kid": "k", "alg": "ES256", "use": "sig", "createdAt": "2026-01-01T00:00:00Z", **entry}
+    with pytest.raises(RecordError):
+        decode_key_set(_keys_secret(json.dumps({"keys": [full]})))
 
 
 @pytest.mark.parametrize(

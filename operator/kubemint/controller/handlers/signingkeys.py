@@ -1,9 +1,10 @@
-"""SigningKey → its private-key Secret (keys.json), rotation on schedule or on request, status."""
+"""SigningKey → its key Secret (keys.json), rotation on schedule or on request, withdrawals
+after a suspected compromise (Warning Events), status."""
 
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -17,15 +18,16 @@ from kubemint.api.meta import (
 )
 from kubemint.api.oauth2client import ClientSpec
 from kubemint.api.records import (
+    KeySet,
     Owner,
     RecordError,
-    StoredKey,
-    decode_keys,
+    Withdrawal,
+    decode_key_set,
     encode_keys,
     owner_annotations,
     owner_labels,
 )
-from kubemint.api.signingkey import SigningKeySpec
+from kubemint.api.signingkey import SigningKeySpec, withdraw_request
 from kubemint.controller.runtime import (
     Runtime,
     changed,
@@ -40,19 +42,33 @@ from kubemint.reconcile.signingkeys import (
     check_namespace,
     check_retention,
     check_schedule,
+    check_withdrawal,
+    merge_withdrawals,
     plan_rotation,
     status_time,
+    withdrawal_refused,
 )
 
 PLURAL = "signingkeys"
 
 
-def stored_keys(secret: dict[str, Any] | None) -> tuple[StoredKey, ...]:
+def stored_keys(secret: dict[str, Any] | None) -> KeySet:
     """Keys from the Secret; unreadable content counts as none (a fresh key set is made)."""
     try:
-        return decode_keys(secret)
+        return decode_key_set(secret)
     except RecordError:
-        return ()
+        return KeySet()
+
+
+def status_withdrawals(status: dict[str, Any]) -> tuple[Withdrawal, ...]:
+    """status.withdrawn as the operator wrote it (unreadable items are left out)."""
+    found = []
+    for item in status.get("withdrawn") or ():
+        try:
+            found.append(Withdrawal.from_json(item))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return tuple(found)
 
 
 async def reconcile(
@@ -72,37 +88,52 @@ async def reconcile(
     if invalid is not None:
         return status_update(body, invalid, now(), {})
     status = body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    try:
+        withdraw, refused_withdrawal = withdraw_request(annotations), None
+    except ValueError as exc:
+        withdraw, refused_withdrawal = (), withdrawal_refused(exc)
     async with runtime.lock(KIND_SIGNING_KEY, owner.namespace, owner.name):
         live = await runtime.kube.read_secret(owner.namespace, spec.secret_name)
         conflict = secret_conflict(live, owner, "spec.secretName", spec.secret_name)
         if conflict is not None:
             return status_update(body, conflict, now(), {"secretName": spec.secret_name})
         moment = now()
+        stored = stored_keys(live)
         # Off the event loop: generating (or reading) an RSA key takes seconds of CPU.
         plan = await runtime.off_loop(
             plan_rotation,
             spec,
-            stored_keys(live),
+            stored.keys,
             moment,
-            manual_request=(meta.get("annotations") or {}).get(ANNOTATION_ROTATE),
+            manual_request=annotations.get(ANNOTATION_ROTATE),
             last_manual=status.get("lastManualRotation"),
             last_manual_at=status_time(status.get("lastManualRotationAt")),
             deferred_before=status_time(status.get("manualRotationDeferredUntil")),
             manual_interval=datetime.timedelta(seconds=runtime.settings.manual_rotation_interval),
             status_active_kid=(status.get("active") or {}).get("kid"),
+            withdraw=withdraw,
+            withdrawn_before=merge_withdrawals(stored.withdrawn, status_withdrawals(status)),
         )
         # The Secret first: status must never name a kid that is not stored yet.
         await runtime.kube.apply_secret(
             owner.namespace,
             spec.secret_name,
-            encode_keys(plan.keys),
+            encode_keys(plan.keys, plan.withdrawn),
             labels=owner_labels(owner, ROLE_SIGNING_KEYS),
             annotations=owner_annotations(owner),
             owner=body,
             live=live,
         )
+    for reason, message in plan.warnings:  # before the fresh key's KeyGenerated
+        kopf.warn(cast(kopf.Body, body), reason=reason, message=message)
     post_events(body, plan.events)
-    outcome = check_retention(spec, lifetimes) or Outcome.ok(plan.summary())
+    outcome = (
+        refused_withdrawal
+        or check_withdrawal(plan)
+        or check_retention(spec, lifetimes)
+        or Outcome.ok(plan.summary())
+    )
     return status_update(body, outcome, moment, {**plan.status(), "secretName": spec.secret_name})
 
 
