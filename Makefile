@@ -73,7 +73,7 @@ unit: setup
 integration: binaries nginx
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: binaries helm lint typecheck nginx
+test: binaries helm image lint typecheck nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries

@@ -11,6 +11,7 @@ content key (key.py): rebuilt only when the Dockerfile, the lock, the source or 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -31,7 +32,7 @@ ARCHIVE = "kubemint.oci.tar"
 METADATA = "image.json"
 # pip in the builder reaches PyPI; a TLS-intercepting proxy's CA is only in the host's bundle.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-KEEP = 3  # cached archives kept (other checkouts on the machine may build other sources)
+KEEP = 4  # cached archives kept (other checkouts on the machine may build other sources)
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,18 @@ def build_image(*, repo: Path | None = None, log: bool = True) -> KubemintImage:
     if not (repo / "Dockerfile").is_file():
         raise ImageError(f"no Dockerfile in {repo}")
     reference = chart_reference(repo)
-    ensure_packages()
     base = base_reference()
     build_args = {"PYTHON_IMAGE": base}
     content = key.kubemint_key(repo, base=base, build_args=build_args, reference=reference)
     cached = _complete(images_dir() / "kubemint" / content[:24])
     if cached:
         return cached
+    if os.geteuid() != 0:
+        raise ImageError(
+            "building the image needs root (buildah on a private storage in a mount namespace):"
+            " run `make image` as root (or point KUBEMINT_CACHE_DIR at a cache root built)"
+        )
+    ensure_packages()
     with _lock(images_dir() / "build.lock"):
         images_dir().mkdir(parents=True, exist_ok=True)
         context = Path(tempfile.mkdtemp(prefix="context.", dir=images_dir()))
