@@ -40,7 +40,10 @@ class Storage:
                 f'[storage]\ndriver = "overlay"\ngraphroot = "{self.graph}"\n'
                 f'runroot = "{run_root}"\n'
             ),
-            "containers.conf": f'[network]\nnetwork_config_dir = "{self.root / "net"}"\n',
+            "containers.conf": (
+                f'[engine]\nimage_copy_tmp_dir = "{run_root / "tmp"}"\n'
+                f'[network]\nnetwork_config_dir = "{self.root / "net"}"\n'
+            ),
             "registries.conf": "unqualified-search-registries = []\n",
         }
         paths = {}
