@@ -74,6 +74,7 @@ def build_image(*, repo: Path | None = None, log: bool = True) -> KubemintImage:
     content = key.kubemint_key(repo, base=base, build_args=build_args, reference=reference)
     cached = _complete(images_dir() / "kubemint" / content[:24])
     if cached:
+        os.utime(cached.archive.parent)  # recently used: the last to be pruned
         return cached
     if os.geteuid() != 0:
         raise ImageError(
@@ -138,7 +139,8 @@ def _build(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _prune(target.parent, keep=KEEP)
+    for old in _prune(target.parent, keep=KEEP):
+        store.buildah("rmi", f"localhost/kubemint/kubemint-build:{old}", check=False)
     result = _complete(target)
     assert result is not None, target
     if log:
@@ -164,8 +166,9 @@ def _complete(target: Path) -> KubemintImage | None:
     return KubemintImage(archive=path, reference=image["reference"], digest=image["digest"])
 
 
-def _prune(directory: Path, *, keep: int) -> None:
-    """Keep the newest `keep` complete entries (and never touch an in-progress staging dir)."""
+def _prune(directory: Path, *, keep: int) -> list[str]:
+    """Remove all but the `keep` most recently used complete entries (never one being
+    written: its staging name has a dot); return the names removed."""
     entries = sorted(
         (p for p in directory.iterdir() if p.is_dir() and "." not in p.name and _complete(p)),
         key=lambda p: p.stat().st_mtime,
@@ -173,3 +176,4 @@ def _prune(directory: Path, *, keep: int) -> None:
     )
     for old in entries[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+    return [old.name for old in entries[keep:]]
