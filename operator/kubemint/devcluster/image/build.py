@@ -84,6 +84,7 @@ def build_image(*, repo: Path | None = None, log: bool = True) -> KubemintImage:
     ensure_packages()
     with _lock(images_dir() / "build.lock"):
         images_dir().mkdir(parents=True, exist_ok=True)
+        _clean_leftovers()
         context = Path(tempfile.mkdtemp(prefix="context.", dir=images_dir()))
         try:
             # Build from a snapshot of the context, keyed by the snapshot: an edit during the
@@ -96,6 +97,18 @@ def build_image(*, repo: Path | None = None, log: bool = True) -> KubemintImage:
             return _complete(target) or _build(context, target, reference, build_args, log=log)
         finally:
             shutil.rmtree(context, ignore_errors=True)
+
+
+def _clean_leftovers() -> None:
+    """Staging directories and storage state of builds that were killed (under the lock)."""
+    leftovers = [
+        *images_dir().glob("context.*"),
+        *(images_dir() / "kubemint").glob("*.*"),
+        *storage().root.glob("base.*"),
+    ]
+    for leftover in leftovers:
+        shutil.rmtree(leftover, ignore_errors=True)
+    storage().clean()
 
 
 def _snapshot(repo: Path, context: Path) -> None:

@@ -91,6 +91,14 @@ class Storage:
             )
         return result
 
+    def clean(self) -> None:
+        """Remove what a killed build left: run roots, working containers. Only under the build
+        lock (nothing else uses this storage then)."""
+        for leftover in self._tmp.glob("run.*") if self._tmp.is_dir() else ():
+            shutil.rmtree(leftover, ignore_errors=True)
+        if self.graph.is_dir():
+            self.buildah("rm", "--all", check=False)
+
     def has_image(self, reference: str) -> bool:
         if not self.graph.is_dir():
             return False
