@@ -142,7 +142,9 @@ def _build(
     try:
         oci = staging / "layout"
         tag = reference.rsplit(":", 1)[1]
-        store.buildah("push", "--quiet", local, f"oci:{oci}:{tag}")
+        # gzip level 1: 29 s instead of 45 s here for 150 MB instead of 131 MB (measured).
+        store.buildah("push", "--quiet", "--compression-format", "gzip",
+                      "--compression-level", "1", local, f"oci:{oci}:{tag}")  # fmt: skip
         digest = archive.name_layout(oci, reference)
         archive.write_archive(oci, staging / ARCHIVE)
         shutil.rmtree(oci)
