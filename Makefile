@@ -29,6 +29,8 @@ help:
 	@echo "             token p99 under churn, RSS per client, API requests at rest), then"
 	@echo "             bench-operator at 10,000 clients (SCALE_BENCH_ARGS='--clients 2000 …',"
 	@echo "             SCALE_OPERATOR_ARGS='--clients 2000 …'; see python -m bench.scale_bench --help)"
+	@echo "make image   build the kubemint image (Dockerfile, buildah, no registry) into an OCI"
+	@echo "             archive in ~/.cache/kubemint/images; prints its path and reference"
 	@echo "make docs    regenerate docs/crd-reference.md from crds/*.yaml"
 	@echo "make lint | typecheck | binaries | clean"
 
@@ -88,7 +90,7 @@ integration: binaries nginx
 node-test: node-binaries
 	$(BIN)/pytest tests/node $(PYTEST_ARGS)
 
-test: binaries node-binaries helm lint typecheck nginx
+test: binaries node-binaries helm image lint typecheck nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries
@@ -158,7 +160,15 @@ bench-scale: binaries
 IMAGE_PYTHON ?= python3.11
 IMAGE_LOCK := requirements/image.txt
 IMAGE_LOCK_ARGS ?=
-.PHONY: image-lock image-check
+.PHONY: image image-lock image-check
+
+# The image itself, without Docker or a registry (kubemint.devcluster.image): a Debian base made
+# by mmdebstrap, then `buildah bud --isolation chroot` of the unchanged Dockerfile on it, pushed to
+# an OCI archive named docker.io/kubemint/kubemint:<appVersion> (what the chart runs) in
+# ~/.cache/kubemint/images. Installs mmdebstrap and buildah with apt-get when missing (as root).
+# Cached by content: rebuilt only when the Dockerfile, the lock or the source change.
+image: setup
+	$(BIN)/python -m kubemint.devcluster.image
 
 image-lock:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
