@@ -269,7 +269,8 @@ class SnapshotBuilder:
 
         # layer 2 inputs
         # uid → the record Secrets written for it, by name (one, unless Secrets were forged)
-        self._records: dict[str, tuple[_SecretPiece, ...]] = {}
+        # (a piece, or a tuple of them by key in the rare case of several)
+        self._records: dict[str, _SecretPiece | tuple[_SecretPiece, ...]] = {}
         self._secret_bodies: dict[str, Body] = {}  # name → Secret (for keyrings)
         self._client_by_uid: dict[str, str] = {}  # uid → informer key
         self._account_by_uid: dict[str, str] = {}
@@ -282,7 +283,6 @@ class SnapshotBuilder:
         # layer 3
         self._client_ids: _Groups[str, str] = _Groups()  # client id → client keys claiming it
         self._held: dict[str, ClientView] = {}  # Snapshot.clients
-        self._held_by_ref: dict[Ref, str] = {}  # holder (namespace, name) → its client id
         self._client_ids_by_audience: _Groups[str, str] = _Groups()
         self._accounts_view: dict[Ref, AccountView] = {}  # Snapshot.accounts
         self._by_subject: dict[str, AccountView] = {}
@@ -402,11 +402,13 @@ class SnapshotBuilder:
             if piece.record is None:
                 continue
             uid = piece.record.owner.uid
-            held = tuple(p for p in self._records.get(uid, ()) if p.key != piece.key)
+            held = tuple(p for p in self._held_records(uid) if p.key != piece.key)
             if present:
                 held = tuple(sorted((*held, piece), key=lambda p: p.key))
-            if held:
+            if len(held) > 1:
                 self._records[uid] = held
+            elif held:
+                self._records[uid] = held[0]
             else:
                 self._records.pop(uid, None)
             for index, dirty in (
@@ -416,9 +418,13 @@ class SnapshotBuilder:
                 if uid in index:
                     dirty.add(index[uid])
 
+    def _held_records(self, uid: str) -> tuple[_SecretPiece, ...]:
+        found = self._records.get(uid)
+        return found if isinstance(found, tuple) else (found,) if found is not None else ()
+
     def _record(self, uid: str, kind: str, ref: Ref) -> ClientRecord | AccountRecord | None:
         """The record written for exactly this object: same uid, namespace, name and kind."""
-        held = self._records.get(uid)
+        held = self._held_records(uid)
         if not held:
             return None
         record = held[0].record  # one per owner uid; the first name only to be deterministic
@@ -517,13 +523,9 @@ class SnapshotBuilder:
             self._dirty_conditional.add(client_id)
             if old is not None:
                 del self._held[client_id]
-                ref = (old.ref.namespace, old.ref.name)
-                if self._held_by_ref.get(ref) == client_id:  # it may hold its new id already
-                    del self._held_by_ref[ref]
                 self._client_ids_by_audience.move(client_id, old.audiences, ())
             if new is not None:
                 self._held[client_id] = new
-                self._held_by_ref[(new.ref.namespace, new.ref.name)] = client_id
                 self._client_ids_by_audience.move(client_id, (), new.audiences)
         self._client_ids_by_audience.take()  # only membership is used
 
@@ -589,8 +591,18 @@ class SnapshotBuilder:
             )
             if sources != self._account_sources.get(client, frozenset()):
                 self._set(self._account_sources, client, sources or None)
-            if client in self._held_by_ref:
-                self._dirty_conditional.add(self._held_by_ref[client])
+            held = self._held_client_id(client)
+            if held is not None:
+                self._dirty_conditional.add(held)
+
+    def _held_client_id(self, ref: Ref) -> str | None:
+        """The client id the client `ref` holds, if it holds one (derived, not indexed: an
+        index would cost ~85 bytes per client for a question only account changes ask)."""
+        piece = self._clients.piece(f"{ref[0]}/{ref[1]}")
+        if piece is None:
+            return None
+        held = self._held.get(piece.client_id)
+        return piece.client_id if held is not None and held.ref == piece.ref else None
 
     def _accounts_of(self, groups: _Groups[Ref, Ref], key: Ref) -> tuple[AccountView, ...] | None:
         refs = sorted(groups.members.get(key, ()))
@@ -778,6 +790,7 @@ def _compact_record(record: ClientRecord | AccountRecord) -> ClientRecord | Acco
 
 
 Names = frozenset[str]
+_NO_NAMES: Names = frozenset()
 _SHARED: weakref.WeakValueDictionary[Names, Names] = weakref.WeakValueDictionary()
 
 
@@ -820,18 +833,18 @@ def _read_account(body: Body) -> AccountView | None:
         log.warning("skipping ServiceAccount %s: spec.claims", _name(body))
         return None
     return AccountView(
-        uid=body["metadata"].get("uid", ""),
-        ref=spec.ref,
-        subject=spec.subject,
+        uid=intern(str(body["metadata"].get("uid", ""))),
+        ref=ObjectRef(KIND_ACCOUNT, intern(spec.namespace), spec.name),
+        subject=intern(spec.subject),
         disabled=spec.disabled,
         clients=frozenset(spec.clients),
         passwords=(),
-        kubernetes=frozenset(spec.kubernetes),
+        kubernetes=frozenset(spec.kubernetes) if spec.kubernetes else _NO_NAMES,
         issuers=spec.issuers,
         issuer_keys={},
         claims=spec.claims,
         trusted_issuers=spec.trusted_issuers,
-        created=str(body["metadata"].get("creationTimestamp") or ""),
+        created=intern(str(body["metadata"].get("creationTimestamp") or "")),
     )
 
 

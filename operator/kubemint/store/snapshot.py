@@ -82,7 +82,7 @@ class ClientView:
         ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountView:
     ref: ObjectRef
     subject: str
