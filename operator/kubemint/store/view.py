@@ -9,10 +9,11 @@ mapping with the previous one. One change among 10,000 clients costs 0.4-4 ms of
 of a full rebuild of ~0.8-1.4 s (`make bench-scale`); what is left that grows with the
 cluster is a C-level copy of each table the change touched (~0.2-1 ms for 10,000 clients).
 The builder's parsed pieces are the only copy of the objects in memory (~2.3 KB per client
-with its record and its share of accounts and rules, `make bench-scale`). Everything is read at start; a relist (410 Gone)
-re-reads only the objects whose resourceVersion differs. Updates are debounced (a
-burst of changes costs one update) and run off the event loop; requests read `snapshot()`
-(one attribute read), never wait on an update and never touch the Kubernetes API.
+with its record and its share of accounts and rules, `make bench-scale`). Everything is
+read at start; a relist (410 Gone) re-reads only the objects whose resourceVersion differs.
+Updates are debounced (a burst of changes costs one update) and run off the event loop;
+requests read `snapshot()` (one attribute read), never wait on an update and never touch
+the Kubernetes API.
 Kubernetes ServiceAccounts are watched too (metadata only, see
 `kubemint.store.kubernetes_accounts`), so deleting one stops its projected tokens.
 An update that fails keeps the previous view, is retried with a backoff and shows in
