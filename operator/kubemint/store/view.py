@@ -21,7 +21,7 @@ An update that fails keeps the previous view, is retried with a backoff and show
 longer follows the cluster (disabled clients still working) must never look healthy. A failed
 update drops the builder and has every informer relist (`Informer.relist()`), so the retry
 starts over from every object (a full rebuild) once they have: no change is lost with the
-half-applied update, though nothing but the informers holds the objects.
+half-applied update, though the builder held the only copy of the objects.
 Revocations are not part of the snapshot: their informer updates `revocations()` (a
 `RevocationIndex`) event by event, so a revocation costs no rebuild and takes effect as soon
 as its watch event arrives; the view is synced only once that informer is too.
