@@ -83,7 +83,7 @@ def parse_time(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(datetime.UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one or more per client in the view
 class ObjectRef:
     kind: str
     namespace: str

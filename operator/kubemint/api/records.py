@@ -58,7 +58,7 @@ class RecordError(ValueError):
     """A Secret that is not a well-formed kubemint record (never trusted, never adopted)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one or more per client in the view
 class Owner:
     """The object a Secret belongs to, in full: uids tell a re-created object from its
     predecessor of the same name."""
@@ -95,7 +95,7 @@ def owner_annotations(owner: Owner) -> dict[str, str]:
 # -- secret generations (client secrets, app passwords) --------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one or more per client in the view
 class Generation:
     """One secret's verification facts: its digest and, once superseded, when it stops working."""
 
@@ -129,7 +129,7 @@ class Generation:
 # -- verification records (token server's namespace) ----------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one or more per client in the view
 class ClientRecord:
     """What the token server needs to authenticate one OAuth2Client: digests, never
     plaintext (except HMAC keys for client_secret_jwt, which cannot be verified otherwise)."""
@@ -141,7 +141,7 @@ class ClientRecord:
     jwks: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one or more per client in the view
 class AccountRecord:
     """What the token server needs to authenticate one kubemint ServiceAccount."""
 

@@ -28,6 +28,7 @@ import logging
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from sys import intern
 from typing import Any, Generic, TypeVar
 
 from kubemint.api.accessrule import RuleClaim, RuleSpec
@@ -39,10 +40,11 @@ from kubemint.api.meta import (
     KIND_ACCOUNT,
     KIND_CLIENT,
     KIND_SIGNING_KEY,
+    ObjectRef,
     parse_time,
 )
 from kubemint.api.oauth2client import ClientSpec, claims_client_id, client_id_holder
-from kubemint.api.records import AccountRecord, ClientRecord, decode
+from kubemint.api.records import AccountRecord, ClientRecord, Owner, controller_uid, decode
 from kubemint.api.serviceaccount import AccountSpec
 from kubemint.api.signingkey import SigningKeySpec
 from kubemint.api.trustedissuer import KIND as TRUSTED_ISSUER
@@ -87,14 +89,14 @@ KINDS = (
 
 @dataclass(slots=True)
 class _Entry(Generic[P]):
-    version: str | None  # "uid/resourceVersion"; None (hand-made bodies): always read again
+    version: int | str | None  # resourceVersion; None (hand-made bodies): always read again
     piece: P | None  # None: not in the view (skipped, or left out on purpose)
 
 
 class _Table(Generic[P]):
     """One kind's pieces by informer key, each read once per version."""
 
-    def __init__(self, kind: str, read: Callable[[Body], P | None]) -> None:
+    def __init__(self, kind: str, read: Callable[[str, Body], P | None]) -> None:
         self.kind = kind
         self._read = read
         self.entries: dict[str, _Entry[P]] = {}
@@ -125,7 +127,7 @@ class _Table(Generic[P]):
                 continue  # the same object as read last time (a relist, or a replayed event)
             self.skipped.discard(key)
             try:
-                new = self._read(body)
+                new = self._read(key, body)
             except Exception as exc:  # one object's content must never fail the whole view
                 _skip(self.kind, body, exc)
                 self.skipped.add(key)
@@ -135,22 +137,21 @@ class _Table(Generic[P]):
         return out
 
 
-def _version(body: Body) -> str | None:
-    meta = body.get("metadata") or {}
-    version = meta.get("resourceVersion")
-    return f"{meta.get('uid', '')}/{version}" if version else None
+def _version(body: Body) -> int | str | None:
+    """The resourceVersion: etcd's revision of the write, never the same for two writes (a
+    re-created object has a new one too). An int when it reads as one (28 bytes, not ~55)."""
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    if not version:
+        return None
+    return int(version) if isinstance(version, str) and version.isdecimal() else str(version)
 
 
-@dataclass(slots=True)
-class _ClientPiece:
-    view: ClientView  # joined with its record (layer 2) in place
-    created: str
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _SecretPiece:
-    name: str
-    body: Body  # the informer's own object (keyrings read it), not a copy
+    key: str  # the informer's (the table's own string): orders a uid's records
+    # What keyrings read: kept only when a SigningKey may hold it (not a record, or one with a
+    # controller); a record is kept as the record alone, the only copy of it in memory.
+    body: Body | None
     record: ClientRecord | AccountRecord | None  # None: not a verification record
 
 
@@ -191,23 +192,41 @@ class _Conditions:
 # -- layer 3 helper ----------------------------------------------------------------------------
 
 
+SMALL_GROUP = 64  # members kept in a tuple up to this many (a set from then on)
+
+
 class _Groups(Generic[K, M]):
-    """Members by group key, and the groups touched since `take()`."""
+    """Members by group key, and the groups touched since `take()`.
+
+    Most groups have one member (the client holding its id): a group is a tuple (48 bytes
+    for one member, 560 for 64) until it outgrows SMALL_GROUP, then a set (216 bytes and up;
+    ~4.6 KB for 65), so a move costs O(1) even in a large group."""
 
     def __init__(self) -> None:
-        self.members: dict[K, set[M]] = {}
+        self.members: dict[K, tuple[M, ...] | set[M]] = {}
         self._dirty: set[K] = set()
 
     def move(self, member: M, old: Iterable[K], new: Iterable[K]) -> None:
         for key in old:
             found = self.members.get(key)
             if found is not None:
-                found.discard(member)
-                if not found:
+                if isinstance(found, set):
+                    found.discard(member)
+                    left: tuple[M, ...] | set[M] = found
+                else:
+                    left = tuple(m for m in found if m != member)
+                if left:
+                    self.members[key] = left
+                else:
                     del self.members[key]
             self._dirty.add(key)
         for key in new:
-            self.members.setdefault(key, set()).add(member)
+            found = self.members.get(key, ())
+            if isinstance(found, set):
+                found.add(member)
+            elif member not in found:
+                grown = (*found, member)
+                self.members[key] = set(grown) if len(grown) > SMALL_GROUP else grown
             self._dirty.add(key)
 
     def touch(self, keys: Iterable[K]) -> None:
@@ -240,16 +259,18 @@ class SnapshotBuilder:
         # is atomic under the GIL).
         self.federated: dict[Ref, int] = {}
         self._secrets: _Table[_SecretPiece] = _Table("Secret", _read_secret)
-        self._clients: _Table[_ClientPiece] = _Table(KIND_CLIENT, _read_client)
-        self._accounts: _Table[AccountView] = _Table(KIND_ACCOUNT, _read_account)
-        self._rules: _Table[_RulePiece] = _Table(KIND_ACCESS_RULE, self._read_rule)
-        self._keys: _Table[_KeyPiece] = _Table(KIND_SIGNING_KEY, self._read_key)
-        self._trusted: _Table[TrustedIssuerView] = _Table(TRUSTED_ISSUER, self._read_trusted)
-        self._audience_records: _Table[Body] = _Table("ConfigMap", lambda body: body)
-        self._kubernetes: _Table[str] = _Table("ServiceAccount", _read_uid)
+        self._clients: _Table[ClientView] = _Table(KIND_CLIENT, _body(_read_client))
+        self._accounts: _Table[AccountView] = _Table(KIND_ACCOUNT, _body(_read_account))
+        self._rules: _Table[_RulePiece] = _Table(KIND_ACCESS_RULE, _body(self._read_rule))
+        self._keys: _Table[_KeyPiece] = _Table(KIND_SIGNING_KEY, _body(self._read_key))
+        self._trusted = _Table(TRUSTED_ISSUER, _body(self._read_trusted))
+        self._audience_records: _Table[Body] = _Table("ConfigMap", lambda _, body: body)
+        self._kubernetes: _Table[str] = _Table("ServiceAccount", _body(_read_uid))
 
         # layer 2 inputs
-        self._records: dict[str, dict[str, ClientRecord | AccountRecord]] = {}  # uid → by key
+        # uid → the record Secrets written for it, by name (one, unless Secrets were forged)
+        # (a piece, or a tuple of them by key in the rare case of several)
+        self._records: dict[str, _SecretPiece | tuple[_SecretPiece, ...]] = {}
         self._secret_bodies: dict[str, Body] = {}  # name → Secret (for keyrings)
         self._client_by_uid: dict[str, str] = {}  # uid → informer key
         self._account_by_uid: dict[str, str] = {}
@@ -262,7 +283,6 @@ class SnapshotBuilder:
         # layer 3
         self._client_ids: _Groups[str, str] = _Groups()  # client id → client keys claiming it
         self._held: dict[str, ClientView] = {}  # Snapshot.clients
-        self._held_by_ref: dict[Ref, str] = {}  # holder (namespace, name) → its client id
         self._client_ids_by_audience: _Groups[str, str] = _Groups()
         self._accounts_view: dict[Ref, AccountView] = {}  # Snapshot.accounts
         self._by_subject: dict[str, AccountView] = {}
@@ -311,8 +331,8 @@ class SnapshotBuilder:
 
     def _apply_clients(self, changes: Changes) -> None:
         for key, old, new in self._clients.apply(changes):
-            old_uid = old.view.uid if old is not None else None
-            self._uid_moved(self._client_by_uid, key, old_uid, new.view.uid if new else None)
+            old_uid = old.uid if old is not None else None
+            self._uid_moved(self._client_by_uid, key, old_uid, new.uid if new else None)
             self._dirty_clients.add(key)
 
     def _apply_accounts(self, changes: Changes) -> None:
@@ -372,21 +392,25 @@ class SnapshotBuilder:
         for piece, present in ((old, False), (new, True)):
             if piece is None:
                 continue
-            if present:
-                self._secret_bodies[piece.name] = piece.body
-            elif self._secret_bodies.get(piece.name) is piece.body:
-                del self._secret_bodies[piece.name]
-            self._dirty_secret_names.add(piece.name)
+            if piece.body is not None:  # what keyrings may read (others never hold keys)
+                name = piece.body["metadata"]["name"]
+                if present:
+                    self._secret_bodies[name] = piece.body
+                elif self._secret_bodies.get(name) is piece.body:
+                    del self._secret_bodies[name]
+                self._dirty_secret_names.add(name)
             if piece.record is None:
                 continue
             uid = piece.record.owner.uid
-            held = self._records.setdefault(uid, {})
+            held = tuple(p for p in self._held_records(uid) if p.key != piece.key)
             if present:
-                held[piece.name] = piece.record
+                held = tuple(sorted((*held, piece), key=lambda p: p.key))
+            if len(held) > 1:
+                self._records[uid] = held
+            elif held:
+                self._records[uid] = held[0]
             else:
-                held.pop(piece.name, None)
-                if not held:
-                    del self._records[uid]
+                self._records.pop(uid, None)
             for index, dirty in (
                 (self._client_by_uid, self._dirty_clients),
                 (self._account_by_uid, self._dirty_accounts),
@@ -394,12 +418,18 @@ class SnapshotBuilder:
                 if uid in index:
                     dirty.add(index[uid])
 
+    def _held_records(self, uid: str) -> tuple[_SecretPiece, ...]:
+        found = self._records.get(uid)
+        return found if isinstance(found, tuple) else (found,) if found is not None else ()
+
     def _record(self, uid: str, kind: str, ref: Ref) -> ClientRecord | AccountRecord | None:
         """The record written for exactly this object: same uid, namespace, name and kind."""
-        held = self._records.get(uid)
+        held = self._held_records(uid)
         if not held:
             return None
-        record = held[min(held)]  # one per owner uid; min() only to be deterministic
+        record = held[0].record  # one per owner uid; the first name only to be deterministic
+        if record is None:
+            return None
         owner = record.owner
         return record if (owner.kind, owner.namespace, owner.name) == (kind, *ref) else None
 
@@ -468,17 +498,17 @@ class SnapshotBuilder:
 
     def _join_clients(self) -> None:
         for key in self._dirty_clients:
-            piece = self._clients.piece(key)
+            entry = self._clients.entries.get(key)
             before = self._claimed.pop(key, None)
-            if piece is not None:
-                view = piece.view
+            if entry is not None and entry.piece is not None:
+                view = entry.piece
                 record = self._record(view.uid, KIND_CLIENT, (view.ref.namespace, view.ref.name))
                 client = record if isinstance(record, ClientRecord) else None
                 secrets = client.secrets if client else ()
                 jwks = client.jwks if client else None
-                if view.secrets != secrets or view.jwks != jwks:
-                    piece.view = replace(view, secrets=secrets, jwks=jwks)
-                self._claimed[key] = piece.view.client_id
+                if view.secrets != secrets or view.jwks != jwks:  # joined in place
+                    entry.piece = replace(view, secrets=secrets, jwks=jwks)
+                self._claimed[key] = view.client_id
             after = self._claimed.get(key)
             self._client_ids.move(key, [before] if before else [], [after] if after else [])
         self._dirty_clients.clear()
@@ -493,29 +523,21 @@ class SnapshotBuilder:
             self._dirty_conditional.add(client_id)
             if old is not None:
                 del self._held[client_id]
-                ref = (old.ref.namespace, old.ref.name)
-                if self._held_by_ref.get(ref) == client_id:  # it may hold its new id already
-                    del self._held_by_ref[ref]
                 self._client_ids_by_audience.move(client_id, old.audiences, ())
             if new is not None:
                 self._held[client_id] = new
-                self._held_by_ref[(new.ref.namespace, new.ref.name)] = client_id
                 self._client_ids_by_audience.move(client_id, (), new.audiences)
         self._client_ids_by_audience.take()  # only membership is used
 
     def _holder(self, members: Iterable[str]) -> ClientView | None:
         pieces = [p for k in members if (p := self._clients.piece(k)) is not None]
         if len(pieces) == 1:  # the usual case: one claimant holds its id
-            return pieces[0].view
-        holder, _ = client_id_holder(
-            (p.created, p.view.ref.namespace, p.view.ref.name) for p in pieces
-        )
+            return pieces[0]
+        holder, _ = client_id_holder((p.created, p.ref.namespace, p.ref.name) for p in pieces)
         if holder is None:
             return None
         return next(
-            p.view
-            for p in pieces
-            if (p.view.ref.namespace, p.view.ref.name) == (holder.namespace, holder.name)
+            p for p in pieces if (p.ref.namespace, p.ref.name) == (holder.namespace, holder.name)
         )
 
     def _join_accounts(self) -> None:
@@ -569,8 +591,18 @@ class SnapshotBuilder:
             )
             if sources != self._account_sources.get(client, frozenset()):
                 self._set(self._account_sources, client, sources or None)
-            if client in self._held_by_ref:
-                self._dirty_conditional.add(self._held_by_ref[client])
+            held = self._held_client_id(client)
+            if held is not None:
+                self._dirty_conditional.add(held)
+
+    def _held_client_id(self, ref: Ref) -> str | None:
+        """The client id the client `ref` holds, if it holds one (derived, not indexed: an
+        index would cost ~85 bytes per client for a question only account changes ask)."""
+        piece = self._clients.piece(f"{ref[0]}/{ref[1]}")
+        if piece is None:
+            return None
+        held = self._held.get(piece.client_id)
+        return piece.client_id if held is not None and held.ref == piece.ref else None
 
     def _accounts_of(self, groups: _Groups[Ref, Ref], key: Ref) -> tuple[AccountView, ...] | None:
         refs = sorted(groups.members.get(key, ()))
@@ -728,17 +760,37 @@ _FIELDS = {
 }
 
 
-def _read_secret(body: Body) -> _SecretPiece:
+def _body(read: Callable[[Body], P | None]) -> Callable[[str, Body], P | None]:
+    return lambda _, body: read(body)
+
+
+def _read_secret(key: str, body: Body) -> _SecretPiece:
     """Verification records by the uid of the object they were written for (read from the
     record itself, named after that uid; labels only select Secrets, they decide nothing)."""
     try:
-        record = decode(body)
+        record = _compact_record(decode(body))
     except Exception:  # not a verification record (keys, or unreadable): never trusted
         record = None
-    return _SecretPiece(body["metadata"]["name"], body, record)
+    keep = record is None or controller_uid(body) is not None
+    return _SecretPiece(key, body if keep else None, record)
+
+
+def _compact_record(record: ClientRecord | AccountRecord) -> ClientRecord | AccountRecord:
+    """The record with its names shared with its owner's piece (interned): one copy each."""
+    was = record.owner
+    owner = Owner(intern(was.kind), intern(was.namespace), intern(was.name), intern(was.uid))
+    if isinstance(record, ClientRecord):
+        return replace(
+            record,
+            owner=owner,
+            client_id=intern(record.client_id),
+            auth_method=intern(record.auth_method),
+        )
+    return replace(record, owner=owner, subject=intern(record.subject))
 
 
 Names = frozenset[str]
+_NO_NAMES: Names = frozenset()
 _SHARED: weakref.WeakValueDictionary[Names, Names] = weakref.WeakValueDictionary()
 
 
@@ -747,28 +799,30 @@ def _shared(values: frozenset[str]) -> frozenset[str]:
     return _SHARED.setdefault(values, values)
 
 
-def _read_client(body: Body) -> _ClientPiece | None:
+def _read_client(body: Body) -> ClientView | None:
     spec = ClientSpec.from_body(body)
     if not claims_client_id(spec.namespace, body.get("spec") or {}):
         # spec.clientId outside its namespace (an older CRD admitted it): it could pose as
         # another namespace's client or a ServiceAccount's subject.
         log.warning("skipping OAuth2Client %s: spec.clientId", _name(body))
         return None
-    view = ClientView(
-        uid=body["metadata"].get("uid", ""),
-        ref=spec.ref,
-        client_id=spec.client_id,
+    # Strings interned: many clients share them (namespace, audiences, method), and the
+    # record written for the client shares the rest (uid, name, client id).
+    return ClientView(
+        uid=intern(str(body["metadata"].get("uid", ""))),
+        ref=ObjectRef(KIND_CLIENT, intern(spec.namespace), intern(spec.name)),
+        client_id=intern(spec.client_id),
         disabled=spec.disabled,
-        grant_types=_shared(frozenset(spec.grant_types)),
-        auth_method=spec.auth_method,
-        scopes=_shared(spec.scopes),
-        audiences=spec.audiences,
+        grant_types=_shared(frozenset(map(intern, spec.grant_types))),
+        auth_method=intern(spec.auth_method),
+        scopes=_shared(frozenset(map(intern, spec.scopes))),
+        audiences=tuple(map(intern, spec.audiences)),
         token_lifetime=int(spec.token_lifetime.total_seconds()),
-        token_format=spec.token_format,
-        signing_key=spec.signing_key,
+        token_format=intern(spec.token_format),
+        signing_key=intern(spec.signing_key),
         encryption_key=spec.encryption_key,
+        created=intern(str(body["metadata"].get("creationTimestamp", ""))),
     )
-    return _ClientPiece(view, body["metadata"].get("creationTimestamp", ""))
 
 
 def _read_account(body: Body) -> AccountView | None:
@@ -779,18 +833,18 @@ def _read_account(body: Body) -> AccountView | None:
         log.warning("skipping ServiceAccount %s: spec.claims", _name(body))
         return None
     return AccountView(
-        uid=body["metadata"].get("uid", ""),
-        ref=spec.ref,
-        subject=spec.subject,
+        uid=intern(str(body["metadata"].get("uid", ""))),
+        ref=ObjectRef(KIND_ACCOUNT, intern(spec.namespace), spec.name),
+        subject=intern(spec.subject),
         disabled=spec.disabled,
         clients=frozenset(spec.clients),
         passwords=(),
-        kubernetes=frozenset(spec.kubernetes),
+        kubernetes=frozenset(spec.kubernetes) if spec.kubernetes else _NO_NAMES,
         issuers=spec.issuers,
         issuer_keys={},
         claims=spec.claims,
         trusted_issuers=spec.trusted_issuers,
-        created=str(body["metadata"].get("creationTimestamp") or ""),
+        created=intern(str(body["metadata"].get("creationTimestamp") or "")),
     )
 
 

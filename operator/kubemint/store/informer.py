@@ -15,9 +15,11 @@ An informer can also feed an index of its own, event by event (`sink`: the whole
 relist, then each change), for data that must not wait for a rebuild of the whole view
 (revocations, `kubemint.store.revocations.RevocationIndex`).
 
-Each informer also keeps the keys that changed since its owner last asked (`changes()`), so the
-token server's view re-reads only those objects (kubemint.store.builder); a relist reports
-everything, since the new list may differ from the old one anywhere.
+An informer keeps no copy of the objects: it hands each change to its owner once
+(`changes()`: the bodies that changed since the previous call, the whole list after a relist)
+and forgets it, so the objects' parsed pieces in the token server's view
+(kubemint.store.builder) are their only copy in memory. An owner that needs everything again
+(its update failed half-way) asks for a relist (`relist()`), which cuts the running watch.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class Sink(Protocol):
 @dataclass(frozen=True)
 class Changes:
     """What changed since the last `Informer.changes()`: the current body of each changed key
-    (None: deleted). `full`: `bodies` holds every object, and a key not in it is gone."""
+    (None: deleted). `full`: a relist came first, so `bodies` holds every object (with the
+    changes since applied), and a key not in it is gone."""
 
     full: bool
     bodies: dict[str, Body | None]
@@ -112,24 +115,44 @@ class Informer:
         self._absent_ok = absent_ok
         self._sink = sink
         self._lock = threading.Lock()
-        self._objects: dict[str, Body] = {}
-        self._changed: set[str] | None = None  # keys changed since changes(); None: all
+        # What changed since changes() (a key's latest body, None: deleted); `_full`: a relist
+        # put every object there. Nothing is kept once handed over.
+        self._pending: dict[str, Body | None] = {}
+        self._full = False
+        self._relist_wanted = threading.Event()
+        self._absent_now = False
+        self._response: Any = None  # the running watch's HTTP response (relist() cuts it)
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
         self.synced = threading.Event()
         self._connected_since: float | None = None
         self._disconnected_at: float | None = time.monotonic()
 
-    def objects(self) -> list[Body]:
+    def changes(self) -> Changes:
+        """The objects changed since the previous call; handed over, then forgotten."""
         with self._lock:
-            return list(self._objects.values())
+            changes = Changes(self._full, self._pending)
+            self._pending, self._full = {}, False
+        return changes
 
-    def changes(self, everything: bool = False) -> Changes:
-        """The objects changed since the previous call (`everything`: report all of them)."""
+    def relisted(self) -> bool:
+        """Whether the next `changes()` holds every object (a relist since the last call)."""
+        return self._full
+
+    def relist(self) -> None:
+        """List everything again soon (the next `changes()` is then full): cuts the running
+        watch, whose thread then relists at once. Until then changes() keeps reporting."""
+        self._relist_wanted.set()
         with self._lock:
-            changed, self._changed = self._changed, set()
-            if changed is None or everything:
-                return Changes(True, dict(self._objects))
-            return Changes(False, {key: self._objects.get(key) for key in changed})
+            if self._absent_now:  # nothing to list: the resource does not exist
+                self._pending, self._full = {}, True
+                self._relist_wanted.clear()
+                absent = True
+            else:
+                absent = False
+        if absent:
+            self._on_change()
+            return
+        self._cut()
 
     def stale_for(self) -> float:
         """Seconds since the watch last had a live connection (0 while connected)."""
@@ -138,12 +161,12 @@ class Informer:
         return time.monotonic() - (self._disconnected_at or time.monotonic())
 
     def run(self, halt: threading.Event) -> None:
-        """Thread body: keep the dict current until `halt` is set."""
+        """Thread body: list, then watch and report changes until `halt` is set."""
         backoff = 0.5
         version: str | None = None
         while not halt.is_set():
             try:
-                if version is None:
+                if version is None or self._relist_wanted.is_set():
                     version = self._relist()
                 for event_type, body in self._events(version):
                     version = body["metadata"].get("resourceVersion", version)
@@ -153,7 +176,10 @@ class Informer:
                         self._apply(event_type, body)
                     if halt.is_set():
                         return
-                self._connected()  # a watch that ended by timeout is healthy
+                    if self._relist_wanted.is_set():
+                        break
+                if not self._relist_wanted.is_set():
+                    self._connected()  # a watch that ended by timeout is healthy
             except ApiException as exc:
                 if exc.status == 410:
                     version = None  # history compacted: start over from a fresh list
@@ -167,17 +193,30 @@ class Informer:
             except Exception as exc:  # network failures of every shape: keep the last view
                 if halt.is_set():
                     return
+                if self._relist_wanted.is_set():
+                    continue  # relist() cut the watch: not a failure
                 self._failed(halt, type(exc).__name__, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def stop(self) -> None:
+        self._cut()
+
+    def _cut(self) -> None:
+        """End the running watch now, even while it waits for the next event."""
         self._watch.stop()  # type: ignore[no-untyped-call]
+        response = self._response
+        if response is not None and hasattr(response, "shutdown"):  # urllib3 >= 2.3
+            try:
+                response.shutdown()  # unblocks the watch thread's read
+            except Exception:  # already closed: nothing to cut
+                log.debug("%s: the watch was closed already", self.name)
 
     def _relist(self) -> str:
+        self._relist_wanted.clear()  # a request from now on is answered by another relist
         kwargs: dict[str, Any] = {"_preload_content": False, **self._common(METADATA_LIST)}
         if self._page_size:
             kwargs["limit"] = self._page_size
-        objects: dict[str, Body] = {}
+        objects: dict[str, Body | None] = {}
         while True:  # pages of one consistent list: `continue` until the server has no more
             listing = json.loads(self._list_fn(*self._args, **kwargs).data)
             for item in listing.get("items", []):
@@ -186,11 +225,11 @@ class Informer:
             if not following:
                 break
             kwargs["_continue"] = following
-        with self._lock:
-            self._objects = objects
-            self._changed = None
         if self._sink is not None:
-            self._sink.reset(list(objects.values()))
+            self._sink.reset([b for b in objects.values() if b is not None])
+        else:
+            with self._lock:
+                self._pending, self._full, self._absent_now = objects, True, False
         self._connected()
         self.synced.set()
         self._on_change()
@@ -216,33 +255,36 @@ class Informer:
             "allow_watch_bookmarks": True,
             **self._common(METADATA_WATCH),
         }
-        stream = self._watch.stream(self._list_fn, *self._args, **kwargs)  # type: ignore[no-untyped-call]
+        # Called through `_call` (no docstring, so the client yields raw dicts and builds no
+        # models), which keeps the response for _cut().
+        stream = self._watch.stream(self._call, *self._args, **kwargs)  # type: ignore[no-untyped-call]
         for event in stream:
             if event["type"] == "ERROR":
                 raw = event.get("raw_object") or {}
                 raise ApiException(status=raw.get("code", 500), reason=raw.get("reason"))
             yield event["type"], event["raw_object"]
 
+    def _call(self, *args: Any, **kwargs: Any) -> Any:
+        self._response = self._list_fn(*args, **kwargs)
+        return self._response
+
     def _apply(self, event_type: str, body: Body) -> None:
-        key = key_of(body)
-        with self._lock:
-            if event_type == "DELETED":
-                self._objects.pop(key, None)
-            else:
-                self._objects[key] = self._reduce(body)
-            if self._changed is not None and self._sink is None:  # a sink needs no changes()
-                self._changed.add(key)
-        if self._sink is not None:
-            self._sink.apply(event_type, self._reduce(body))
+        reduced = self._reduce(body)
+        if self._sink is not None:  # a sink keeps what it needs; changes() stay empty
+            self._sink.apply(event_type, reduced)
+        else:
+            with self._lock:
+                self._pending[key_of(body)] = None if event_type == "DELETED" else reduced
         if self._relevant is None or self._relevant(body):
             self._on_change()
 
     def _absent(self, halt: threading.Event) -> None:
-        with self._lock:
-            self._objects = {}
-            self._changed = None
+        self._relist_wanted.clear()
         if self._sink is not None:
             self._sink.reset([])
+        else:
+            with self._lock:
+                self._pending, self._full, self._absent_now = {}, True, True
         self._connected()
         if not self.synced.is_set():
             log.warning("%s: the resource does not exist (CRD not installed?)", self.name)

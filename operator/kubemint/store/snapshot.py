@@ -69,6 +69,7 @@ class ClientView:
     secrets: tuple[Generation, ...] = ()
     jwks: Mapping[str, Any] | None = None
     uid: str = ""  # this object's, so a re-created client of the same name is told apart
+    created: str = ""  # creationTimestamp: the oldest claimant of a client id holds it
 
     def secret_digests(self, now: datetime.datetime) -> list[str]:
         """Digests of the secrets that verify at `now` (current + overlapping previous)."""
@@ -82,7 +83,7 @@ class ClientView:
         ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountView:
     ref: ObjectRef
     subject: str

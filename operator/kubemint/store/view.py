@@ -1,23 +1,27 @@
 """The token server's live view: informers feed a snapshot that is swapped atomically.
 
-Updates are incremental: each informer keeps the keys that changed (`Informer.changes()`), and
-one builder thread feeds just those objects to a `SnapshotBuilder` (kubemint.store.builder),
-which re-reads each object once per resourceVersion, re-decides only the groups it belongs to
-(client-id holders, audience owners, account indexes) and publishes a new immutable Snapshot
-sharing every unchanged mapping with the previous one. One change among 10,000 clients costs
-0.4-4 ms of CPU instead of a full rebuild of ~0.8-1.4 s (`make bench-scale`); what is left
-that grows with the cluster is a C-level copy of each table the change touched (~0.2-1 ms
-for 10,000 clients). Everything is read at start and after a failed update; a relist (410
-Gone) re-reads only the objects whose resourceVersion differs. Updates are debounced (a
-burst of changes costs one update) and run off the event loop; requests read `snapshot()`
-(one attribute read), never wait on an update and never touch the Kubernetes API.
+Updates are incremental: each informer hands over the objects that changed
+(`Informer.changes()`) and keeps no copy, and one builder thread feeds just those objects to a
+`SnapshotBuilder` (kubemint.store.builder), which re-reads each object once per
+resourceVersion, re-decides only the groups it belongs to (client-id holders, audience
+owners, account indexes) and publishes a new immutable Snapshot sharing every unchanged
+mapping with the previous one. One change among 10,000 clients costs 0.4-4 ms of CPU instead
+of a full rebuild of ~0.8-1.4 s (`make bench-scale`); what is left that grows with the
+cluster is a C-level copy of each table the change touched (~0.2-1 ms for 10,000 clients).
+The builder's parsed pieces are the only copy of the objects in memory (~2.3 KB per client
+with its record and its share of accounts and rules, `make bench-scale`). Everything is
+read at start; a relist (410 Gone) re-reads only the objects whose resourceVersion differs.
+Updates are debounced (a burst of changes costs one update) and run off the event loop;
+requests read `snapshot()` (one attribute read), never wait on an update and never touch
+the Kubernetes API.
 Kubernetes ServiceAccounts are watched too (metadata only, see
 `kubemint.store.kubernetes_accounts`), so deleting one stops its projected tokens.
 An update that fails keeps the previous view, is retried with a backoff and shows in
 `rebuild_stats()` (→ /readyz 503) and `RebuildStats` (→ /metrics): serving a view that no
 longer follows the cluster (disabled clients still working) must never look healthy. A failed
-update drops the builder, so the retry starts over from every object (a full rebuild): no
-change is lost with the half-applied update.
+update drops the builder and has every informer relist (`Informer.relist()`), so the retry
+starts over from every object (a full rebuild) once they have: no change is lost with the
+half-applied update, though the builder held the only copy of the objects.
 Revocations are not part of the snapshot: their informer updates `revocations()` (a
 `RevocationIndex`) event by event, so a revocation costs no rebuild and takes effect as soon
 as its watch event arrives; the view is synced only once that informer is too.
@@ -235,6 +239,8 @@ class ClusterView:
             self._dirty.clear()
             if not all(i.synced.is_set() for n, i in self._informers.items() if n not in OWN_INDEX):
                 continue
+            if self._builder is None and not self._relisted():
+                continue  # a relist is on its way (each one wakes this loop)
             if self.rebuild_once():
                 retry = RETRY_FIRST
             else:  # try again even if nothing changes: the cause may be passing
@@ -267,16 +273,28 @@ class ClusterView:
                 log.exception("a snapshot listener failed")
         return True
 
+    def _relisted(self) -> bool:
+        """Whether every informer the builder reads holds a whole list for it."""
+        return all(self._informers[kind].relisted() for kind in KINDS)
+
     def _build(self) -> Snapshot:
-        """Feed what changed since the last update to the builder (everything to a new one)."""
-        builder, fresh = self._builder, self._builder is None
+        """Feed what changed since the last update to the builder (everything to a new one,
+        once every informer has relisted for it)."""
+        builder = self._builder
         if builder is None:
+            if not self._relisted():
+                raise RuntimeError("the informers have not relisted yet")
             builder = SnapshotBuilder(self.namespace, self.audience_ownership, self._keys)
         self._builder = None  # until this update completes: a failure starts over
-        for kind in KINDS:  # accounts before kubernetes-accounts: see self._federated
-            if kind == "kubernetes-accounts":
-                self._federated = builder.federated
-            builder.apply(kind, self._informers[kind].changes(everything=fresh))
-        snapshot = builder.snapshot()
+        try:
+            for kind in KINDS:  # accounts before kubernetes-accounts: see self._federated
+                if kind == "kubernetes-accounts":
+                    self._federated = builder.federated
+                builder.apply(kind, self._informers[kind].changes())
+            snapshot = builder.snapshot()
+        except BaseException:  # what was handed over is gone with the builder: list again
+            for kind in KINDS:
+                self._informers[kind].relist()
+            raise
         self._builder = builder
         return snapshot

@@ -4,6 +4,7 @@ check), and the tokens kubemint issues for it name that uid."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -156,7 +157,7 @@ def test_tokens_issued_for_a_projected_token_name_the_objects_they_are_for() -> 
 def test_an_account_cannot_set_the_provenance_claim_itself() -> None:
     snapshot = _snapshot({})
     account = snapshot.accounts[("tasks", "worker")]
-    forged = type(account)(**{**account.__dict__, "claims": {"kubemint.io": {"client": "x"}}})
+    forged = dataclasses.replace(account, claims={"kubemint.io": {"client": "x"}})
     caller = Caller(snapshot.clients["tasks.pods"], "app_password", account=forged)
     claims = access_token_claims(caller, Grant("https://api.test", ()), ISSUER, 0)
     assert claims["kubemint.io"] == {

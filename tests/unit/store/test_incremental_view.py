@@ -11,11 +11,14 @@ snapshot must equal `build_snapshot` of the objects as they are now.
 from __future__ import annotations
 
 import datetime
+import json
 import random
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from kubemint.api.audiences import record_name
 from kubemint.api.meta import KIND_ACCOUNT, KIND_CLIENT, KIND_SIGNING_KEY
@@ -24,6 +27,7 @@ from kubemint.crypto import keys
 from kubemint.store.builder import KINDS, SnapshotBuilder, full_changes
 from kubemint.store.informer import Changes, key_of
 from kubemint.store.snapshot import KeyCache, Snapshot, build_snapshot
+from kubemint.store.view import ClusterView
 from tests.unit.records import SERVER_NAMESPACE, account_record, client_record, keys_secret, uid_of
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -292,3 +296,80 @@ def test_a_bad_modification_isolates_only_that_object_and_its_fix_restores_it() 
     assert builder.snapshot().skipped == {"OAuth2Client": 1}  # a body without metadata too
     builder.apply("clients", Changes(False, {"a/c2": None}))
     assert builder.snapshot().skipped == {}
+
+
+class _Listing:
+    """A list function serving one kind's objects as they are now, as the API server would."""
+
+    def __init__(self, objects: dict[str, Body]) -> None:
+        self.objects = objects
+
+    def __call__(self, *_: Any, **__: Any) -> SimpleNamespace:
+        listing = {"metadata": {"resourceVersion": "1"}, "items": list(self.objects.values())}
+        return SimpleNamespace(data=json.dumps(listing).encode())
+
+
+class _FailOnce:
+    """Makes the builder's next snapshot() fail after it took in every change: a half-applied
+    update, whose changes the informers handed over and no longer hold."""
+
+    armed = False
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = SnapshotBuilder.snapshot
+
+        def snapshot(builder: SnapshotBuilder) -> Snapshot:
+            if self.armed:
+                self.armed = False
+                raise OverflowError("a bug half-way through an update")
+            return real(builder)
+
+        monkeypatch.setattr(SnapshotBuilder, "snapshot", snapshot)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fed_by_informers_that_keep_nothing_the_view_survives_failed_updates_by_relisting(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ClusterView's own update path: informers (which keep no bodies) hand over each
+    change once; an update that fails half-way has every informer relist, no update runs
+    before they all have, and the view then equals a fresh build again (no change lost)."""
+    rng = random.Random(seed)  # noqa: S311 (reproducible test data, not secrets)
+    universe = _universe()
+    state: dict[str, dict[str, Body]] = {kind: {} for kind in KINDS}
+    view = ClusterView(client.ApiClient(), SERVER_NAMESPACE)
+    informers = {kind: view._informers[kind] for kind in KINDS}
+    for kind, informer in informers.items():
+        informer._list_fn, informer._args = _Listing(state[kind]), ()
+        informer._relist()
+        informer.synced.set()
+    view._informers["revocations"].synced.set()
+    fail = _FailOnce(monkeypatch)
+    version, failures = 0, 0
+    for step in range(30):
+        for _ in range(rng.randint(1, 4)):
+            kind, make = rng.choice(universe)
+            body = make(rng)
+            key = key_of(body)
+            if key in state[kind] and rng.random() < 0.3:
+                informers[kind]._apply("DELETED", state[kind].pop(key))
+                continue
+            version += 1
+            body["metadata"]["resourceVersion"] = str(version)
+            informers[kind]._apply("MODIFIED" if key in state[kind] else "ADDED", body)
+            state[kind][key] = body
+        if rng.random() < 0.05:  # a 410 Gone: one informer lists everything again
+            rng.choice(list(informers.values()))._relist()
+        if step % 7 == 3:
+            fail.armed = True
+            assert not view.rebuild_once()  # the previous view stays, not as healthy
+            failures += 1
+            assert view._builder is None
+            assert all(i._relist_wanted.is_set() for i in informers.values())
+            with pytest.raises(RuntimeError):
+                view._build()  # nothing to start over from until every informer relisted
+            for informer in informers.values():  # what each watch thread does next
+                informer._relist()
+        assert view.rebuild_once()
+        assert _comparable(view.snapshot()) == _comparable(_scratch(state, view._keys))
+    assert view.rebuild_stats().failures == failures > 0

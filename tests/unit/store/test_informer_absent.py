@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from kubemint.store.informer import Informer
+from kubemint.store.informer import Changes, Informer
 
 
 def _missing(*_: Any, **__: Any) -> Any:
@@ -33,7 +33,7 @@ def _run(absent_ok: bool) -> Informer:
 def test_a_missing_optional_resource_is_synced_and_empty() -> None:
     informer = _run(absent_ok=True)
     assert informer.synced.is_set()
-    assert informer.objects() == []
+    assert informer.changes() == Changes(True, {})  # a whole, empty list
     assert informer.stale_for() == 0.0
 
 

@@ -61,10 +61,10 @@ def test_the_list_is_paged_metadata_only_and_reduced_to_namespace_name_and_uid()
     assert [c.get("_continue") for c in pages.calls] == [None, "2", "4"]
     assert all(c["limit"] == 2 for c in pages.calls)
     assert all(c["_headers"] == METADATA_LIST for c in pages.calls)
-    assert sorted(informer.objects(), key=lambda o: o["metadata"]["name"])[0] == {
-        "metadata": {"namespace": "ns", "name": "sa0", "uid": "u0"}
-    }
-    assert len(informer.objects()) == 5
+    listed = informer.changes()
+    assert listed.full
+    assert listed.bodies["ns/sa0"] == {"metadata": {"namespace": "ns", "name": "sa0", "uid": "u0"}}
+    assert len(listed.bodies) == 5
     # The watch asks for single objects' metadata (the list's media type would get no events).
     assert informer._common(METADATA_WATCH)["_headers"] == METADATA_WATCH
 
@@ -79,7 +79,7 @@ def test_only_changes_to_federated_service_accounts_wake_the_rebuild() -> None:
     assert changes == [1]
     informer._apply("DELETED", _sa("tasks", "worker", "u2"))
     assert changes == [1, 1]
-    assert informer.objects() == []
+    assert informer.changes().bodies == {"ci/runner-1": None, "tasks/worker": None}  # deleted
 
 
 def test_federated_names_come_from_every_account_s_kubernetes_federation() -> None:

@@ -1,0 +1,85 @@
+"""What the view keeps per object, now that its pieces are the only copy: a verification record
+is kept as its record, not as the Secret it came in (a Secret a SigningKey may hold keeps its
+body, keyrings read it), and a group of members (client-id claimants, an audience's clients)
+stays right as it grows from a tuple into a set and shrinks back."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+
+from kubemint.api.meta import API_VERSION, KIND_CLIENT, KIND_SIGNING_KEY
+from kubemint.api.records import Generation, StoredKey
+from kubemint.crypto import keys
+from kubemint.store.builder import SMALL_GROUP, SnapshotBuilder, _Groups, full_changes
+from tests.unit.records import SERVER_NAMESPACE, client_record, keys_secret, uid_of
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+KEY = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
+
+
+def _client(name: str) -> dict[str, object]:
+    meta = {"namespace": "a", "name": name, "uid": uid_of(KIND_CLIENT, "a", name)}
+    return {"metadata": meta | {"resourceVersion": "1"}, "spec": {"audiences": ["https://x"]}}
+
+
+def test_a_record_secret_is_kept_as_its_record_and_a_keys_secret_as_its_body() -> None:
+    record = client_record("a", "c1", secrets=(Generation("d" * 64, NOW),))
+    controlled = copy.deepcopy(client_record("a", "c2"))
+    controlled["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND_SIGNING_KEY,
+            "name": "x",
+            "uid": "u",
+            "controller": True,
+        }
+    ]
+    signing = keys_secret("default", [KEY])
+    key = {
+        "metadata": {
+            "namespace": SERVER_NAMESPACE,
+            "name": "default",
+            "uid": uid_of(KIND_SIGNING_KEY, SERVER_NAMESPACE, "default"),
+        },
+        "spec": {"algorithm": "ES256"},
+    }
+    builder = SnapshotBuilder(SERVER_NAMESPACE)
+    builder.apply("secrets", full_changes([record, controlled, signing]))
+    builder.apply("clients", full_changes([_client("c1"), _client("c2")]))
+    builder.apply("keys", full_changes([key]))
+    snapshot = builder.snapshot()
+
+    pieces = {k: e.piece for k, e in builder._secrets.entries.items()}
+    by_name = {k.partition("/")[2]: p for k, p in pieces.items() if p is not None}
+    assert by_name[record["metadata"]["name"]].body is None  # the record alone
+    assert by_name[record["metadata"]["name"]].record is not None
+    assert by_name[controlled["metadata"]["name"]].body is controlled  # a SigningKey may hold it
+    assert by_name[signing["metadata"]["name"]].body is signing
+    assert set(builder._secret_bodies) == {
+        controlled["metadata"]["name"],
+        signing["metadata"]["name"],
+    }
+    # … and what the view decides with them is unchanged: the record joins its client, the
+    # keys Secret makes the ring.
+    assert [g.sha256 for g in snapshot.clients["a.c1"].secrets] == ["d" * 64]
+    assert snapshot.keys["default"].active_kid == KEY.material.kid
+
+
+def test_a_group_grows_into_a_set_and_shrinks_back_without_losing_a_member() -> None:
+    groups: _Groups[str, int] = _Groups()
+    many = range(SMALL_GROUP + 5)
+    for member in many:
+        groups.move(member, (), ["g"])
+        groups.move(member, (), ["g"])  # twice: still one member
+    assert isinstance(groups.members["g"], set)
+    assert sorted(groups.members["g"]) == list(many)
+    for member in many:
+        if member % 2:
+            groups.move(member, ["g"], ())
+    assert sorted(groups.members["g"]) == [m for m in many if not m % 2]
+    for member in many:
+        groups.move(member, ["g"], ["h"] if member < 2 else ())
+    assert "g" not in groups.members
+    assert groups.members["h"] == (0, 1)  # a tuple again: small groups cost 48 bytes
+    assert groups.take() == {"g", "h"}
