@@ -21,6 +21,7 @@ from kubemint.controller.leader import (
     LeaseSettings,
     run_as_leader,
 )
+from kubemint.controller.memory import release_memory
 from kubemint.controller.runtime import Runtime
 from kubemint.controller.setup import build_registry
 
@@ -67,8 +68,10 @@ async def lead(settings: OperatorSettings, work: Work) -> None:
                 return
             except LeadershipLost as exc:
                 # Stepped down (e.g. the API server was away longer than the renew
-                # deadline): stand by and compete for the lease again.
+                # deadline): stand by and compete for the lease again, without the last
+                # term's memory (see kubemint.controller.memory).
                 log.warning("%s; standing by", exc)
+                release_memory()
     finally:
         api_client.close()  # type: ignore[no-untyped-call]
 
