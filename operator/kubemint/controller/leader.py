@@ -169,6 +169,7 @@ class LeaderElector:
         self._last_holder: str | None = None  # to log "standing by" only when the holder changes
         # A hung request must not outlive the renewal it belongs to.
         self._request_timeout = max(1.0, settings.renew_interval)
+        self._lease: Any = None  # the Lease as we last wrote it: a renewal writes it again
         self.renewals = 0
         """Successful renewals so far (a count for tests and benchmarks)."""
 
@@ -307,8 +308,14 @@ class LeaderElector:
         return self._replace(lease)
 
     def _try_renew(self, deadline: float) -> bool:
-        """One renewal: read, check we still hold it, write; both calls done by `deadline`
-        (time.monotonic()), else TimeoutError."""
+        """One renewal, done by `deadline` (time.monotonic()) or TimeoutError. It writes the
+        Lease as we last wrote it, one request where a read-then-write took two (on a busy
+        API server each can take seconds); the resourceVersion it carries makes the write
+        fail (409) if anyone changed the Lease since, and then it reads and looks again."""
+        if self._lease is not None:
+            self._stamp(self._lease, datetime.now(UTC), take_over=False)
+            if self._replace(self._lease, deadline):
+                return True
         lease = self._read(deadline)
         if lease is None:
             raise self._lost("the Lease was deleted")
@@ -316,7 +323,7 @@ class LeaderElector:
         if holder != self.settings.identity:
             raise self._lost(f"it is now held by {holder or 'nobody'}")
         self._stamp(lease, datetime.now(UTC), take_over=False)
-        return self._replace(lease, deadline)  # on 409, re-read and look again
+        return self._replace(lease, deadline)  # on 409, try again from a fresh read
 
     def _try_release(self) -> bool:
         lease = self._read()
@@ -358,7 +365,9 @@ class LeaderElector:
         total timeout, or `_request_timeout` without one. Blocking: call it off the loop."""
         timeout = self._request_timeout
         if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
+            # All the time there is: a slow answer that comes before the deadline still
+            # renews, where a shorter timeout would give up on it and lose the lease.
+            timeout = deadline - time.monotonic()
             if timeout <= 0:
                 raise TimeoutError(f"no time left for a request on lease {self.where}")
         return method(*args, _request_timeout=timeout)
@@ -390,7 +399,7 @@ class LeaderElector:
             ),
         )
         try:
-            self._call(
+            self._lease = self._call(
                 self.api.create_namespaced_lease, self.settings.namespace, body, deadline=None
             )
         except k8s.ApiException as exc:
@@ -402,8 +411,9 @@ class LeaderElector:
     def _replace(self, lease: Any, deadline: float | None = None) -> bool:
         """Write `lease` back; False if it changed since it was read (409) or is gone (404)."""
         # `lease` still carries the resourceVersion we read: this is the optimistic lock.
+        self._lease = None  # unless this write lands, what we last wrote is stale
         try:
-            self._call(
+            written = self._call(
                 self.api.replace_namespaced_lease,
                 self.settings.name,
                 self.settings.namespace,
@@ -415,6 +425,7 @@ class LeaderElector:
                 _log.debug("lease %s changed under us (HTTP %s)", self.where, exc.status)
                 return False
             raise
+        self._lease = written
         return True
 
     # -- logging -----------------------------------------------------------------------------
