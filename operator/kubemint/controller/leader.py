@@ -75,9 +75,10 @@ class LeaseSettings:
     lease_duration: float = 15.0
     """Seconds a standby waits after the last renewal before taking the lease over, and seconds
     the leader keeps going without a successful renewal before it gives up."""
-    renew_interval: float = 5.0
-    """Seconds between the leader's renewals; well below `lease_duration` so that a failed
-    renewal or two can be retried before the lease expires."""
+    renew_interval: float = 2.0
+    """Seconds between the leader's renewals (client-go's retry period): five chances within
+    the renew deadline, so that a renewal or two delayed or failed by a busy process or API
+    server still leave time to retry before the lease expires."""
     retry_interval: float = 2.0
     """Seconds between a standby's attempts to acquire, and between retries of failed calls."""
 
@@ -168,7 +169,7 @@ class LeaderElector:
         self._last_problem: str | None = None  # to log a recurring failure only once
         self._last_holder: str | None = None  # to log "standing by" only when the holder changes
         # A hung request must not outlive the renewal it belongs to.
-        self._request_timeout = max(1.0, settings.renew_interval)
+        self._request_timeout = max(1.0, settings.renew_deadline / 2)
         self._lease: Any = None  # the Lease as we last wrote it: a renewal writes it again
         self.renewals = 0
         """Successful renewals so far (a count for tests and benchmarks)."""
@@ -237,16 +238,19 @@ class LeaderElector:
 
     def _renew_until(self, stop: threading.Event) -> LeadershipLost | None:
         """The renewal loop, on its own thread: None once `stop` is set, else how the lease
-        was lost. Each attempt (a read and a write) must finish by the renew deadline."""
+        was lost. Each attempt must finish by the renew deadline."""
         settings = self.settings
         delay = settings.renew_interval
         while True:
             deadline = self._renewed_at + settings.renew_deadline
-            if stop.wait(max(0.0, min(delay, deadline - time.monotonic()))):
+            asleep = time.monotonic()
+            pause = max(0.0, min(delay, deadline - asleep))
+            if stop.wait(pause):
                 return None
-            if deadline - time.monotonic() <= 0:
-                return self._lost(f"not renewed for {settings.renew_deadline:g}s")
             started = time.monotonic()
+            late = started - asleep - pause
+            if deadline - started <= 0:
+                return self._lost(f"not renewed for {settings.renew_deadline:g}s")
             try:
                 renewed = self._try_renew(deadline)
             except LeadershipLost as exc:
@@ -254,6 +258,16 @@ class LeaderElector:
             except _TRANSIENT as exc:  # includes TimeoutError from the deadline
                 self._problem("renew", exc)
                 renewed = False
+            took = time.monotonic() - started
+            if max(late, took) > settings.renew_interval:
+                # Starved of CPU (or of the GIL), or a slow API server: say which.
+                _log.warning(
+                    "renewal of lease %s %s after %.1fs (woke %.1fs late)",
+                    self.where,
+                    "succeeded" if renewed else "failed",
+                    took,
+                    late,
+                )
             if renewed:
                 self._renewed_at, self._last_problem = started, None
                 self.renewals += 1
