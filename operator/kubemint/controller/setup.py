@@ -11,6 +11,7 @@ import kopf
 from kubemint.api.meta import FINALIZER
 from kubemint.controller.handlers import (
     accessrules,
+    clientindex,
     oauth2clients,
     serviceaccounts,
     signingkeys,
@@ -52,6 +53,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     handler in a thread pool, a round trip through a thread per index per event of every
     object (tens of thousands at 10,000 clients), which cost more than the indexing."""
     registry = kopf.OperatorRegistry()
+    clientindex.register(registry)
     for module in (signingkeys, oauth2clients, serviceaccounts, accessrules, trustedissuers):
         module.register(registry, runtime)
 
