@@ -83,5 +83,6 @@ def keep_fresh(
                 elif failures:
                     log.info("%s refreshed again after %d failed attempts", path, failures)
                 failures = 0
-                due = source.refresh_at
+                # At least a second apart, even for a token whose margin is its whole life.
+                due = max(source.refresh_at, source.clock() + 1.0)
         stop.wait(max(0.05, min(poll, due - source.clock())))
