@@ -8,12 +8,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup binaries helm lint typecheck unit integration test run bench bench-operator clean docs nginx
+.PHONY: help setup binaries node-binaries helm lint typecheck unit integration node-test test run run-node bench bench-operator clean docs nginx
 
 help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
 	@echo "make run     set everything up and start 'kubemint dev up' (local control plane)"
+	@echo "make run-node  the same with a real node (kubemint dev up --node; root): pods run"
 	@echo "make unit    unit tests only (no control plane)"
+	@echo "make node-test  the node tier only (tests/node: a real single-node cluster; root)"
 	@echo "make bench   all benchmarks (bench-operator, bench-token, bench-revocation); medians"
 	@echo "make bench-operator  time until 1,000 OAuth2Clients are Ready, operator peak RSS"
 	@echo "             (options: BENCH_ARGS='--clients N --rounds R …', see --help)"
@@ -25,6 +27,8 @@ help:
 	@echo "             token p99 under churn, RSS per client, API requests at rest), then"
 	@echo "             bench-operator at 10,000 clients (SCALE_BENCH_ARGS='--clients 2000 …',"
 	@echo "             SCALE_OPERATOR_ARGS='--clients 2000 …'; see python -m bench.scale_bench --help)"
+	@echo "make image   build the kubemint image (Dockerfile, buildah, no registry) into an OCI"
+	@echo "             archive in ~/.cache/kubemint/images; prints its path and reference"
 	@echo "make docs    regenerate docs/crd-reference.md from crds/*.yaml"
 	@echo "make lint | typecheck | binaries | clean"
 
@@ -41,6 +45,13 @@ setup: $(STAMP)
 # ~/.cache/kubemint (minutes the first time, instant afterwards).
 binaries: setup
 	$(BIN)/python -m kubemint.devcluster
+
+# The node tier's binaries (kubelet, kube-proxy, kube-scheduler, containerd, CoreDNS), built
+# once from tests/node/*/go.mod into ~/.cache/kubemint/node, and its images (pause, CoreDNS,
+# busybox) as OCI archives. `make node-test` and `make run-node` do this themselves.
+node-binaries: binaries
+	$(BIN)/python -c "from kubemint.devcluster.node.binaries import resolve_node_binaries as r; \
+	  from kubemint.devcluster.node.images import node_images as i; print(i(r()))"
 
 # helm for the chart tests: $HELM if set, else built once from tests/envtest/helm.
 helm: setup
@@ -71,11 +82,20 @@ unit: setup
 integration: binaries nginx
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: binaries helm lint typecheck nginx
+# The node tier (tests/node): a real single-node cluster in namespaces of its own. Needs root
+# (namespaces, mounts, cgroups); installs runc, containernetworking-plugins, nftables and
+# iptables with apt-get when missing.
+node-test: node-binaries
+	$(BIN)/pytest tests/node $(PYTEST_ARGS)
+
+test: binaries node-binaries helm lint typecheck nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries
 	$(BIN)/kubemint dev up
+
+run-node: node-binaries
+	$(BIN)/kubemint dev up --node
 
 # Measurements, not tests: they exit 0 when a target is missed and 1 only when a run failed.
 bench: bench-operator
@@ -130,7 +150,15 @@ bench-scale: binaries
 IMAGE_PYTHON ?= python3.11
 IMAGE_LOCK := requirements/image.txt
 IMAGE_LOCK_ARGS ?=
-.PHONY: image-lock image-check
+.PHONY: image image-lock image-check
+
+# The image itself, without Docker or a registry (kubemint.devcluster.image): a Debian base made
+# by mmdebstrap, then `buildah bud --isolation chroot` of the unchanged Dockerfile on it, pushed to
+# an OCI archive named docker.io/kubemint/kubemint:<appVersion> (what the chart runs) in
+# ~/.cache/kubemint/images. Installs mmdebstrap and buildah with apt-get when missing (as root).
+# Cached by content: rebuilt only when the Dockerfile, the lock or the source change.
+image: setup
+	$(BIN)/python -m kubemint.devcluster.image
 
 image-lock:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \

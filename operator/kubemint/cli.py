@@ -120,8 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
             "kubemint CRDs, create the kubemint-system namespace with a default SigningKey, "
             "run the kubemint operator and token server, print KUBECONFIG=<path>, "
             "ISSUER=<url> and TOKEN_URL=<url> on their own lines once tokens can be issued, "
-            "and run until interrupted (Ctrl-C or SIGTERM); then stop everything it started."
+            "and run until interrupted (Ctrl-C or SIGTERM); then stop everything it started. "
+            "With --node: a real single-node cluster instead (containerd, kubelet, kube-proxy, "
+            "kube-scheduler, CNI, CoreDNS and the control plane inside namespaces of their own; "
+            "run as root), with the CRDs installed; it prints KUBECONFIG=<path>, NODE=<name>, "
+            "STATE_DIR=<dir> and how to import an OCI image archive into the node."
         ),
+    )
+    up.add_argument(
+        "--node",
+        action="store_true",
+        help="a real node that runs pods (kubemint.devcluster.node) instead of host processes",
     )
     up.add_argument(
         "--crds", type=Path, default=None, help="CRD directory (default: the checkout's crds/)"
@@ -239,6 +248,8 @@ def _token_server(_: argparse.Namespace) -> int:
 
 
 def _dev_up(args: argparse.Namespace) -> int:
+    if args.node:
+        return _dev_up_node(args)
     from kubemint.devcluster import ControlPlane, ControlPlaneError, layout, resolve_binaries
     from kubemint.devcluster.binaries import BinariesError
     from kubemint.devcluster.components import (
@@ -297,6 +308,46 @@ def _dev_up(args: argparse.Namespace) -> int:
         print("kubemint: stopped", file=sys.stderr)
         return 0
     except (BinariesError, ControlPlaneError) as exc:
+        print(f"kubemint: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dev_up_node(args: argparse.Namespace) -> int:
+    from kubemint.devcluster import ControlPlaneError, layout
+    from kubemint.devcluster.binaries import BinariesError
+    from kubemint.devcluster.node import NodeCluster
+    from kubemint.devcluster.node.packages import PackagesError
+    from kubemint.devcluster.node.sandbox import SandboxError
+
+    _interrupt_on(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    try:
+        with NodeCluster(crd_paths=[args.crds or layout.crds_dir()]) as node:
+            timings = ", ".join(f"{k} {v:.1f}s" for k, v in node.timings.items())
+            print(f"kubemint: node {node.node_name} Ready ({timings})", file=sys.stderr)
+            ctr = f"{node.binaries.ctr} -n k8s.io images import - < IMAGE.oci.tar"
+            print(
+                f"kubemint: kubectl --kubeconfig={node.kubeconfig} get pods -A\n"
+                f"kubemint: import an OCI archive (pods use it with imagePullPolicy: Never):\n"
+                f"  nsenter --target={node.sandbox_pid} --mount --net --pid -- {ctr}\n"
+                f"kubemint: logs in {node.state_dir}; Ctrl-C stops and removes everything",
+                file=sys.stderr,
+            )
+            print(f"KUBECONFIG={node.kubeconfig}", flush=True)
+            print(f"NODE={node.node_name}", flush=True)
+            print(f"STATE_DIR={node.state_dir}", flush=True)
+            while True:
+                time.sleep(1)
+                dead = [p for p in node.processes if not p.alive()]
+                if dead:
+                    print(
+                        f"kubemint: {dead[0].name} exited:\n{dead[0].log_tail()}",
+                        file=sys.stderr,
+                    )
+                    return 1
+    except KeyboardInterrupt:
+        print("kubemint: stopped", file=sys.stderr)
+        return 0
+    except (BinariesError, ControlPlaneError, PackagesError, SandboxError) as exc:
         print(f"kubemint: {exc}", file=sys.stderr)
         return 1
 

@@ -61,17 +61,30 @@ class Binaries:
         return self.kube_apiserver.parent
 
 
+def required_version(go_mod: Path, module: str) -> str:
+    """The version of `module` a wrapper module's go.mod requires."""
+    text = go_mod.read_text()
+    match = re.search(rf"^\s*{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
+    if not match:
+        raise BinariesError(f"{go_mod} does not require {module}")
+    return match.group(1)
+
+
 def read_versions(go_mod: Path) -> Versions:
     """The Kubernetes and etcd versions the wrapper module requires."""
-    text = go_mod.read_text()
+    return Versions(
+        kubernetes=required_version(go_mod, KUBERNETES_MODULE),
+        etcd=required_version(go_mod, ETCD_MODULE),
+    )
 
-    def required(module: str) -> str:
-        match = re.search(rf"^\s*{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
-        if not match:
-            raise BinariesError(f"{go_mod} does not require {module}")
-        return match.group(1)
 
-    return Versions(kubernetes=required(KUBERNETES_MODULE), etcd=required(ETCD_MODULE))
+def module_digest(module_dir: Path, extra: Sequence[str] = ()) -> str:
+    """A short digest of a wrapper module's go.mod and go.sum (and any `extra` files in it)."""
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", *extra):
+        digest.update(name.encode() + b"\0")
+        digest.update((module_dir / name).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def cache_key(module_dir: Path) -> str:
@@ -126,7 +139,9 @@ def resolve_binaries(*, build: bool = True, log: bool = True) -> Binaries:
 def _build(module_dir: Path, target: Path, *, log: bool) -> Binaries:
     versions = read_versions(module_dir / "go.mod")
     programs = [
-        GoProgram(name, PACKAGES[name], _ldflags(name, versions), _version_of(name, versions))
+        GoProgram(
+            name, PACKAGES[name], kubernetes_ldflags(name, versions), _version_of(name, versions)
+        )
         for name in NAMES
     ]
     build_programs(
@@ -149,6 +164,7 @@ class GoProgram:
     package: str
     ldflags: str
     version: str
+    tags: tuple[str, ...] = ()  # go build -tags
 
 
 def build_programs(
@@ -184,6 +200,7 @@ def build_programs(
                 "-buildvcs=false",
                 "-ldflags",
                 program.ldflags,
+                *(["-tags", ",".join(program.tags)] if program.tags else []),
                 "-o",
                 str(staging / program.name),
                 program.package,
@@ -204,7 +221,7 @@ def build_programs(
         )
 
 
-def _ldflags(name: str, versions: Versions) -> str:
+def kubernetes_ldflags(name: str, versions: Versions) -> str:
     """Strip debug info and stamp the version `kubectl version` and /version report."""
     flags = ["-s", "-w"]
     if name != "etcd":

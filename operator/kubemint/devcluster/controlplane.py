@@ -68,13 +68,14 @@ class ControlPlane:
         crd_paths: Sequence[Path] = (),
         controller_manager: bool = True,
         start_timeout: float = 90.0,
+        workdir: Path | None = None,
     ) -> None:
         self.binaries = binaries
         self.crd_paths = list(crd_paths)
         self.controller_manager = controller_manager
         self.start_timeout = start_timeout
         self.timings: dict[str, float] = {}
-        self.workdir = _make_workdir()
+        self.workdir = workdir or _make_workdir()
         self.pki: ControlPlanePKI | None = None
         self.api_port = 0
         self._processes: list[ManagedProcess] = []
@@ -131,7 +132,7 @@ class ControlPlane:
     def start(self) -> None:
         begin = time.monotonic()
         try:
-            self.pki = create_pki(self.workdir / "pki")
+            self.pki = self._create_pki()
             self._start_etcd()
             self._start_apiserver()
             self._write_kubeconfig()
@@ -139,7 +140,7 @@ class ControlPlane:
             if self.crd_paths:
                 self.install_crds(self.crd_paths)
             if self.controller_manager:
-                self._start_controller_manager()
+                self._start_controllers()
         except BaseException:
             self.stop()
             raise
@@ -211,9 +212,69 @@ class ControlPlane:
 
     # -- processes ---------------------------------------------------------------------------
 
+    # -- hooks: where the processes run and how they are configured (node/controlplane.py
+    # runs the same processes inside the node's sandbox) --------------------------------------
+
+    def _create_pki(self) -> ControlPlanePKI:
+        return create_pki(self.workdir / "pki")
+
+    def _command(self, argv: list[str]) -> list[str]:
+        """The command line that runs `argv` where the control plane lives (here: as it is)."""
+        return argv
+
+    def _process_env(self) -> dict[str, str] | None:
+        return None
+
+    def _etcd_ports(self) -> tuple[int, int]:
+        """etcd's client and peer ports where it listens."""
+        return free_port(), free_port()
+
+    def _apiserver_port(self) -> int:
+        """kube-apiserver's secure port where it listens (`server` is how we reach it)."""
+        return free_port()
+
+    def _apiserver_network_flags(self) -> list[str]:
+        # Loopback needs both: 1.37 validates the advertise address unless the
+        # endpoint reconciler is off (CONTROL-PLANE.md §7.4).
+        return [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+        ]
+
+    def _apiserver_policy_flags(self) -> list[str]:
+        return [
+            "--authorization-mode=RBAC",
+            # No pods run here; without the SA controller the admission plugin would
+            # reject objects for lack of a `default` ServiceAccount.
+            "--disable-admission-plugins=ServiceAccount",
+        ]
+
+    def _service_account_flags(self) -> list[str]:
+        return [
+            f"--service-account-issuer={self.issuer}",
+            f"--service-account-jwks-uri={self.issuer}/openid/v1/jwks",
+        ]
+
+    def _controller_manager_args(self) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            "--controllers=garbage-collector-controller,namespace-controller,"
+            "serviceaccount-controller",
+            "--use-service-account-credentials=false",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--v=0",
+        ]
+
+    def _start_controllers(self) -> None:
+        self._start_controller_manager()
+
+    # -- processes ---------------------------------------------------------------------------
+
     def _start_etcd(self) -> None:
         begin = time.monotonic()
-        client, peer = free_port(), free_port()
+        client, peer = self._etcd_ports()
         self._etcd_url = f"http://127.0.0.1:{client}"
         peer_url = f"http://127.0.0.1:{peer}"
         self._spawn(
@@ -231,38 +292,30 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        self._wait("etcd to be healthy", lambda: _http_ok(self._etcd_url + "/health"))
+        self._wait("etcd to be healthy", lambda: _http_ok(self.etcd_url + "/health"))
         self.timings["etcd"] = time.monotonic() - begin
 
     def _start_apiserver(self) -> None:
         assert self.pki is not None
         begin = time.monotonic()
-        self.api_port = free_port()
+        self.api_port = self._apiserver_port()
         pki = self.pki
         self._spawn(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={self._etcd_url}",
-                "--bind-address=127.0.0.1",
+                *self._apiserver_network_flags(),
                 f"--secure-port={self.api_port}",
-                # Loopback needs both: 1.37 validates the advertise address unless the
-                # endpoint reconciler is off (CONTROL-PLANE.md §7.4).
-                "--advertise-address=127.0.0.1",
-                "--endpoint-reconciler-type=none",
                 f"--cert-dir={self.workdir / 'certs'}",
                 f"--tls-cert-file={pki.serving.cert}",
                 f"--tls-private-key-file={pki.serving.key}",
                 f"--client-ca-file={pki.ca.cert}",
-                "--authorization-mode=RBAC",
+                *self._apiserver_policy_flags(),
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                f"--service-account-issuer={self.issuer}",
-                f"--service-account-jwks-uri={self.issuer}/openid/v1/jwks",
+                *self._service_account_flags(),
                 f"--service-account-key-file={pki.sa_public_key}",
                 f"--service-account-signing-key-file={pki.sa_private_key}",
-                # No pods run here; without the SA controller the admission plugin would
-                # reject objects for lack of a `default` ServiceAccount.
-                "--disable-admission-plugins=ServiceAccount",
                 f"--enable-garbage-collector={str(self.controller_manager).lower()}",
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -276,16 +329,7 @@ class ControlPlane:
         begin = time.monotonic()
         self._spawn(
             "kube-controller-manager",
-            [
-                str(self.binaries.kube_controller_manager),
-                f"--kubeconfig={self.kubeconfig}",
-                "--controllers=garbage-collector-controller,namespace-controller,"
-                "serviceaccount-controller",
-                "--use-service-account-credentials=false",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--v=0",
-            ],
+            [str(self.binaries.kube_controller_manager), *self._controller_manager_args()],
         )
         # The `default` ServiceAccount appearing proves the controllers are running.
         self._wait(
@@ -295,7 +339,9 @@ class ControlPlane:
         self.timings["controller-manager"] = time.monotonic() - begin
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        process = ManagedProcess(name, argv, self.workdir / f"{name}.log")
+        process = ManagedProcess(
+            name, self._command(argv), self.workdir / f"{name}.log", env=self._process_env()
+        )
         self._processes.append(process)
         process.start()
 
@@ -354,7 +400,11 @@ class ControlPlane:
         return path
 
     def _write_kubeconfig(
-        self, path: Path | None = None, user: str = "kubemint-admin", pair: CertPair | None = None
+        self,
+        path: Path | None = None,
+        user: str = "kubemint-admin",
+        pair: CertPair | None = None,
+        server: str | None = None,
     ) -> None:
         assert self.pki is not None
         pair = pair or self.pki.admin
@@ -365,7 +415,7 @@ class ControlPlane:
                 {
                     "name": "kubemint-dev",
                     "cluster": {
-                        "server": self.server,
+                        "server": server or self.server,
                         "certificate-authority-data": _b64(self.pki.ca.cert),
                     },
                 }

@@ -34,3 +34,9 @@ def cache_dir() -> Path:
         return Path(override)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "kubemint"
+
+
+def node_module_dir(name: str) -> Path:
+    """One of the Go wrapper modules of the node tier (`kube`, `containerd`, `coredns`)."""
+    override = os.environ.get("KUBEMINT_NODE_MODULES")
+    return (Path(override) if override else repo_root() / "tests" / "node") / name

@@ -61,12 +61,18 @@ class CertificateAuthority:
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, user))
         return self._issue(stem, x509.Name(attrs), ExtendedKeyUsageOID.CLIENT_AUTH, san=None)
 
-    def issue_serving(self, stem: str) -> CertPair:
+    def issue_serving(
+        self,
+        stem: str,
+        names: Sequence[str] = SERVING_NAMES,
+        ips: Sequence[str] = SERVING_IPS,
+        common_name: str = "kube-apiserver",
+    ) -> CertPair:
         san = x509.SubjectAlternativeName(
-            [x509.DNSName(n) for n in SERVING_NAMES]
-            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVING_IPS]
+            [x509.DNSName(n) for n in names]
+            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         )
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         return self._issue(stem, name, ExtendedKeyUsageOID.SERVER_AUTH, san=san)
 
     def _issue(
@@ -96,8 +102,13 @@ class CertificateAuthority:
         return pair
 
 
-def create_pki(directory: Path) -> ControlPlanePKI:
-    """Everything kube-apiserver and its admin client need, written under `directory`."""
+def create_pki(
+    directory: Path, *, extra_names: Sequence[str] = (), extra_ips: Sequence[str] = ()
+) -> ControlPlanePKI:
+    """Everything kube-apiserver and its admin client need, written under `directory`.
+
+    `extra_names`/`extra_ips` widen the serving certificate (the node tier adds its node IP,
+    the `kubernetes` Service IP and the cluster-domain name pods use)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = CertificateAuthority(directory)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -110,7 +121,9 @@ def create_pki(directory: Path) -> ControlPlanePKI:
     )
     return ControlPlanePKI(
         ca=ca.pair,
-        serving=ca.issue_serving("apiserver"),
+        serving=ca.issue_serving(
+            "apiserver", (*SERVING_NAMES, *extra_names), (*SERVING_IPS, *extra_ips)
+        ),
         admin=ca.issue_client("admin", "kubemint-admin", ["system:masters"]),
         sa_private_key=sa_private,
         sa_public_key=sa_public,

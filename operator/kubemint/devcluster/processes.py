@@ -33,11 +33,13 @@ class ManagedProcess:
         argv: Sequence[str],
         log_path: Path,
         env: Mapping[str, str] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
+        self.pass_fds = tuple(pass_fds)  # e.g. a listening socket handed to a relay
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,6 +59,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
+                pass_fds=self.pass_fds,
                 preexec_fn=_die_with_parent,  # children are started from the main thread
             )
 
