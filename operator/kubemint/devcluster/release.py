@@ -145,7 +145,9 @@ class ChartRelease:
         return path
 
 
-def wait_ready_signing_key(plane: Kubectl, namespace: str = NAMESPACE, timeout: float = 120) -> None:
+def wait_ready_signing_key(
+    plane: Kubectl, namespace: str = NAMESPACE, timeout: float = 120
+) -> None:
     plane.kubectl(
         "wait",
         "--for=condition=Ready",

@@ -32,7 +32,7 @@ def container(name: str, command: list[str], *mounts: dict[str, Any]) -> dict[st
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "securityContext": SECURITY,
         "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],  # noqa: S108
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],
     }
 
 

@@ -20,8 +20,8 @@ def test_the_operator_and_token_server_pods_run_ready_and_hardened(installed: In
     release, plane = installed.release, installed.plane
     servers = release.pods("token-server")
     operators = release.pods("operator")
-    assert len(servers) == 2 and all(_ready(p) for p in servers), release.describe()
-    assert len(operators) == 2 and all(_ready(p) for p in operators), release.describe()
+    assert [_ready(p) for p in servers] == [True, True], release.describe()
+    assert [_ready(p) for p in operators] == [True, True], release.describe()
     for pod in servers + operators:
         name = pod["metadata"]["name"]
         probe = pods.exec_in(

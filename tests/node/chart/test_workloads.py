@@ -73,8 +73,17 @@ def test_a_rotated_client_secret_reaches_the_pod_and_no_token_request_fails(
     _client(installed, workspace, "app", secret={"rotateEvery": "45s", "overlap": f"{OVERLAP}s"})
     sidecar = pods.container(
         "token",
-        ["kubemint", "token", "--credentials", "/creds", "--scope", "read"]
-        + ["--watch", "--out", "/tokens/token"],
+        [
+            "kubemint",
+            "token",
+            "--credentials",
+            "/creds",
+            "--scope",
+            "read",
+            "--watch",
+            "--out",
+            "/tokens/token",
+        ],
         CREDENTIALS_MOUNT,
         {"name": "tokens", "mountPath": "/tokens"},
     )
@@ -192,9 +201,23 @@ def test_a_pod_with_only_a_projected_service_account_token_gets_tokens(
     token_file = "/var/run/secrets/kubemint/token"
     app = pods.container(
         "app",
-        ["python", "/work/workload.py", "tokens", "--projected-token", token_file]
-        + ["--client-id", f"{workspace}.pods", "--token-url", release.issuer + "/oauth2/token"]
-        + ["--verify-issuer", release.issuer, "--audience", audience, "--interval", "1"],
+        [
+            "python",
+            "/work/workload.py",
+            "tokens",
+            "--projected-token",
+            token_file,
+            "--client-id",
+            f"{workspace}.pods",
+            "--token-url",
+            release.issuer + "/oauth2/token",
+            "--verify-issuer",
+            release.issuer,
+            "--audience",
+            audience,
+            "--interval",
+            "1",
+        ],
         {"name": "kubemint-token", "mountPath": "/var/run/secrets/kubemint", "readOnly": True},
         pods.WORKLOAD_MOUNT,
     )
@@ -238,8 +261,19 @@ def test_a_resource_server_pod_verifies_through_a_signing_key_rotation(
     audience = _client(installed, workspace, "caller")
     app = pods.container(
         "app",
-        ["python", "/work/workload.py", "tokens", "--credentials", "/creds"]
-        + ["--verify-issuer", release.issuer, "--audience", audience, "--interval", "0.2"],
+        [
+            "python",
+            "/work/workload.py",
+            "tokens",
+            "--credentials",
+            "/creds",
+            "--verify-issuer",
+            release.issuer,
+            "--audience",
+            audience,
+            "--interval",
+            "0.2",
+        ],
         CREDENTIALS_MOUNT,
         pods.WORKLOAD_MOUNT,
     )
@@ -277,7 +311,8 @@ def test_a_resource_server_pod_verifies_through_a_signing_key_rotation(
     time.sleep(3)  # and it goes on
     status = pods.last_status(plane, workspace, "verifier", "app")
     assert status["failed"] == 0, status["errors"]
-    assert active in status["kids"] and new in status["kids"]
+    assert active in status["kids"]
+    assert new in status["kids"]
     assert status["verified"] > before["verified"]
 
 

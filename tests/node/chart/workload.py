@@ -65,7 +65,7 @@ def main() -> int:
                 verifier.verify(token)
                 verified += 1
                 kids.add(_kid(token))
-        except Exception as exc:  # noqa: BLE001 — every failure is counted and reported
+        except Exception as exc:  # every failure is counted and reported
             failed += 1
             errors.append(f"{time.time():.1f} {type(exc).__name__}: {exc}"[:300])
         now = time.time()
