@@ -76,7 +76,7 @@ class ChartRelease:
             raise ReleaseError(f"helm {' '.join(args)} failed:\n{result.stderr.strip()}")
         return result
 
-    def install(self, values: Mapping[str, Any], *, timeout: float = 300.0) -> None:
+    def install(self, values: Mapping[str, Any], *, timeout: float = 240.0) -> None:
         """`helm install --wait`: returns once every Deployment of the release is available.
         The CRDs are the cluster's already (the node installs crds/, the chart's copy is
         byte-identical), so helm leaves them alone."""

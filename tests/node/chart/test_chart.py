@@ -24,6 +24,8 @@ def test_the_operator_and_token_server_pods_run_ready_and_hardened(installed: In
     assert [_ready(p) for p in operators] == [True, True], release.describe()
     for pod in servers + operators:
         name = pod["metadata"]["name"]
+        restarts = [c["restartCount"] for c in pod["status"]["containerStatuses"]]
+        assert restarts == [0], (name, restarts)  # probes and the image's user hold from the start
         probe = pods.exec_in(
             plane,
             release.namespace,
