@@ -93,6 +93,11 @@ def test_the_readme_quick_start_works_from_inside_a_pod(installed: Installed) ->
         assert claims["iss"] == installed.release.issuer
     finally:
         plane.kubectl("delete", "pod", "-n", "tasks", "quickstart", "--wait=false", check=False)
+        # The calendar scenario (test_calendar.py) applies its own task-service client and
+        # rules in the same namespaces: leave them (and the shared SigningKey) to it.
+        quickstart = repo_root() / "examples" / "quickstart"
+        for step in ("20-task-service-client.yaml", "30-calendar-access-rule.yaml"):
+            plane.kubectl("delete", "-f", str(quickstart / step), "--wait=false", check=False)
 
 
 def test_every_call_the_release_makes_is_allowed_by_the_chart_s_rbac(installed: Installed) -> None:
