@@ -25,12 +25,19 @@ class NodeTraces:
 
 
 def record(state_dir: Path, cgroup_name: str, sandbox_pid: int) -> NodeTraces:
+    """Every process in the sandbox's PID namespace and their descendants (containers run in
+    PID namespaces of their own, children of the sandbox's), with their network namespaces."""
     traces = NodeTraces(state_dir, cgroup_name, os.readlink(f"/proc/{sandbox_pid}/ns/pid"))
-    for pid, links in _namespaces().items():
-        if links.get("pid") == traces.pid_namespace:
-            traces.host_pids.add(pid)
-            if "net" in links:
-                traces.net_namespaces.add(links["net"])
+    namespaces = _namespaces()
+    parents = _parents()
+    inside = {pid for pid, links in namespaces.items() if links.get("pid") == traces.pid_namespace}
+    grew = True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in inside} - inside
+        inside |= more
+        grew = bool(more)
+    traces.host_pids = inside
+    traces.net_namespaces = {namespaces[p]["net"] for p in inside if "net" in namespaces.get(p, {})}
     return traces
 
 
@@ -54,6 +61,14 @@ def leftovers(traces: NodeTraces) -> list[str]:
     if traces.state_dir.exists():
         left.append(f"state dir {traces.state_dir}")
     return left
+
+
+def _parents() -> dict[int, int]:
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
+    return out
 
 
 def _namespaces() -> dict[int, dict[str, str]]:

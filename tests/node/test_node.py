@@ -10,7 +10,10 @@ import uuid
 
 import pytest
 
+from kubemint.devcluster import layout
+from kubemint.devcluster.binaries import KUBERNETES_MODULE, required_version
 from kubemint.devcluster.node import NodeCluster
+from kubemint.devcluster.node.binaries import CONTAINERD_MODULE
 from kubemint.devcluster.node.kubelet import SYNC_FREQUENCY
 
 
@@ -22,8 +25,12 @@ def test_node_is_ready(node_cluster: NodeCluster) -> None:
     assert conditions["Ready"] == "True"
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
     assert addresses["InternalIP"] == node_cluster.node_ip
-    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.37.2"
-    assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://v2.4.2"
+    # The versions pinned by the wrapper modules (tests/node/*/go.mod) are the ones running.
+    info = node["status"]["nodeInfo"]
+    kube = required_version(layout.node_module_dir("kube") / "go.mod", KUBERNETES_MODULE)
+    ctd = required_version(layout.node_module_dir("containerd") / "go.mod", CONTAINERD_MODULE)
+    assert info["kubeletVersion"] == kube
+    assert info["containerRuntimeVersion"] == f"containerd://{ctd.removeprefix('v')}"
 
 
 def _claims(token: str) -> dict[str, object]:
@@ -134,11 +141,14 @@ spec:
 """)
     node_cluster.wait_for_pod(node_namespace, "web")
     fqdn = f"web.{node_namespace}.svc.{node_cluster.cluster_domain}"
+    # busybox-static's wget crashes (static glibc NSS); nc resolves through the pod's
+    # resolv.conf (cluster DNS, search path) like any client and speaks the HTTP by hand.
+    get = r"printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 5"
     fetch = " && ".join(
         [
             f"nslookup {fqdn}",
-            f"wget -q -T 5 -O- http://{fqdn}/index.html",
-            "wget -q -T 5 -O- http://web/index.html",  # the short name, through the search path
+            f"{get} {fqdn} 80",
+            f"{get} web 80",  # the short name, through the search path
         ]
     )
     node_cluster.apply(f"""\

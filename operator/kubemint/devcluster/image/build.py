@@ -72,12 +72,31 @@ def build_image(*, repo: Path | None = None, log: bool = True) -> KubemintImage:
     base = base_reference()
     build_args = {"PYTHON_IMAGE": base}
     content = key.kubemint_key(repo, base=base, build_args=build_args, reference=reference)
-    target = images_dir() / "kubemint" / content[:24]
-    cached = _complete(target)
+    cached = _complete(images_dir() / "kubemint" / content[:24])
     if cached:
         return cached
     with _lock(images_dir() / "build.lock"):
-        return _complete(target) or _build(repo, target, reference, build_args, log=log)
+        images_dir().mkdir(parents=True, exist_ok=True)
+        context = Path(tempfile.mkdtemp(prefix="context.", dir=images_dir()))
+        try:
+            # Build from a snapshot of the context, keyed by the snapshot: an edit during the
+            # build cannot make an entry whose content and key disagree.
+            _snapshot(repo, context)
+            content = key.kubemint_key(
+                context, base=base, build_args=build_args, reference=reference
+            )
+            target = images_dir() / "kubemint" / content[:24]
+            return _complete(target) or _build(context, target, reference, build_args, log=log)
+        finally:
+            shutil.rmtree(context, ignore_errors=True)
+
+
+def _snapshot(repo: Path, context: Path) -> None:
+    """Copy the files that reach the image (key.context_files) into `context`."""
+    for path in key.context_files(repo):
+        copy = context / path.relative_to(repo)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy)
 
 
 def _build(
@@ -95,7 +114,7 @@ def _build(
     if HOST_CA_BUNDLE.is_file():
         command += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
     if log:
-        print(f"kubemint: buildah bud {repo / 'Dockerfile'} on {base}…", file=sys.stderr)
+        print(f"kubemint: buildah bud the Dockerfile on {base}…", file=sys.stderr)
     store.buildah(*command, "-f", str(repo / "Dockerfile"), "-t", local, str(repo))
     built = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)

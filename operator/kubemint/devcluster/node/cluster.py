@@ -14,6 +14,7 @@ stops the host-side processes, removes the cgroup trees and the state directory.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from kubemint.devcluster.controlplane import SERVICE_CIDR, ControlPlaneError
 from kubemint.devcluster.node import cgroups, cni, containerd, coredns, kubelet, packages
@@ -161,25 +163,32 @@ class NodeCluster:
     def wait_for_pod(
         self, namespace: str, name: str, *, phase: str | None = None, timeout: float = 120.0
     ) -> None:
-        """Until the pod is Ready (or, with `phase`, in that phase, e.g. Succeeded); on timeout
-        raise with the pod's status and events."""
-        condition = f"jsonpath={{.status.phase}}={phase}" if phase else "condition=Ready"
-        result = self.plane.kubectl(
-            "-n",
-            namespace,
-            "wait",
-            f"--for={condition}",
-            f"pod/{name}",
-            f"--timeout={timeout:.0f}s",
-            check=False,
-            timeout=timeout + 30,
-        )
-        if result.returncode != 0:
-            described = self.plane.kubectl("-n", namespace, "describe", "pod", name, check=False)
-            raise NodeError(
-                f"pod {namespace}/{name} not {phase or 'Ready'}: {result.stderr.strip()}\n"
-                + described.stdout[-3000:]
+        """Until the pod is Ready (or, with `phase`, in that phase, e.g. Succeeded). Fails at once
+        when it ends in another phase, and on timeout; with the pod's description either way."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            result = self.plane.kubectl(
+                "-n", namespace, "get", "pod", name, "-o", "json", check=False
             )
+            if result.returncode == 0:
+                status = json.loads(result.stdout).get("status", {})
+                current = status.get("phase")
+                ready = any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in status.get("conditions", [])
+                )
+                if (phase and current == phase) or (not phase and ready):
+                    return
+                if current in ("Succeeded", "Failed") and current != phase:
+                    break
+            time.sleep(0.25)
+        described = self.plane.kubectl("-n", namespace, "describe", "pod", name, check=False)
+        logs = self.plane.kubectl("-n", namespace, "logs", name, "--all-containers", check=False)
+        raise NodeError(
+            f"pod {namespace}/{name} not {phase or 'Ready'} (phase {status.get('phase')}):\n"
+            f"{described.stdout[-3000:]}\n--- logs\n{logs.stdout[-2000:]}{logs.stderr[-500:]}"
+        )
 
     def wait_for_service_account(self, namespace: str, name: str, timeout: float = 60.0) -> None:
         """ServiceAccount admission rejects pods until the controller created their SA."""
