@@ -56,3 +56,24 @@ def test_the_drain_ends_in_shutdown_after_the_delay() -> None:
     while not server.should_exit and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.should_exit
+
+
+def test_shutdown_settings_are_read_and_bad_values_name_the_variable() -> None:
+    import pytest
+
+    from kubemint.config import ServerSettings
+
+    base = {"KUBEMINT_NAMESPACE": "kubemint-system", "KUBEMINT_ISSUER": "https://k.test"}
+    defaults = ServerSettings.from_env(base)
+    assert (defaults.shutdown_delay, defaults.shutdown_timeout) == (0.0, 20.0)
+    chart = ServerSettings.from_env(
+        base | {"KUBEMINT_SHUTDOWN_DELAY": "5", "KUBEMINT_SHUTDOWN_TIMEOUT": "20"}
+    )
+    assert (chart.shutdown_delay, chart.shutdown_timeout) == (5.0, 20.0)
+    for name, value in (
+        ("KUBEMINT_SHUTDOWN_DELAY", "-1"),
+        ("KUBEMINT_SHUTDOWN_DELAY", "soon"),
+        ("KUBEMINT_SHUTDOWN_TIMEOUT", "0"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            ServerSettings.from_env(base | {name: value})
