@@ -93,13 +93,16 @@ def test_the_standby_operator_takes_over_within_the_lease_when_the_leader_pod_is
         out = plane.kubectl("get", "lease", "-n", release.namespace, lease_name, "-o", "json")
         return str(json.loads(out.stdout)["spec"].get("holderIdentity") or "")
 
+    def pod_of(identity: str) -> str:
+        return identity.rsplit("-", 1)[0]  # holderIdentity is <pod name>-<random suffix>
+
     operators = {p["metadata"]["name"] for p in release.pods("operator")}
-    leader = holder()
+    leader = pod_of(holder())
     assert leader in operators, (leader, operators)
     (standby,) = operators - {leader}
     deleted = time.monotonic()
     plane.kubectl("delete", "pod", "-n", release.namespace, leader, "--wait=false")
-    while (now := holder()) != standby:
+    while pod_of(now := holder()) != standby:
         assert time.monotonic() - deleted < LEASE_SECONDS, f"lease still held by {now!r}"
         time.sleep(0.2)
     took = time.monotonic() - deleted
