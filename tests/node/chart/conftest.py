@@ -2,10 +2,11 @@
 
 The image is built from the repository's Dockerfile (kubemint.devcluster.image) and imported
 into the node under the name the chart's defaults reference, so the release runs with the
-chart's own values; only `operator.replicas: 2` (a standby for the leader test), the
-operator's PodDisruptionBudget and a longer startup budget (for a loaded test machine) are set. Sharing one release is honest here: every test makes its
-own namespace and objects, and the tests that disturb the release (an upgrade, a deleted
-operator pod) require that it serves without a failure while they do.
+chart's own values; only `operator.replicas: 2` (a standby for the leader test), the operator's
+PodDisruptionBudget and a longer start budget (for a loaded test machine) are set. Sharing one
+release is honest here: every test makes its own namespace and objects, and the tests that
+disturb the release (an upgrade, a deleted operator pod) require that it serves without a
+failure while they do.
 """
 
 from __future__ import annotations
