@@ -25,6 +25,8 @@ help:
 	@echo "             vs a bare Starlette+joserfc endpoint (TOKEN_BENCH_ARGS='--rounds R …')"
 	@echo "make bench-revocation  etcd growth and latency per revocation, hourly buckets vs"
 	@echo "             per-token entries and watermarks (REVOCATION_BENCH_ARGS='--rounds R …')"
+	@echo "make bench-node  time to a Ready node and Secret → mounted file delay, median of 3"
+	@echo "             fresh nodes (NODE_BENCH_ARGS='--rounds R --updates U'; root)"
 	@echo "make bench-scale  the token server's view at 10,000 clients (rebuild work per change,"
 	@echo "             token p99 under churn, RSS per client, API requests at rest), then"
 	@echo "             bench-operator at 10,000 clients (SCALE_BENCH_ARGS='--clients 2000 …',"
@@ -134,6 +136,14 @@ bench: bench-revocation
 
 bench-revocation: binaries
 	$(BIN)/python -m bench.revocation_bench $(REVOCATION_BENCH_ARGS)
+
+# Node tier (bench/node_bench.py): time to a Ready node (median of --rounds fresh nodes), a
+# Secret update's time to a pod's mounted file, teardown. Needs root, like `make node-test`.
+NODE_BENCH_ARGS ?=
+.PHONY: bench-node
+
+bench-node: node-binaries
+	$(BIN)/python -m bench.node_bench $(NODE_BENCH_ARGS)
 
 # The token server's view at scale (bench/scale_bench.py), then the operator at the same size
 # (bench/operator_bench.py): one command reports every figure of issue 10's "Scale" section.

@@ -1,10 +1,9 @@
-"""Start a node, print its identifiers as one JSON line, then run until killed (or, with
---exit, leave the `with` block at once). Used by test_teardown.py as the "test run" that dies."""
+"""Start a node, print its identifiers as one JSON line, then run until killed. Used by
+test_teardown.py as the "test run" that dies."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from kubemint.devcluster.node import NodeCluster
@@ -34,9 +33,6 @@ spec:
             ),
             flush=True,
         )
-        if "--exit" in sys.argv:
-            sys.stdin.readline()  # the test records the traces, then lets us leave
-            return
         while True:
             time.sleep(1)
 

@@ -7,6 +7,7 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,35 @@ spec:
     delay = time.monotonic() - changed
     record_property("secret_propagation_seconds", round(delay, 1))
     print(f"Secret update visible in the pod after {delay:.1f}s (syncFrequency {SYNC_FREQUENCY})")
+
+
+# Where containerd, runc, the kubelet, CNI and NRI write by default (some ignore their
+# configuration): inside the sandbox these are private tmpfs or configured away.
+HOST_DEFAULT_PATHS = (
+    "/etc/cni",
+    "/etc/containerd",
+    "/etc/kubernetes",
+    "/etc/nri",
+    "/opt/cni",
+    "/opt/containerd",
+    "/run/containerd",
+    "/run/netns",
+    "/run/nri",
+    "/run/runc",
+    "/var/lib/cni",
+    "/var/lib/containerd",
+    "/var/lib/kubelet",
+    "/var/log/containers",
+    "/var/log/pods",
+)
+
+
+def test_the_node_writes_nothing_on_the_host_outside_its_state_dir(
+    node_cluster: NodeCluster,
+) -> None:
+    # Inside, the same kind of paths exist: the check looks where the node really writes.
+    inside = node_cluster.run_in_sandbox(
+        ["ls", "-d", "/run/containerd", "/var/lib/kubelet", "/var/lib/containerd/opt"]
+    )
+    assert inside.returncode == 0, inside.stderr
+    assert [p for p in HOST_DEFAULT_PATHS if Path(p).exists()] == []

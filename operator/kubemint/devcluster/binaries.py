@@ -139,9 +139,7 @@ def resolve_binaries(*, build: bool = True, log: bool = True) -> Binaries:
 def _build(module_dir: Path, target: Path, *, log: bool) -> Binaries:
     versions = read_versions(module_dir / "go.mod")
     programs = [
-        GoProgram(
-            name, PACKAGES[name], kubernetes_ldflags(name, versions), _version_of(name, versions)
-        )
+        GoProgram(name, PACKAGES[name], _ldflags(name, versions), _version_of(name, versions))
         for name in NAMES
     ]
     build_programs(
@@ -221,7 +219,7 @@ def build_programs(
         )
 
 
-def kubernetes_ldflags(name: str, versions: Versions) -> str:
+def _ldflags(name: str, versions: Versions) -> str:
     """Strip debug info and stamp the version `kubectl version` and /version report."""
     flags = ["-s", "-w"]
     if name != "etcd":

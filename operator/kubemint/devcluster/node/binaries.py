@@ -21,9 +21,9 @@ from kubemint.devcluster.binaries import (
     GoProgram,
     Versions,
     _is_executable,
+    _ldflags,
     _lock,
     build_programs,
-    kubernetes_ldflags,
     module_digest,
     required_version,
     resolve_binaries,
@@ -47,9 +47,7 @@ def kube_build(module_dir: Path) -> Build:
     version = required_version(module_dir / "go.mod", KUBERNETES_MODULE)
     versions = Versions(kubernetes=version, etcd="")
     programs = tuple(
-        GoProgram(
-            name, f"k8s.io/kubernetes/cmd/{name}", kubernetes_ldflags(name, versions), version
-        )
+        GoProgram(name, f"k8s.io/kubernetes/cmd/{name}", _ldflags(name, versions), version)
         for name in ("kubelet", "kube-proxy", "kube-scheduler")
     )
     return Build("kube", f"k8s-{version}_{module_digest(module_dir)}", programs)
@@ -93,7 +91,7 @@ class NodeBinaries:
     @property
     def path_dirs(self) -> tuple[Path, ...]:
         """Directories for PATH inside the sandbox (containerd finds its shim on PATH)."""
-        return (self.containerd.parent, self.kubelet.parent)
+        return (self.containerd.parent,)
 
 
 def resolve_node_binaries(*, build: bool = True, log: bool = True) -> NodeBinaries:

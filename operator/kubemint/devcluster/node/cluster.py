@@ -6,8 +6,9 @@
 
 Start order: stale state of killed runs removed; Debian packages, binaries and images ensured;
 the sandbox (sandbox.py); the host relay; containerd; the control plane (node/controlplane.py:
-PKI, etcd, kube-apiserver, CRDs, kube-controller-manager, kube-scheduler); the node's images
-imported; cgroups created; kubelet and kube-proxy; node Ready; CoreDNS available. `stop()`
+PKI, etcd, kube-apiserver, CRDs, kube-controller-manager, kube-scheduler); CoreDNS applied;
+the images imported; cgroups created; kubelet and kube-proxy; node Ready; CoreDNS available.
+`stop()`
 ends the sandbox's init (the kernel then kills everything inside and drops the namespaces),
 stops the host-side processes, removes the cgroup trees and the state directory.
 """
@@ -73,7 +74,7 @@ class NodeCluster:
         self.log = log
         self.timings: dict[str, float] = {}
         self.state_dir = Path()
-        self.images: NodeImages | None = None
+        self._images: NodeImages | None = None
         self._plane: NodeControlPlane | None = None
         self._sandbox: Sandbox | None = None
         self._processes: list[ManagedProcess] = []
@@ -91,6 +92,12 @@ class NodeCluster:
     def binaries(self) -> NodeBinaries:
         assert self._binaries is not None, "node not started"
         return self._binaries
+
+    @property
+    def images(self) -> NodeImages:
+        """The images every node has imported: pause, coredns, busybox (names and archives)."""
+        assert self._images is not None, "node not started"
+        return self._images
 
     @property
     def kubeconfig(self) -> Path:
@@ -240,7 +247,7 @@ class NodeCluster:
         if self._binaries is None:
             self._binaries = resolve_node_binaries(log=self.log)
         binaries = self._binaries
-        self.images = images = node_images(binaries)
+        self._images = images = node_images(binaries)
         self._mark("prepared", begin)
 
         self.state_dir = make_state_dir()
@@ -279,6 +286,16 @@ class NodeCluster:
 
         self.plane.start()
         self._mark("control plane", begin)
+        # CoreDNS now: its pod is created while the node comes up and starts once it is Ready.
+        self.plane.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            stdin=coredns.render_manifests(
+                image=images.coredns.name, service_ip=DNS_SERVICE_IP, cluster_domain=CLUSTER_DOMAIN
+            ),
+        )
 
         self._wait("containerd to answer", self._containerd_ready)
         for image in (images.pause, images.coredns, images.busybox):
@@ -290,15 +307,6 @@ class NodeCluster:
         self._wait(f"node {NODE_NAME} to be Ready", self._node_ready)
         self._mark("node Ready", begin)
 
-        self.plane.kubectl(
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            stdin=coredns.render_manifests(
-                image=images.coredns.name, service_ip=DNS_SERVICE_IP, cluster_domain=CLUSTER_DOMAIN
-            ),
-        )
         self._wait("CoreDNS to be available", self._coredns_available)
         self._mark("CoreDNS available", begin)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 SOCKET = "/run/containerd/containerd.sock"
+OPT_DIR = "/var/lib/containerd/opt"  # private tmpfs in the sandbox
 NAMESPACE = "k8s.io"  # the containerd namespace the CRI plugin (and so the kubelet) uses
 
 
@@ -23,6 +24,10 @@ state = "/run/containerd"
 
 [grpc]
   address = "{SOCKET}"
+
+[plugins.'io.containerd.internal.v1.opt']
+  # Its default, /opt/containerd, is on the host (/opt is not private in the sandbox).
+  path = "{OPT_DIR}"
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"

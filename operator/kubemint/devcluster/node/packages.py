@@ -48,8 +48,8 @@ def ensure_packages() -> None:
         return
     if os.geteuid() != 0:
         raise PackagesError(
-            f"the node needs the Debian packages {' '.join(missing)}: run as root or "
-            f"`apt-get install --no-install-recommends {' '.join(missing)}`"
+            f"the node needs the Debian packages {' '.join(missing)}: run as root, or install "
+            "them with apt-get install --no-install-recommends"
         )
     _apt(["install", "-y", "-q", "--no-install-recommends", *missing])
     still = missing_packages()
