@@ -92,7 +92,7 @@ integration: binaries nginx
 node-test: node-binaries
 	$(BIN)/pytest tests/node $(PYTEST_ARGS)
 
-test: binaries node-binaries helm lint typecheck nginx
+test: binaries node-binaries helm image lint typecheck nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries
@@ -104,7 +104,7 @@ run-node: node-binaries
 # The chart for real (kubemint.devcluster.release): a node, the image built from the Dockerfile
 # and imported under the chart's default name, `helm install charts/kubemint --wait`; prints
 # KUBECONFIG and how to reach the token server; Ctrl-C removes everything.
-run-cluster: node-binaries helm
+run-cluster: node-binaries helm image
 	$(BIN)/python -m kubemint.devcluster.release
 
 # Measurements, not tests: they exit 0 when a target is missed and 1 only when a run failed.

@@ -11,6 +11,7 @@ content key (key.py): rebuilt only when the Dockerfile, the lock, the source or 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -31,7 +32,7 @@ ARCHIVE = "kubemint.oci.tar"
 METADATA = "image.json"
 # pip in the builder reaches PyPI; a TLS-intercepting proxy's CA is only in the host's bundle.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-KEEP = 3  # cached archives kept (other checkouts on the machine may build other sources)
+KEEP = 4  # cached archives kept (other checkouts on the machine may build other sources)
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,22 @@ def build_image(*, repo: Path | None = None, log: bool = True) -> KubemintImage:
     if not (repo / "Dockerfile").is_file():
         raise ImageError(f"no Dockerfile in {repo}")
     reference = chart_reference(repo)
-    ensure_packages()
     base = base_reference()
     build_args = {"PYTHON_IMAGE": base}
     content = key.kubemint_key(repo, base=base, build_args=build_args, reference=reference)
     cached = _complete(images_dir() / "kubemint" / content[:24])
     if cached:
+        os.utime(cached.archive.parent)  # recently used: the last to be pruned
         return cached
+    if os.geteuid() != 0:
+        raise ImageError(
+            "building the image needs root (buildah on a private storage in a mount namespace):"
+            " run `make image` as root (or point KUBEMINT_CACHE_DIR at a cache root built)"
+        )
+    ensure_packages()
     with _lock(images_dir() / "build.lock"):
         images_dir().mkdir(parents=True, exist_ok=True)
+        _clean_leftovers()
         context = Path(tempfile.mkdtemp(prefix="context.", dir=images_dir()))
         try:
             # Build from a snapshot of the context, keyed by the snapshot: an edit during the
@@ -89,6 +97,18 @@ def build_image(*, repo: Path | None = None, log: bool = True) -> KubemintImage:
             return _complete(target) or _build(context, target, reference, build_args, log=log)
         finally:
             shutil.rmtree(context, ignore_errors=True)
+
+
+def _clean_leftovers() -> None:
+    """Staging directories and storage state of builds that were killed (under the lock)."""
+    leftovers = [
+        *images_dir().glob("context.*"),
+        *(images_dir() / "kubemint").glob("*.*"),
+        *storage().root.glob("base.*"),
+    ]
+    for leftover in leftovers:
+        shutil.rmtree(leftover, ignore_errors=True)
+    storage().clean()
 
 
 def _snapshot(repo: Path, context: Path) -> None:
@@ -122,7 +142,9 @@ def _build(
     try:
         oci = staging / "layout"
         tag = reference.rsplit(":", 1)[1]
-        store.buildah("push", "--quiet", local, f"oci:{oci}:{tag}")
+        # gzip level 1: 29 s instead of 45 s here for 150 MB instead of 131 MB (measured).
+        store.buildah("push", "--quiet", "--compression-format", "gzip",
+                      "--compression-level", "1", local, f"oci:{oci}:{tag}")  # fmt: skip
         digest = archive.name_layout(oci, reference)
         archive.write_archive(oci, staging / ARCHIVE)
         shutil.rmtree(oci)
@@ -132,7 +154,8 @@ def _build(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _prune(target.parent, keep=KEEP)
+    for old in _prune(target.parent, keep=KEEP):
+        store.buildah("rmi", f"localhost/kubemint/kubemint-build:{old}", check=False)
     result = _complete(target)
     assert result is not None, target
     if log:
@@ -158,8 +181,9 @@ def _complete(target: Path) -> KubemintImage | None:
     return KubemintImage(archive=path, reference=image["reference"], digest=image["digest"])
 
 
-def _prune(directory: Path, *, keep: int) -> None:
-    """Keep the newest `keep` complete entries (and never touch an in-progress staging dir)."""
+def _prune(directory: Path, *, keep: int) -> list[str]:
+    """Remove all but the `keep` most recently used complete entries (never one being
+    written: its staging name has a dot); return the names removed."""
     entries = sorted(
         (p for p in directory.iterdir() if p.is_dir() and "." not in p.name and _complete(p)),
         key=lambda p: p.stat().st_mtime,
@@ -167,3 +191,4 @@ def _prune(directory: Path, *, keep: int) -> None:
     )
     for old in entries[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+    return [old.name for old in entries[keep:]]

@@ -40,7 +40,10 @@ class Storage:
                 f'[storage]\ndriver = "overlay"\ngraphroot = "{self.graph}"\n'
                 f'runroot = "{run_root}"\n'
             ),
-            "containers.conf": f'[network]\nnetwork_config_dir = "{self.root / "net"}"\n',
+            "containers.conf": (
+                f'[engine]\nimage_copy_tmp_dir = "{run_root / "tmp"}"\n'
+                f'[network]\nnetwork_config_dir = "{self.root / "net"}"\n'
+            ),
             "registries.conf": "unqualified-search-registries = []\n",
         }
         paths = {}
@@ -87,6 +90,14 @@ class Storage:
                 f"buildah {' '.join(args[:2])} failed ({result.returncode}):\n{output}"
             )
         return result
+
+    def clean(self) -> None:
+        """Remove what a killed build left: run roots, working containers. Only under the build
+        lock (nothing else uses this storage then)."""
+        for leftover in self._tmp.glob("run.*") if self._tmp.is_dir() else ():
+            shutil.rmtree(leftover, ignore_errors=True)
+        if self.graph.is_dir():
+            self.buildah("rm", "--all", check=False)
 
     def has_image(self, reference: str) -> bool:
         if not self.graph.is_dir():
