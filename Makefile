@@ -8,12 +8,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup binaries node-binaries helm lint typecheck unit integration node-test test run run-node bench bench-operator clean docs nginx
+.PHONY: help setup binaries node-binaries helm lint typecheck unit integration node-test test run run-node run-cluster bench bench-operator clean docs nginx
 
 help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
 	@echo "make run     set everything up and start 'kubemint dev up' (local control plane)"
 	@echo "make run-node  the same with a real node (kubemint dev up --node; root): pods run"
+	@echo "make run-cluster  a real node with kubemint installed by its chart (helm install"
+	@echo "             charts/kubemint, the image built from the Dockerfile; root)"
 	@echo "make unit    unit tests only (no control plane)"
 	@echo "make node-test  the node tier only (tests/node: a real single-node cluster; root)"
 	@echo "make bench   all benchmarks (bench-operator, bench-token, bench-revocation); medians"
@@ -98,6 +100,12 @@ run: binaries
 
 run-node: node-binaries
 	$(BIN)/kubemint dev up --node
+
+# The chart for real (kubemint.devcluster.release): a node, the image built from the Dockerfile
+# and imported under the chart's default name, `helm install charts/kubemint --wait`; prints
+# KUBECONFIG and how to reach the token server; Ctrl-C removes everything.
+run-cluster: node-binaries helm image
+	$(BIN)/python -m kubemint.devcluster.release
 
 # Measurements, not tests: they exit 0 when a target is missed and 1 only when a run failed.
 bench: bench-operator

@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _token(args: argparse.Namespace) -> int:
+    import logging
     import threading
 
     from kubemint.client import Credentials, TokenError, TokenSource
@@ -193,6 +194,9 @@ def _token(args: argparse.Namespace) -> int:
             return 2
         with TokenSource(credentials, scope=args.scope, audience=args.audience) as source:
             if args.watch:
+                logging.basicConfig(
+                    level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+                )
                 stop = threading.Event()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, lambda *_: stop.set())

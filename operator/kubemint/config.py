@@ -66,6 +66,18 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def _non_negative_number(env: Mapping[str, str], name: str, default: float) -> float:
+    """A finite number ≥ 0 from `name`; ValueError naming the variable otherwise."""
+    text = env.get(name) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds ≥ 0, not {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a number of seconds ≥ 0, not {text!r}")
+    return value
+
+
 def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
     """A positive, finite number from `name`; ValueError naming the variable otherwise."""
     text = env.get(name) or str(default)
@@ -196,6 +208,13 @@ class ServerSettings:
     """Largest request target plus headers in bytes; larger requests get 431."""
     max_connections: int = 1024
     """Open connections at once; one beyond gets 503 temporarily_unavailable and is closed."""
+    shutdown_delay: float = 0.0
+    """Seconds between SIGTERM and closing the listener, during which /readyz answers 503
+    and requests are still served (with `Connection: close`): the Service's endpoints and
+    every node's kube-proxy need a moment to stop sending new connections to a pod that is
+    going away. The chart sets 5."""
+    shutdown_timeout: float = 20.0
+    """Seconds the requests still in flight when the listener closes may take to finish."""
 
     @property
     def token_endpoint(self) -> str:
@@ -232,4 +251,6 @@ class ServerSettings:
             read_timeout=_positive_number(env, "KUBEMINT_REQUEST_READ_TIMEOUT", 10.0),
             max_header_bytes=_positive(env, "KUBEMINT_MAX_HEADER_BYTES", 32 * 1024),
             max_connections=_positive(env, "KUBEMINT_MAX_CONNECTIONS", 1024),
+            shutdown_delay=_non_negative_number(env, "KUBEMINT_SHUTDOWN_DELAY", 0.0),
+            shutdown_timeout=_positive_number(env, "KUBEMINT_SHUTDOWN_TIMEOUT", 20.0),
         )

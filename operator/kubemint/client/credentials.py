@@ -6,6 +6,7 @@ projected ServiceAccount token (kubelet rewrites both in place) is used without 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -82,6 +83,21 @@ class Credentials:
             return {"client_id": self.client_id, "client_secret": secret}, None
         # RFC 6749 §2.3.1: form-urlencode both parts inside the Basic credentials.
         return {}, (quote_plus(self.client_id), quote_plus(secret))
+
+    def fingerprint(self) -> str:
+        """A digest of what authenticates the client now (secret, projected token, key file),
+        so a watcher notices when the kubelet has swapped in new content. A file that cannot be
+        read counts as its own state, never as an error here."""
+        digest = hashlib.sha256()
+        for path in (self.secret_file, self.projected_token_file, self.private_key_file):
+            if path is None:
+                digest.update(b"\0none")
+                continue
+            try:
+                digest.update(b"\0" + hashlib.sha256(path.read_bytes()).digest())
+            except OSError:
+                digest.update(b"\0unreadable")
+        return digest.hexdigest()
 
     def _assertion(self, assertion: str) -> dict[str, str]:
         return {

@@ -72,16 +72,26 @@ class TokenSource:
     def refresh_at(self) -> float:
         return self._token.refresh_at if self._token else self.clock()
 
-    def _fetch(self) -> Token:
+    def _post(self) -> httpx.Response:
         fields, basic = self.credentials.authentication()
         form = {"grant_type": "client_credentials", **fields}
         if self.scope:
             form["scope"] = self.scope
         if self.audience:
             form["audience"] = self.audience
-        started = self.clock()
         auth = httpx.BasicAuth(*basic) if basic else httpx.USE_CLIENT_DEFAULT
-        response = self.http.post(self.credentials.token_url, data=form, auth=auth)
+        return self.http.post(self.credentials.token_url, data=form, auth=auth)
+
+    def _fetch(self) -> Token:
+        started = self.clock()
+        try:
+            response = self._post()
+        except (httpx.NetworkError, httpx.RemoteProtocolError):
+            # A token request is safe to repeat, and the usual cause is a kept-alive
+            # connection that a token-server pod closed as it shut down (a rolling upgrade):
+            # once more, on a new connection, with a fresh assertion (a jti is single-use).
+            # Timeouts are not repeated: they would double the wait.
+            response = self._post()
         try:
             body = response.json()
         except ValueError:

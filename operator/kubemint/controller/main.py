@@ -9,6 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import kopf
+from kopf._core.engines.peering import Identity
 from kubernetes import client
 
 from kubemint.config import OperatorSettings
@@ -35,7 +36,15 @@ async def run_operator(settings: OperatorSettings) -> None:
 
     async def work(stop: asyncio.Event) -> None:
         await asyncio.gather(
-            kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop),
+            kopf.operator(
+                registry=registry,
+                clusterwide=True,
+                standalone=True,
+                stop_flag=stop,
+                # kopf's default identity calls getpass.getuser(), which raises KeyError for a
+                # uid without a passwd entry: the image's 65532 (the chart's runAsUser).
+                identity=Identity(settings.identity),
+            ),
             DriftWatcher(runtime).run(stop),
         )
 

@@ -36,6 +36,7 @@ from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
 from kubemint.server.responses import JSON
 from kubemint.server.responses import audit as write_audit
+from kubemint.server.shutdown import Drain
 from kubemint.server.sources import source_address
 from kubemint.store.issuers import IssuerKeys
 from kubemint.store.revocations import Plan, RevocationStore, RevocationUnavailable
@@ -79,6 +80,7 @@ def create_app(
     revocations: RevocationStore | None = None,
     conditions: Sandbox | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
+    drain: Drain | None = None,
 ) -> Starlette:
     metrics = Metrics()
     service = TokenService(
@@ -220,6 +222,9 @@ def create_app(
             ready = False
             body["status"] = "rebuild_failing"
             body["reason"] = f"the view could not be rebuilt ({failing}); see the server log"
+        if drain is not None and drain.active:  # leaving: no new traffic, still serving
+            ready = False
+            body["status"] = "shutting_down"
         return JSON(body, status_code=200 if ready else 503)
 
     async def prometheus(request: Request) -> Response:

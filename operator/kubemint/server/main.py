@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 import uvicorn
@@ -13,6 +14,7 @@ from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
 from kubemint.server.connections import ConnectionLimits, guarded_protocol
+from kubemint.server.shutdown import CloseWhileDraining, Drain, DrainingServer
 from kubemint.store.issuers import IssuerKeys, kubernetes_fetch
 from kubemint.store.jwks_fetch import FetchPolicy
 from kubemint.store.revocations import RevocationStore
@@ -81,6 +83,7 @@ def main() -> int:
     revocations = RevocationStore(
         api, settings.namespace, view.revocations(), quota=settings.revocations_per_client
     )
+    drain = Drain()
     app = create_app(
         settings,
         view,
@@ -88,6 +91,7 @@ def main() -> int:
         revocations=revocations,
         conditions=conditions,
         lifespan_hooks=(start, stop),
+        drain=drain,
     )
     log.info("token server for issuer %s on %s:%d", settings.issuer, settings.host, settings.port)
     limits = ConnectionLimits(
@@ -95,13 +99,19 @@ def main() -> int:
         max_header_bytes=settings.max_header_bytes,
         max_connections=settings.max_connections,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http=guarded_protocol(limits),  # read deadline, header and connection caps
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
+    server = DrainingServer(
+        uvicorn.Config(
+            CloseWhileDraining(app, drain),
+            host=settings.host,
+            port=settings.port,
+            http=guarded_protocol(limits),  # read deadline, header and connection caps
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
+        ),
+        drain,
+        settings.shutdown_delay,
     )
+    server.run()
     return 0

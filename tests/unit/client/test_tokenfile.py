@@ -1,0 +1,125 @@
+"""keep_fresh: retries through every kind of failure, follows the credentials' content, and
+never leaves a partial file."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kubemint.client.credentials import Credentials, CredentialsError
+from kubemint.client.tokenfile import keep_fresh, retry_delay
+from kubemint.client.tokens import TokenError
+
+
+class ScriptedSource:
+    """A TokenSource stand-in: answers (or raises) from a script, then keeps the last answer."""
+
+    def __init__(self, credentials: Credentials, script: list[object]) -> None:
+        self.credentials = credentials
+        self.script = script
+        self.calls = 0
+        self.refresh_in = 3600.0
+        self._refresh_at = 0.0
+
+    def clock(self) -> float:
+        return time.time()
+
+    @property
+    def refresh_at(self) -> float:
+        return self._refresh_at
+
+    def token(self, force: bool = False) -> str:
+        step = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        if isinstance(step, BaseException):
+            raise step
+        self._refresh_at = self.clock() + self.refresh_in
+        return str(step)
+
+
+@pytest.fixture
+def credentials(tmp_path: Path) -> Credentials:
+    secret = tmp_path / "client-secret"
+    secret.write_text("one")
+    return Credentials(token_url="http://x/oauth2/token", client_id="a.b", secret_file=secret)
+
+
+@contextmanager
+def _watching(source: ScriptedSource, out: Path) -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=keep_fresh, args=(source, out, stop), kwargs={"retry": 0.05, "poll": 0.02}
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def _until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_retry_delays_double_up_to_the_cap() -> None:
+    assert [retry_delay(n, 5.0) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_every_failure_is_retried_and_the_file_is_written_once_a_token_comes(
+    credentials: Credentials, tmp_path: Path
+) -> None:
+    request = httpx.Request("POST", credentials.token_url)
+    failures: list[object] = [
+        httpx.ConnectError("refused", request=request),
+        httpx.RemoteProtocolError("closed", request=request),
+        httpx.ReadTimeout("slow", request=request),
+        TokenError("temporarily_unavailable", status=503),
+        CredentialsError("cannot read client-secret"),
+        OSError("disk"),
+    ]
+    source = ScriptedSource(credentials, [*failures, "a.b.c"])
+    out = tmp_path / "token"
+    with _watching(source, out):
+        _until(out.exists)
+    assert out.read_text() == "a.b.c"
+    assert source.calls == len(failures) + 1
+
+
+def test_a_change_of_the_mounted_secret_gets_a_new_token_at_once(
+    credentials: Credentials, tmp_path: Path
+) -> None:
+    source = ScriptedSource(credentials, ["a.b.1", "a.b.2"])
+    out = tmp_path / "token"
+    with _watching(source, out):
+        _until(out.exists)
+        assert out.read_text() == "a.b.1"
+        time.sleep(0.2)
+        assert source.calls == 1  # the token is good for an hour: no second request
+        assert credentials.secret_file is not None
+        credentials.secret_file.write_text("two")  # what the kubelet's swap looks like
+        _until(lambda: out.read_text() == "a.b.2")
+    assert source.calls == 2
+
+
+def test_the_fingerprint_follows_content_and_survives_a_missing_file(
+    credentials: Credentials,
+) -> None:
+    first = credentials.fingerprint()
+    assert credentials.fingerprint() == first
+    assert credentials.secret_file is not None
+    credentials.secret_file.write_text("two")
+    second = credentials.fingerprint()
+    assert second != first
+    credentials.secret_file.unlink()
+    assert credentials.fingerprint() not in (first, second)
