@@ -1,9 +1,14 @@
-"""The image tools: what is missing is found, and without root the error says what to run."""
+"""The Debian packages the image builds and the node need: what is missing is found, a failed
+install is retried after `apt-get update`, and without root the error says what to run."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from kubemint.devcluster import debian
 from kubemint.devcluster.image import tools
 from kubemint.devcluster.image.tools import ImageError
 
@@ -18,12 +23,40 @@ def test_nothing_is_installed_when_nothing_is_missing(monkeypatch: pytest.Monkey
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("apt-get ran although nothing was missing")
 
-    monkeypatch.setattr(tools.subprocess, "run", refuse)
+    monkeypatch.setattr(debian.subprocess, "run", refuse)
     tools.ensure_packages({"coreutils": "ls"})
 
 
 def test_without_root_the_error_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tools.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
     with pytest.raises(ImageError) as raised:
         tools.ensure_packages({"kubemint-absent": "no-such-command-kubemint"})
     assert "sudo apt-get install -y -q --no-install-recommends kubemint-absent" in str(raised.value)
+
+
+def test_a_package_is_present_by_its_file_or_its_command(tmp_path: Path) -> None:
+    marker = tmp_path / "installed"
+    packages: dict[str, Path | str] = {"by-file": marker, "by-command": "ls"}
+    assert debian.missing(packages) == ["by-file"]
+    marker.touch()
+    assert debian.missing(packages) == []
+
+
+def test_a_failed_install_is_retried_after_apt_get_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[list[str]] = []
+
+    def apt_get(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        # No package lists yet: install fails until `apt-get update` has run.
+        ok = argv[1] == "update" or ["apt-get", "update", "-q"] in calls
+        return subprocess.CompletedProcess(argv, 0 if ok else 100, "", "" if ok else "E: no lists")
+
+    monkeypatch.setattr(debian.subprocess, "run", apt_get)
+    debian.apt(["install", "-y", "kubemint-absent"])
+    assert calls == [
+        ["apt-get", "install", "-y", "kubemint-absent"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "kubemint-absent"],
+    ]

@@ -1,0 +1,72 @@
+"""Debian packages the local clusters and image builds need, installed with apt-get when missing.
+
+One place owns how a package is judged present (a file it installs, or a command it puts on
+PATH), how apt-get runs (non-interactive; `apt-get update` only when the first attempt fails,
+as on a brand-new machine without package lists) and what someone without root is told to run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+# Where Debian puts administrators' commands, which a non-login PATH may lack.
+_SBIN = ("/usr/sbin", "/sbin", "/usr/bin")
+
+
+class DebianError(RuntimeError):
+    """A package is missing and could not be installed; the message says what to run."""
+
+
+def present(marker: Path | str) -> bool:
+    """A package is present when the file it installs exists (an absolute Path) or the
+    command it provides is found on PATH or in the sbin directories."""
+    if isinstance(marker, Path):
+        return marker.exists()
+    path = os.pathsep.join([os.environ.get("PATH", ""), *_SBIN])
+    return shutil.which(marker, path=path) is not None
+
+
+def missing(packages: Mapping[str, Path | str]) -> list[str]:
+    """The packages (by name) whose marker is absent, in the mapping's order."""
+    return [name for name, marker in packages.items() if not present(marker)]
+
+
+def ensure(
+    packages: Mapping[str, Path | str], *, needed_for: str, error: type[Exception] = DebianError
+) -> None:
+    """Install the missing packages as root (idempotent); otherwise raise `error` naming the
+    command to run."""
+    absent = missing(packages)
+    if not absent:
+        return
+    install = ["install", "-y", "-q", "--no-install-recommends", *absent]
+    if os.geteuid() != 0:
+        raise error(
+            f"{needed_for} needs the Debian packages {' '.join(absent)}: run "
+            f"`sudo apt-get {' '.join(install)}` and retry"
+        )
+    apt(install, error=error)
+    still = missing(packages)
+    if still:
+        raise error(f"apt-get installed no {' '.join(still)}")
+
+
+def apt(args: list[str], *, cwd: Path | None = None, error: type[Exception] = DebianError) -> None:
+    """`apt-get <args>`, retried once after `apt-get update` (a new machine may have no lists)."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if _run(["apt-get", *args], cwd=cwd, env=env) is None:
+        return
+    for argv in (["apt-get", "update", "-q"], ["apt-get", *args]):
+        failure = _run(argv, cwd=cwd, env=env)
+        if failure is not None:
+            raise error(f"`{' '.join(argv)}` failed:\n{failure[-2000:]}")
+
+
+def _run(argv: list[str], *, cwd: Path | None, env: Mapping[str, str]) -> str | None:
+    """None on success, else what the command said."""
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return None if result.returncode == 0 else (result.stderr or result.stdout)
