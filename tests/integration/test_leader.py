@@ -174,3 +174,42 @@ async def test_run_as_leader_stops_the_work_when_the_lease_is_taken_away(
     assert len(stopped) == 1
     assert stopped[0] - taken < RENEW + 1  # noticed at the next renewal
     assert await holder(elector) == ("intruder", 0)  # release left the intruder's lease alone
+
+
+async def test_a_leader_whose_event_loop_stalls_for_longer_than_a_lease_keeps_it(
+    make_elector: MakeElector,
+) -> None:
+    """A start (or a re-won lease) hands kopf every object at once, and its event loop may not
+    yield for longer than a lease lasts. Renewals waiting on that loop missed their deadline: a
+    standby took the lease over while the stalled leader still ran its work, and the leader then
+    stepped down, re-listed everything and stalled again. Renewals now have a thread of their
+    own, so the stall costs the lease nothing."""
+    stall = 2 * DURATION
+    leader, standby = make_elector("replica-a"), make_elector("replica-b")
+    renewals_in_stall: list[int] = []
+    contending: list[asyncio.Future[float]] = []
+
+    async def work(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        contending.append(loop.run_in_executor(None, asyncio.run, contend()))
+        await asyncio.sleep(0.2)  # renewals started, the standby waiting
+        before = leader.renewals
+        time.sleep(stall)  # noqa: ASYNC251 — the point: the loop runs nothing meanwhile
+        renewals_in_stall.append(leader.renewals - before)
+        await asyncio.sleep(2 * RENEW)  # the loop is back: the renewals must still be fine
+
+    async def contend() -> float:
+        """The standby, on a loop of its own (as another replica): when it got the lease."""
+        await asyncio.wait_for(standby.acquire(), stall + 10)
+        won = time.monotonic()
+        await standby.release()
+        return won
+
+    await asyncio.wait_for(run_as_leader(leader, work), stall + 10)  # no LeadershipLost
+    stepped_down = time.monotonic()
+
+    # The standby got the lease from the release at the end, not during the stall.
+    assert await contending[0] >= stepped_down - 0.5, "a second leader took over in the stall"
+    assert renewals_in_stall
+    assert renewals_in_stall[0] >= stall / RENEW - 2  # renewed on time throughout the stall
+    assert not leader.is_leader

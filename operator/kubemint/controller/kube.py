@@ -52,6 +52,18 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
 Body = dict[str, Any]
 
 
+def connect(connections: int) -> client.ApiClient:
+    """An API client with at most `connections` pooled connections: in-cluster config when
+    running in a pod, else the kubeconfig (KUBECONFIG)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
+
+
 class AlreadyExists(Exception):
     """A Secret to be created exists: someone created it since it was read (or it was not
     read). The caller reads and decides again; nothing was overwritten."""
@@ -74,13 +86,7 @@ class Kube:
     @classmethod
     def connect(cls, workers: int = 16) -> Kube:
         """In-cluster config when running in a pod, else the kubeconfig (KUBECONFIG)."""
-        configuration = client.Configuration()
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        configuration.connection_pool_maxsize = workers + 4  # + watcher and leader election
-        return cls(client.ApiClient(configuration), workers)
+        return cls(connect(workers + 4), workers)  # + the label watchers
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

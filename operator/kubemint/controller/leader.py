@@ -8,13 +8,23 @@ that was read, so when two replicas race for the same Lease only one write lands
 
 `decide` is the pure rule, `LeaderElector` does the I/O (the official, synchronous `kubernetes`
 client, run in worker threads), and `run_as_leader` ties a unit of work to holding the Lease.
+
+Renewals run on a thread of their own, never on the event loop: the operator's loop can be
+busy for longer than a lease lasts (a start or a re-won lease hands kopf every object at once),
+and a renewal queued behind that work missed its deadline, so the operator stepped down,
+re-listed everything and saturated its loop again. The renewing thread needs nothing from the
+loop; it hands its outcome over with `call_soon_threadsafe` and is told to stop through a
+`threading.Event`. Give the elector an API client of its own, so that its requests never wait
+for a connection behind the operator's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,9 +75,10 @@ class LeaseSettings:
     lease_duration: float = 15.0
     """Seconds a standby waits after the last renewal before taking the lease over, and seconds
     the leader keeps going without a successful renewal before it gives up."""
-    renew_interval: float = 5.0
-    """Seconds between the leader's renewals; well below `lease_duration` so that a failed
-    renewal or two can be retried before the lease expires."""
+    renew_interval: float = 2.0
+    """Seconds between the leader's renewals (client-go's retry period): five chances within
+    the renew deadline, so that a renewal or two delayed or failed by a busy process or API
+    server still leave time to retry before the lease expires."""
     retry_interval: float = 2.0
     """Seconds between a standby's attempts to acquire, and between retries of failed calls."""
 
@@ -158,7 +169,10 @@ class LeaderElector:
         self._last_problem: str | None = None  # to log a recurring failure only once
         self._last_holder: str | None = None  # to log "standing by" only when the holder changes
         # A hung request must not outlive the renewal it belongs to.
-        self._request_timeout = max(1.0, settings.renew_interval)
+        self._request_timeout = max(1.0, settings.renew_deadline / 2)
+        self._lease: Any = None  # the Lease as we last wrote it: a renewal writes it again
+        self.renewals = 0
+        """Successful renewals so far (a count for tests and benchmarks)."""
 
     @property
     def is_leader(self) -> bool:
@@ -177,7 +191,7 @@ class LeaderElector:
         while True:
             started = time.monotonic()
             try:
-                acquired = await self._try_acquire()
+                acquired = await asyncio.to_thread(self._try_acquire)
             except _TRANSIENT as exc:
                 self._problem("acquire", exc)
                 acquired = False
@@ -193,27 +207,70 @@ class LeaderElector:
 
         Raises `LeadershipLost` when another holder (or none, or no Lease) is observed, or when
         no renewal has succeeded for `renew_deadline` seconds: soon after, a standby may rightly
-        take over, so carrying on would risk two leaders.
+        take over, so carrying on would risk two leaders. The renewals run on a thread of their
+        own (see the module docstring), so a busy event loop delays only the moment this
+        coroutine hears the outcome, never a renewal. Cancelling it stops the thread and waits
+        for it, so no renewal outlives it (a release must not race one).
         """
-        settings = self.settings
         if not self._held:
-            raise LeadershipLost(f"{settings.identity} does not hold lease {self.where}")
+            raise LeadershipLost(f"{self.settings.identity} does not hold lease {self.where}")
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[LeadershipLost | None] = loop.create_future()
+        stop = threading.Event()
+
+        def renew() -> None:
+            try:
+                outcome: LeadershipLost | BaseException | None = self._renew_until(stop)
+            except BaseException as exc:  # a bug: hand it to the loop rather than lose it
+                outcome = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, ended, outcome)
+
+        threading.Thread(target=renew, name=f"lease {self.where}", daemon=True).start()
+        try:
+            lost = await asyncio.shield(ended)
+        except asyncio.CancelledError:
+            stop.set()
+            await ended  # at most one attempt, bounded by its deadline
+            raise
+        assert lost is not None, "the renewals end by themselves only when the lease is lost"
+        raise lost
+
+    def _renew_until(self, stop: threading.Event) -> LeadershipLost | None:
+        """The renewal loop, on its own thread: None once `stop` is set, else how the lease
+        was lost. Each attempt must finish by the renew deadline."""
+        settings = self.settings
         delay = settings.renew_interval
         while True:
             deadline = self._renewed_at + settings.renew_deadline
-            await asyncio.sleep(max(0.0, min(delay, deadline - time.monotonic())))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._lose(f"not renewed for {settings.renew_deadline:g}s")
+            asleep = time.monotonic()
+            pause = max(0.0, min(delay, deadline - asleep))
+            if stop.wait(pause):
+                return None
             started = time.monotonic()
+            late = started - asleep - pause
+            if deadline - started <= 0:
+                return self._lost(f"not renewed for {settings.renew_deadline:g}s")
             try:
-                async with asyncio.timeout(remaining):
-                    renewed = await self._try_renew()
+                renewed = self._try_renew(deadline)
+            except LeadershipLost as exc:
+                return exc
             except _TRANSIENT as exc:  # includes TimeoutError from the deadline
                 self._problem("renew", exc)
                 renewed = False
+            took = time.monotonic() - started
+            if max(late, took) > settings.renew_interval:
+                # Starved of CPU (or of the GIL), or a slow API server: say which.
+                _log.warning(
+                    "renewal of lease %s %s after %.1fs (woke %.1fs late)",
+                    self.where,
+                    "succeeded" if renewed else "failed",
+                    took,
+                    late,
+                )
             if renewed:
                 self._renewed_at, self._last_problem = started, None
+                self.renewals += 1
                 delay = settings.renew_interval
             else:
                 delay = settings.retry_interval
@@ -232,7 +289,7 @@ class LeaderElector:
             async with asyncio.timeout(self.settings.lease_duration):
                 while True:
                     try:
-                        if await self._try_release():
+                        if await asyncio.to_thread(self._try_release):
                             return
                     except _TRANSIENT as exc:
                         self._problem("release", exc)
@@ -244,13 +301,13 @@ class LeaderElector:
 
     # -- single attempts ---------------------------------------------------------------------
 
-    async def _try_acquire(self) -> bool:
-        lease = await self._read()
+    def _try_acquire(self) -> bool:
+        lease = self._read()
         state = None if lease is None else _state(lease)
         now = datetime.now(UTC)
         decision = decide(state, self.settings.identity, now, self.settings.lease_duration)
         if decision.action is Action.CREATE:
-            return await self._create(now)
+            return self._create(now)
         if decision.action is Action.WAIT:
             if decision.holder != self._last_holder:
                 self._last_holder = decision.holder
@@ -262,20 +319,28 @@ class LeaderElector:
                 )
             return False
         self._stamp(lease, now, take_over=decision.action is Action.ACQUIRE)
-        return await self._replace(lease)
+        return self._replace(lease)
 
-    async def _try_renew(self) -> bool:
-        lease = await self._read()
+    def _try_renew(self, deadline: float) -> bool:
+        """One renewal, done by `deadline` (time.monotonic()) or TimeoutError. It writes the
+        Lease as we last wrote it, one request where a read-then-write took two (on a busy
+        API server each can take seconds); the resourceVersion it carries makes the write
+        fail (409) if anyone changed the Lease since, and then it reads and looks again."""
+        if self._lease is not None:
+            self._stamp(self._lease, datetime.now(UTC), take_over=False)
+            if self._replace(self._lease, deadline):
+                return True
+        lease = self._read(deadline)
         if lease is None:
-            self._lose("the Lease was deleted")
+            raise self._lost("the Lease was deleted")
         holder = _state(lease).holder
         if holder != self.settings.identity:
-            self._lose(f"it is now held by {holder or 'nobody'}")
+            raise self._lost(f"it is now held by {holder or 'nobody'}")
         self._stamp(lease, datetime.now(UTC), take_over=False)
-        return await self._replace(lease)  # on 409, re-read and look again
+        return self._replace(lease, deadline)  # on 409, try again from a fresh read
 
-    async def _try_release(self) -> bool:
-        lease = await self._read()
+    def _try_release(self) -> bool:
+        lease = self._read()
         if lease is None or _state(lease).holder != self.settings.identity:
             return True  # nothing of ours left to release
         now = _wire_time(datetime.now(UTC))
@@ -284,7 +349,7 @@ class LeaderElector:
         spec.holder_identity = None
         spec.lease_duration_seconds = 1
         spec.acquire_time = spec.renew_time = now
-        if await self._replace(lease):
+        if self._replace(lease):
             _log.info("released lease %s as %s", self.where, self.settings.identity)
             return True
         return False
@@ -309,22 +374,33 @@ class LeaderElector:
 
     # -- API calls ---------------------------------------------------------------------------
 
-    async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
-        # The client is synchronous; a worker thread keeps the event loop (and kopf) responsive.
-        return await asyncio.to_thread(method, *args, _request_timeout=self._request_timeout)
+    def _call(self, method: Callable[..., Any], *args: Any, deadline: float | None) -> Any:
+        """`method(*args)`, given the time left until `deadline` (time.monotonic()) as its
+        total timeout, or `_request_timeout` without one. Blocking: call it off the loop."""
+        timeout = self._request_timeout
+        if deadline is not None:
+            # All the time there is: a slow answer that comes before the deadline still
+            # renews, where a shorter timeout would give up on it and lose the lease.
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError(f"no time left for a request on lease {self.where}")
+        return method(*args, _request_timeout=timeout)
 
-    async def _read(self) -> Any:
+    def _read(self, deadline: float | None = None) -> Any:
         """The Lease, or None if there is none."""
         try:
-            return await self._call(
-                self.api.read_namespaced_lease, self.settings.name, self.settings.namespace
+            return self._call(
+                self.api.read_namespaced_lease,
+                self.settings.name,
+                self.settings.namespace,
+                deadline=deadline,
             )
         except k8s.ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
-    async def _create(self, now: datetime) -> bool:
+    def _create(self, now: datetime) -> bool:
         stamp = _wire_time(now)
         body = k8s.V1Lease(
             metadata=k8s.V1ObjectMeta(name=self.settings.name, namespace=self.settings.namespace),
@@ -337,36 +413,42 @@ class LeaderElector:
             ),
         )
         try:
-            await self._call(self.api.create_namespaced_lease, self.settings.namespace, body)
+            self._lease = self._call(
+                self.api.create_namespaced_lease, self.settings.namespace, body, deadline=None
+            )
         except k8s.ApiException as exc:
             if exc.status == 409:  # another replica created it first
                 return False
             raise
         return True
 
-    async def _replace(self, lease: Any) -> bool:
+    def _replace(self, lease: Any, deadline: float | None = None) -> bool:
         """Write `lease` back; False if it changed since it was read (409) or is gone (404)."""
         # `lease` still carries the resourceVersion we read: this is the optimistic lock.
+        self._lease = None  # unless this write lands, what we last wrote is stale
         try:
-            await self._call(
+            written = self._call(
                 self.api.replace_namespaced_lease,
                 self.settings.name,
                 self.settings.namespace,
                 lease,
+                deadline=deadline,
             )
         except k8s.ApiException as exc:
             if exc.status in (404, 409):
                 _log.debug("lease %s changed under us (HTTP %s)", self.where, exc.status)
                 return False
             raise
+        self._lease = written
         return True
 
     # -- logging -----------------------------------------------------------------------------
 
-    def _lose(self, reason: str) -> NoReturn:
+    def _lost(self, reason: str) -> LeadershipLost:
+        """Stop holding the lease; the error that says why."""
         self._held = False
         _log.warning("lost lease %s as %s: %s", self.where, self.settings.identity, reason)
-        raise LeadershipLost(f"lost lease {self.where}: {reason}")
+        return LeadershipLost(f"lost lease {self.where}: {reason}")
 
     def _problem(self, what: str, exc: BaseException) -> None:
         """Log a failed call once per kind of failure, not once per retry."""
@@ -432,6 +514,18 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
         await asyncio.wait([task])
     if not task.cancelled():
         task.exception()  # mark it retrieved: the caller reports what matters
+
+
+def _settle(
+    future: asyncio.Future[LeadershipLost | None], outcome: LeadershipLost | BaseException | None
+) -> None:
+    """Resolve `future` on its loop with how the renewals ended."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException) and not isinstance(outcome, LeadershipLost):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _state(lease: Any) -> LeaseState:

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 import kopf
 from kopf._core.engines.peering import Identity
 from kubernetes import client
 
 from kubemint.config import OperatorSettings
-from kubemint.controller import toggles
+from kubemint.controller import kube, toggles
 from kubemint.controller.drift import DriftWatcher
 from kubemint.controller.kube import Kube
 from kubemint.controller.leader import (
@@ -21,6 +22,7 @@ from kubemint.controller.leader import (
     LeaseSettings,
     run_as_leader,
 )
+from kubemint.controller.memory import release_memory
 from kubemint.controller.runtime import Runtime
 from kubemint.controller.setup import build_registry
 
@@ -48,24 +50,39 @@ async def run_operator(settings: OperatorSettings) -> None:
 
     try:
         if settings.leader_election:
-            elector = LeaderElector(
-                client.CoordinationV1Api(runtime.kube.api_client),
-                LeaseSettings(settings.lease_name, settings.namespace, settings.identity),
-            )
-            where = f"{settings.namespace}/{settings.lease_name}"
-            while True:
-                log.info("waiting for lease %s as %s", where, settings.identity)
-                try:
-                    await run_as_leader(elector, work)
-                    return
-                except LeadershipLost as exc:
-                    # Stepped down (e.g. the API server was away longer than the renew
-                    # deadline): stand by and compete for the lease again.
-                    log.warning("%s; standing by", exc)
+            await lead(settings, work)
         else:
             await work(asyncio.Event())
     finally:
         runtime.close()
+
+
+Work = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def lead(settings: OperatorSettings, work: Work) -> None:
+    """Run `work` whenever this replica holds the lease, until it returns."""
+    # The elector's own connection: its renewals must never queue behind the operator's calls.
+    api_client = kube.connect(2)
+    elector = LeaderElector(
+        client.CoordinationV1Api(api_client),
+        LeaseSettings(settings.lease_name, settings.namespace, settings.identity),
+    )
+    where = f"{settings.namespace}/{settings.lease_name}"
+    try:
+        while True:
+            log.info("waiting for lease %s as %s", where, settings.identity)
+            try:
+                await run_as_leader(elector, work)
+                return
+            except LeadershipLost as exc:
+                # Stepped down (e.g. the API server was away longer than the renew
+                # deadline): stand by and compete for the lease again, without the last
+                # term's memory (see kubemint.controller.memory).
+                log.warning("%s; standing by", exc)
+                release_memory()
+    finally:
+        api_client.close()  # type: ignore[no-untyped-call]
 
 
 def main() -> int:

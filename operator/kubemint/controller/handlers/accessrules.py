@@ -19,13 +19,13 @@ from kubemint.api.audiences import AudienceOwnership, decide
 from kubemint.api.meta import (
     GROUP,
     KIND_ACCOUNT,
-    KIND_CLIENT,
     VERSION,
     ObjectRef,
     parse_time,
     set_condition,
 )
 from kubemint.controller.audiences import Records, RecordWatcher
+from kubemint.controller.handlers import clientindex
 from kubemint.controller.runtime import (
     Runtime,
     changed,
@@ -110,10 +110,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     # Keyed by the object itself: a rule looks up its few subjects instead of copying every
     # client and account of the cluster into a set on each reconcile (of each of 500 rules).
-    @kopf.index(GROUP, VERSION, "oauth2clients", id="client_refs", registry=registry)
-    async def client_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
-        return {ObjectRef(KIND_CLIENT, meta["namespace"], meta["name"]): True}
-
+    # Clients are in the shared client index (clientindex), under the same kind of key.
     @kopf.index(GROUP, VERSION, "serviceaccounts", id="account_refs", registry=registry)
     async def account_refs(*, meta: kopf.Meta, **_: Any) -> dict[ObjectRef, bool]:
         return {ObjectRef(KIND_ACCOUNT, meta["namespace"], meta["name"]): True}
@@ -157,6 +154,6 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             current, record = await records.read(spec.audience)
             ownership = decide(spec.audience, settings.audience_ownership, current, claims)
             await records.apply(current, record, ownership)
-        indexed = (kwargs["client_refs"], kwargs["account_refs"])
+        indexed = (kwargs[clientindex.INDEX], kwargs["account_refs"])
         existing = frozenset(s for s in local_subjects(spec) if any(s in i for i in indexed))
         patch.status.update(changed(body, reconcile(body, ownership, existing)))

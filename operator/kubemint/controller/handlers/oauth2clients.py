@@ -17,7 +17,6 @@ from kubemint.api.meta import (
 )
 from kubemint.api.oauth2client import (
     ClientSpec,
-    claims_client_id,
     client_id_holder,
     effective_client_id,
 )
@@ -33,6 +32,7 @@ from kubemint.api.records import (
     secret_text,
 )
 from kubemint.api.signingkey import key_use
+from kubemint.controller.handlers import clientindex
 from kubemint.controller.kube import decoded
 from kubemint.controller.runtime import (
     BACKOFF,
@@ -187,16 +187,6 @@ def pending(*, status: kopf.Status, **_: Any) -> bool:
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
-    @kopf.index(GROUP, VERSION, PLURAL, id="client_ids", registry=registry)
-    async def client_ids(
-        *, body: kopf.Body, meta: kopf.Meta, **_: Any
-    ) -> dict[str, tuple[str, str, str]]:
-        spec = body.get("spec") or {}
-        if not claims_client_id(meta["namespace"], spec):
-            return {}  # refused (ClientIdOutsideNamespace): it holds no id, blocks nobody
-        client_id = effective_client_id(meta["namespace"], meta["name"], spec)
-        return {client_id: (meta["creationTimestamp"], meta["namespace"], meta["name"])}
-
     @kopf.index(GROUP, VERSION, "signingkeys", id="signing_key_uses", registry=registry)
     async def signing_key_uses(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
         if meta["namespace"] != settings.namespace:
@@ -215,7 +205,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         keys = {name: next(iter(uses)) for name, uses in kwargs["signing_key_uses"].items()}
         meta = body["metadata"]
         client_id = effective_client_id(meta["namespace"], meta["name"], body.get("spec") or {})
-        claims = kwargs["client_ids"].get(client_id, [])
+        claims = clientindex.claimants(kwargs[clientindex.INDEX], client_id)
         status = await reconcile(
             runtime, body, keys, *client_id_holder(claims), fresh=first_create(kwargs)
         )

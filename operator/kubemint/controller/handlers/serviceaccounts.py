@@ -10,7 +10,6 @@ import kopf
 
 from kubemint.api import trustedissuer
 from kubemint.api.meta import GROUP, KIND_ACCOUNT, ROLE_APP_PASSWORD, VERSION, Outcome
-from kubemint.api.oauth2client import DEFAULT_GRANT_TYPES
 from kubemint.api.records import (
     AccountRecord,
     Owner,
@@ -23,6 +22,7 @@ from kubemint.api.records import (
     secret_text,
 )
 from kubemint.api.serviceaccount import AccountSpec, admitted_jwks_uris
+from kubemint.controller.handlers import clientindex
 from kubemint.controller.kube import decoded
 from kubemint.controller.runtime import (
     BACKOFF,
@@ -203,11 +203,6 @@ def pending(*, spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
 
-    @kopf.index(GROUP, VERSION, "oauth2clients", id="client_grants", registry=registry)
-    async def client_grants(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
-        grants = tuple((body.get("spec") or {}).get("grantTypes") or DEFAULT_GRANT_TYPES)
-        return {meta["namespace"]: (meta["name"], grants)}
-
     @kopf.index(GROUP, VERSION, trustedissuer.PLURAL, id="trusted_issuers", registry=registry)
     async def trusted_issuers(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, str]:
         """TrustedIssuer name → issuer URL, for those in the server namespace only."""
@@ -217,7 +212,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         return {meta["name"]: issuer}
 
     @kopf.index(GROUP, VERSION, PLURAL, id="account_jwks_uris", registry=registry)
-    def account_jwks_uris(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
+    async def account_jwks_uris(*, body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
         """Namespace → each account's jwksUris, for the per-namespace quota."""
         issuers = ((body.get("spec") or {}).get("federation") or {}).get("issuers") or []
         uris = tuple(i.get("jwksUri") for i in issuers if isinstance(i, dict))
@@ -235,7 +230,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         when=pending,
     )
     async def service_account(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-        clients = dict(kwargs["client_grants"].get(body["metadata"]["namespace"], []))
+        clients = dict(clientindex.grants(kwargs[clientindex.INDEX], body["metadata"]["namespace"]))
         trusted = {name: next(iter(urls)) for name, urls in kwargs["trusted_issuers"].items()}
         meta = body["metadata"]
         others = [

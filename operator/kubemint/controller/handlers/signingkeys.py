@@ -10,13 +10,10 @@ import kopf
 
 from kubemint.api.meta import (
     ANNOTATION_ROTATE,
-    GROUP,
     KIND_SIGNING_KEY,
     ROLE_SIGNING_KEYS,
-    VERSION,
     Outcome,
 )
-from kubemint.api.oauth2client import ClientSpec
 from kubemint.api.records import (
     KeySet,
     Owner,
@@ -28,6 +25,7 @@ from kubemint.api.records import (
     owner_labels,
 )
 from kubemint.api.signingkey import SigningKeySpec, withdraw_request
+from kubemint.controller.handlers import clientindex
 from kubemint.controller.runtime import (
     Runtime,
     changed,
@@ -137,26 +135,13 @@ async def reconcile(
     return status_update(body, outcome, moment, {**plan.status(), "secretName": spec.secret_name})
 
 
-def lifetimes_for(name: str, index: kopf.Index[str, Any]) -> dict[str, datetime.timedelta]:
-    return {ref: datetime.timedelta(seconds=s) for ref, s in index.get(name, [])}
+def lifetimes_for(name: str, index: clientindex.Index) -> dict[str, datetime.timedelta]:
+    """Client ("namespace/name") → token lifetime, of the clients signing with key `name`."""
+    return {ref: datetime.timedelta(seconds=s) for ref, s in clientindex.lifetimes(index, name)}
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     settings = runtime.settings
-
-    @kopf.index(GROUP, VERSION, "oauth2clients", id="client_lifetimes", registry=registry)
-    async def client_lifetimes(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, float]]:
-        """SigningKey name → (client, token lifetime seconds), for the retention check."""
-        try:
-            spec = ClientSpec.from_body(body)
-        except (ValueError, KeyError):
-            return {}
-        return {
-            spec.signing_key: (
-                f"{spec.namespace}/{spec.name}",
-                spec.token_lifetime.total_seconds(),
-            )
-        }
 
     @reconciler(
         registry,
@@ -166,5 +151,5 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         slots=runtime.slots,
     )
     async def signing_key(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-        lifetimes = lifetimes_for(body["metadata"]["name"], kwargs["client_lifetimes"])
+        lifetimes = lifetimes_for(body["metadata"]["name"], kwargs[clientindex.INDEX])
         patch.status.update(changed(body, await reconcile(runtime, body, lifetimes)))
