@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="token server port on 127.0.0.1 (default: a free port)",
     )
     up.set_defaults(run=_dev_up)
+
+    from kubemint.admin.commands import register as admin_commands
+
+    admin_commands(commands)  # can-i, inspect, status (kubemint.admin)
     return parser
 
 

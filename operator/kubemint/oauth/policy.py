@@ -27,9 +27,13 @@ from kubemint.oauth.errors import (
     TemporarilyUnavailable,
 )
 from kubemint.policy.expressions import EvaluationUnavailable
-from kubemint.store.snapshot import Snapshot
+from kubemint.store.snapshot import RuleView, Snapshot
 
 MAX_SCOPES = 64
+# What `decide` found for each rule of the audience (its `trace`, for `kubemint can-i`).
+NOT_A_SUBJECT = "subject not listed"
+CONDITION_FALSE = "condition false"
+GRANTS = "grants"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,15 @@ class Grant:
     # Which of the account's spec.claims the token may carry; None: all (the account's own
     # namespace owns the audience). Empty for clients, which have no claims.
     account_claims: frozenset[str] | None = frozenset()
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One rule as `decide` weighed it: whether it applied to this request, and what it
+    grants (its scopes; the client's `spec.scopes` bound them afterwards)."""
+
+    rule: RuleView
+    outcome: str  # NOT_A_SUBJECT, CONDITION_FALSE or GRANTS
 
 
 def requested_scopes(raw: str | None) -> set[str] | None:
@@ -74,8 +87,12 @@ def decide(
     audience: str,
     scopes: set[str] | None,
     request_context: Callable[[], Mapping[str, Any]],
+    trace: list[RuleOutcome] | None = None,
 ) -> Grant:
     """The scopes to issue, or the OAuth error explaining why not.
+
+    `trace`, when given, receives each rule of the audience with what it counted for: the
+    dry run (`kubemint can-i`) explains the decision with it, so both answer from this code.
 
     `request_context` is called only when a matching rule has a `when` condition. A
     condition that cannot be evaluated within its budget (see kubemint.policy.sandbox) fails
@@ -88,6 +105,8 @@ def decide(
     inputs: WhenInputs | None = None
     for rule in snapshot.rules.get(audience, ()):
         if subject not in rule.subjects:
+            if trace is not None:
+                trace.append(RuleOutcome(rule, NOT_A_SUBJECT))
             continue
         if rule.condition is not None:
             if inputs is None:
@@ -106,7 +125,11 @@ def decide(
                     reason=f"{rule.ref} spec.when not evaluated: {exc.reason}",
                 ) from None
             if not holds:
+                if trace is not None:
+                    trace.append(RuleOutcome(rule, CONDITION_FALSE))
                 continue
+        if trace is not None:
+            trace.append(RuleOutcome(rule, GRANTS))
         matched = True
         granted |= rule.scopes
         if caller.account is not None and claim_names is not None:

@@ -11,7 +11,7 @@ objects that exist, never what an unauthenticated caller typed (`audited_grant_t
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,13 @@ from kubemint.oauth.federation import (
     federated_account,
     request_context,
 )
-from kubemint.oauth.policy import choose_audience, decide, requested_scopes
+from kubemint.oauth.policy import (
+    Grant,
+    RuleOutcome,
+    choose_audience,
+    decide,
+    requested_scopes,
+)
 from kubemint.oauth.ratelimit import AuthLimits
 from kubemint.oauth.tokens import access_token_claims, token_response
 from kubemint.store.snapshot import KeyRing, Snapshot
@@ -121,10 +127,6 @@ class TokenService:
             caller.subject,
             caller.method,
         )
-        if grant_type not in caller.client.grant_types:
-            raise UnauthorizedClient("the client may not use this grant type")
-        if grant_type == PASSWORD and caller.account is None:
-            raise InvalidRequest("the password grant needs username and password")
         response = self._grant(caller, request, snapshot, now, audit)
         if grant_type == TOKEN_EXCHANGE:
             response["issued_token_type"] = ACCESS_TOKEN_TYPE
@@ -184,24 +186,7 @@ class TokenService:
         now: datetime.datetime,
         audit: Audit,
     ) -> dict[str, Any]:
-        form = request.form
-        audiences = [v for v in (form.get("audience"), form.get("resource")) if v]
-        audience = choose_audience(caller, audiences)
-        audit.audience = audience
-        requested = requested_scopes(form.get("scope"))
-
-        def context() -> dict[str, Any]:
-            """What a rule's `when` sees as `request`."""
-            return {
-                "grant_type": form.get("grant_type"),
-                "client_id": caller.client.client_id,
-                "subject": caller.subject,
-                "audience": audience,
-                "scopes": sorted(requested or []),
-                "source": request.source,
-            }
-
-        grant = decide(caller, snapshot, audience, requested, context)
+        grant = grant_for(caller, request.form, request.source, snapshot, audit=audit)
         audit.scopes = " ".join(grant.scopes)
         ring = snapshot.keys.get(caller.client.signing_key)
         if ring is None or ring.signer is None:
@@ -226,6 +211,44 @@ class TokenService:
                 raise TemporarilyUnavailable("the client's encryption key is not available yet")
             token = encryption.encrypter.encrypt(token)
         return token
+
+
+def grant_for(
+    caller: Caller,
+    form: Mapping[str, str],
+    source: str,
+    snapshot: Snapshot,
+    *,
+    audit: Audit | None = None,
+    trace: list[RuleOutcome] | None = None,
+) -> Grant:
+    """What an authenticated caller gets: the grant type it may use, the audience, the scopes
+    the rules grant (or the OAuth error saying why not). Signing comes after. The token
+    endpoint and `kubemint can-i` (a dry run: the caller built without its credential)
+    both decide with this."""
+    grant_type = form.get("grant_type", "")
+    if grant_type not in caller.client.grant_types:
+        raise UnauthorizedClient("the client may not use this grant type")
+    if grant_type == PASSWORD and caller.account is None:
+        raise InvalidRequest("the password grant needs username and password")
+    audiences = [v for v in (form.get("audience"), form.get("resource")) if v]
+    audience = choose_audience(caller, audiences)
+    if audit is not None:
+        audit.audience = audience
+    requested = requested_scopes(form.get("scope"))
+
+    def context() -> dict[str, Any]:
+        """What a rule's `when` sees as `request`."""
+        return {
+            "grant_type": form.get("grant_type"),
+            "client_id": caller.client.client_id,
+            "subject": caller.subject,
+            "audience": audience,
+            "scopes": sorted(requested or []),
+            "source": source,
+        }
+
+    return decide(caller, snapshot, audience, requested, context, trace)
 
 
 def audit_error(audit: Audit, error: OAuth2Error) -> None:
