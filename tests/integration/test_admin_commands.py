@@ -413,8 +413,9 @@ def test_the_read_only_admin_reads_no_secret_and_kubectl_runs_the_plugin(
     path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "KUBECONFIG": str(world.kubeconfig)}
     result = subprocess.run(
-        [str(cluster.binaries.kubectl), "kubemint", "can-i", "--client", f"{world.app}/reader", "--scope", "read",
-         "--audience", world.audience, "--server-namespace", world.server_namespace],
+        [str(cluster.binaries.kubectl), "kubemint", "can-i", "--client", f"{world.app}/reader",
+         "--scope", "read", "--audience", world.audience,
+         "--server-namespace", world.server_namespace],
         capture_output=True, text=True, timeout=120, check=False, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
