@@ -37,6 +37,7 @@ class Objects:
     by_kind: dict[str, list[Body]] = field(default_factory=dict)  # kind → bodies
     audience_records: list[Body] = field(default_factory=list)
     revocations: list[Body] = field(default_factory=list)
+    kubernetes_accounts: list[Body] = field(default_factory=list)  # metadata only
     unreadable: list[str] = field(default_factory=list)
 
     def of(self, kind: str) -> list[Body]:
@@ -84,6 +85,16 @@ class Reader:
         )
         return _items(json.loads(raw.data))
 
+    def kubernetes_accounts(self) -> list[Body]:
+        """Kubernetes ServiceAccounts of every namespace (the view keeps the uids of those a
+        kubemint ServiceAccount federates: a token exchanged for a projected token stands
+        while that ServiceAccount does)."""
+        raw = _call(
+            lambda: self.core.list_service_account_for_all_namespaces(_preload_content=False),
+            "list serviceaccounts in all namespaces",
+        )
+        return [{"metadata": b.get("metadata") or {}} for b in _items(json.loads(raw.data))]
+
     def read(
         self,
         *,
@@ -92,6 +103,7 @@ class Reader:
         server_namespace: str,
         records: bool = False,
         revocations: bool = False,
+        kubernetes_accounts: bool = False,
         optional: bool = False,
     ) -> Objects:
         """The kinds (TrustedIssuers: the server namespace's only, the only ones that count),
@@ -124,6 +136,8 @@ class Reader:
                 "revocations",
                 lambda: self.config_maps(server_namespace, REVOCATIONS_SELECTOR, "revocations"),
             )
+        if kubernetes_accounts:
+            found.kubernetes_accounts = attempt("serviceaccounts", self.kubernetes_accounts)
         return found
 
 

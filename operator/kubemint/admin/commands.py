@@ -262,6 +262,7 @@ def _inspect(args: argparse.Namespace) -> int:
         server_namespace=args.server_namespace,
         records=True,
         revocations=True,
+        kubernetes_accounts=True,
     )
     signing = [
         b
@@ -270,7 +271,10 @@ def _inspect(args: argparse.Namespace) -> int:
     ]
     by_kind = {**objects.by_kind, "SigningKey": signing}
     snapshot = snapshot_of(
-        by_kind, objects.audience_records, server_namespace=args.server_namespace
+        by_kind,
+        objects.audience_records,
+        server_namespace=args.server_namespace,
+        kubernetes_accounts=objects.kubernetes_accounts,
     )
     issuer = args.issuer
     if not issuer:
