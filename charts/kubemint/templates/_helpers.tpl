@@ -135,3 +135,16 @@ for outsiders. `type` is the Ingress pathType; Prefix matches whole path segment
 - {path: /.well-known/openid-configuration, type: Exact}
 - {path: /authz, type: Prefix}
 {{- end }}
+
+{{/* KUBEMINT_DEFAULT_SIGNING_KEY: the SigningKey signingKey.* describes, as JSON (name, spec,
+owner); config.DefaultSigningKey reads it. */}}
+{{- define "kubemint.defaultSigningKey" -}}
+{{- with .Values.signingKey }}
+{{- $spec := dict "algorithm" .algorithm "use" (eq .algorithm "RSA-OAEP-256" | ternary "enc" "sig") "rotation" (dict "every" .rotation.every "prePublish" .rotation.prePublish "retainAfter" .rotation.retainAfter) }}
+{{- if .keySize }}
+{{- $_ := set $spec "keySize" (int .keySize) }}
+{{- end }}
+{{- $owner := .keep | ternary "" (include "kubemint.operator.fullname" $) }}
+{{- dict "name" .name "spec" $spec "owner" $owner | toJson }}
+{{- end }}
+{{- end }}

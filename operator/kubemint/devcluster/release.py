@@ -79,9 +79,10 @@ class ChartRelease:
     def install(self, values: Mapping[str, Any], *, timeout: float = 240.0) -> None:
         """`helm install --wait`: returns once every Deployment of the release is available.
         The CRDs are the cluster's already (the node installs crds/, the chart's copy is
-        byte-identical), so helm leaves them alone."""
+        byte-identical), so the release does not own them (crds.enabled false)."""
         started = time.monotonic()
-        self._helm_values("install", values, timeout, "--create-namespace", "--skip-crds")
+        values = {**values, "crds": {"enabled": False, **values.get("crds", {})}}
+        self._helm_values("install", values, timeout, "--create-namespace")
         self.timings["helm install --wait"] = round(time.monotonic() - started, 2)
 
     def upgrade(self, values: Mapping[str, Any], *, timeout: float = 300.0) -> None:
