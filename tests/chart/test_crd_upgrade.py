@@ -56,7 +56,7 @@ def bare() -> Iterator[ControlPlane]:
 def _helm(helm: Path, plane: ControlPlane, tmp: Path, *args: str, **values: Any) -> str:
     result = helm_run(
         helm, *args, "--namespace", NAMESPACE, "--kubeconfig", str(plane.kubeconfig),
-        values=values, tmp=tmp,
+        values=values or None, tmp=tmp,
     )  # fmt: skip
     if result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args[:2])} failed: {result.stderr}")
