@@ -149,6 +149,17 @@ class ChartRelease:
 def wait_ready_signing_key(
     plane: Kubectl, namespace: str = NAMESPACE, timeout: float = 120
 ) -> None:
+    """Until the chart's SigningKey is Ready. The operator's leader creates it (the chart
+    hands it the values), so first wait for it to exist: `kubectl wait` fails at once on a
+    missing object."""
+    deadline = time.monotonic() + timeout
+    while plane.kubectl(
+        "get", "signingkey/default", "-n", namespace, check=False, timeout=30
+    ).returncode:
+        if time.monotonic() > deadline:
+            raise ReleaseError(f"no SigningKey {namespace}/default after {timeout:.0f}s")
+        time.sleep(1)
+    timeout = max(1.0, deadline - time.monotonic())
     plane.kubectl(
         "wait",
         "--for=condition=Ready",
