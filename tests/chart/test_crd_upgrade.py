@@ -2,8 +2,8 @@
 plane of its own: the session's has CRDs that no release owns. A CRD changed in a copy of the
 chart reaches the cluster with `helm upgrade`, and an object using the new field keeps it;
 uninstalling keeps the CRDs and every object by default, and deletes them with crds.keep false.
-Then the one upgrade that needs a hand, documented in the chart README: CRDs that the 0.1.0
-chart installed from its crds/ directory, which no release owns."""
+Then the one upgrade that needs a hand, documented in the chart README: CRDs that the chart
+before the templates installed from its crds/ directory, which no release owns."""
 
 from __future__ import annotations
 
@@ -120,11 +120,11 @@ def test_crds_upgrade_with_the_chart_and_stay_on_uninstall(
     _wait_gone(bare)
 
 
-def test_crds_from_the_0_1_0_chart_are_adopted_as_the_readme_says(
+def test_crds_from_the_former_crds_directory_are_adopted_as_the_readme_says(
     helm: Path, bare: ControlPlane, tmp_path: Path
 ) -> None:
     _wait_gone(bare)  # after the test above, or a fresh control plane
-    old = tmp_path / "chart-0.1.0"  # the 0.1.0 layout: the CRDs in crds/, no template
+    old = tmp_path / "chart-crds-dir"  # the former layout: the CRDs in crds/, no template
     shutil.copytree(CHART, old)
     (old / "files" / "crds").rename(old / "crds")
     (old / "templates" / "crds.yaml").unlink()
