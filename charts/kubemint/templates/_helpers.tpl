@@ -99,7 +99,7 @@ app.kubernetes.io/component: {{ .component }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .root.Values.global.priorityClassName }}
+{{- with (.values.priorityClassName | default .root.Values.global.priorityClassName) }}
 priorityClassName: {{ . }}
 {{- end }}
 securityContext:
@@ -121,6 +121,9 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+  {{- with .values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{/*
