@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubemint.api.audiences import FIRST_CLAIM, check_mode
 
@@ -90,6 +92,44 @@ def _positive_number(env: Mapping[str, str], name: str, default: float) -> float
     return value
 
 
+DEFAULT_SIGNING_KEY_ENV = "KUBEMINT_DEFAULT_SIGNING_KEY"
+
+
+@dataclass(frozen=True)
+class DefaultSigningKey:
+    """The SigningKey the chart's `signingKey.*` values ask the operator to keep in its
+    namespace, from KUBEMINT_DEFAULT_SIGNING_KEY (JSON the chart renders: name, spec, owner).
+
+    The chart cannot create it itself: its CRDs are templates of the same release (so they
+    upgrade with it), and helm maps every object of a release before creating any."""
+
+    name: str
+    spec: Mapping[str, Any]
+    owner: str = ""
+    """A Deployment in the namespace (the operator's) whose deletion deletes the key, for
+    `signingKey.keep: false`; empty keeps the key when the release is uninstalled."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DefaultSigningKey | None:
+        text = env.get(DEFAULT_SIGNING_KEY_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{DEFAULT_SIGNING_KEY_ENV} is not JSON: {exc}") from None
+        if not isinstance(raw, dict) or set(raw) - {"name", "spec", "owner"}:
+            raise ValueError(f"{DEFAULT_SIGNING_KEY_ENV} must be an object of name, spec, owner")
+        name, spec, owner = raw.get("name"), raw.get("spec"), raw.get("owner", "")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{DEFAULT_SIGNING_KEY_ENV}.name must be a non-empty string")
+        if not isinstance(spec, dict):
+            raise ValueError(f"{DEFAULT_SIGNING_KEY_ENV}.spec must be an object")
+        if not isinstance(owner, str):
+            raise ValueError(f"{DEFAULT_SIGNING_KEY_ENV}.owner must be a string")
+        return cls(name=name, spec=spec, owner=owner)
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str
@@ -122,6 +162,9 @@ class OperatorSettings:
     """As the token server's: an account whose jwksUri is an IP there is not Ready."""
     issuer_fetch_allow: tuple[Network, ...] = ()
     """As the token server's: exceptions to the refused addresses."""
+    default_signing_key: DefaultSigningKey | None = None
+    """The chart's SigningKey, applied by the leader (None: the chart's signingKey.create is
+    false, or not run by the chart)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -141,6 +184,7 @@ class OperatorSettings:
             jwks_uris_per_namespace=_jwks_uris_per_namespace(env),
             cluster_networks=parse_networks(env.get("KUBEMINT_CLUSTER_NETWORKS", "")),
             issuer_fetch_allow=parse_networks(env.get("KUBEMINT_ISSUER_FETCH_ALLOW", "")),
+            default_signing_key=DefaultSigningKey.from_env(env),
         )
 
 

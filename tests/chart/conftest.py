@@ -56,6 +56,10 @@ def documents(manifest: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(manifest) if doc]
 
 
+# Values for a release on the session's cluster, whose CRDs were installed from crds/ (owned by
+# no release): the release must not render them (templates/crds.yaml would refuse to).
+CLUSTER_HAS_CRDS: dict[str, Any] = {"crds": {"enabled": False}}
+
 # Value sets every rendering test runs against, by name.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -109,6 +113,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "minimal": {
+        "crds": {"enabled": False},
         "signingKey": {"create": False},
         "tokenServer": {
             "replicas": 1,

@@ -1,4 +1,5 @@
-"""The chart's CRDs are the repository's `crds/`, and its README documents every value."""
+"""The chart's CRDs (files/crds/, rendered by templates/crds.yaml) are the repository's
+`crds/`, and its README documents every value."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from tests.chart.conftest import CHART
 
 def test_chart_crds_are_byte_identical_to_the_repository_crds() -> None:
     source = {p.name: p.read_bytes() for p in layout.crds_dir().glob("*.yaml")}
-    copied = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    copied = {p.name: p.read_bytes() for p in (CHART / "files" / "crds").glob("*.yaml")}
     assert source, "no CRDs in crds/"
-    assert sorted(copied) == sorted(source), "charts/kubemint/crds/ has other files than crds/"
+    assert sorted(copied) == sorted(source), "charts/kubemint/files/crds/ is not crds/"
     stale = [name for name in source if copied[name] != source[name]]
-    assert not stale, f"copy crds/ to charts/kubemint/crds/ again: {stale} differ"
+    assert not stale, f"copy crds/ to charts/kubemint/files/crds/ again: {stale} differ"
 
 
 def documented_keys(values: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> set[str]:

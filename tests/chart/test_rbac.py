@@ -143,7 +143,8 @@ def test_operator_writes_secrets_and_status_and_only_its_own_lease(
 
     assert verbs("secrets") == {"get", "list", "watch", "create", "update", "patch", "delete"}
     for plural in ("oauth2clients", "serviceaccounts", "signingkeys", "accessrules"):
-        assert verbs(plural, "kubemint.io") == {"get", "list", "watch", "patch"}
+        extra = {"create"} if plural == "signingkeys" else set()  # the chart's, see below
+        assert verbs(plural, "kubemint.io") == {"get", "list", "watch", "patch"} | extra
         assert {"patch", "update"} <= verbs(f"{plural}/status", "kubemint.io")
         assert verbs(f"{plural}/finalizers", "kubemint.io") == {"update"}
         assert "delete" not in verbs(plural, "kubemint.io")
@@ -151,6 +152,11 @@ def test_operator_writes_secrets_and_status_and_only_its_own_lease(
     assert verbs("trustedissuers", "kubemint.io") == {"get", "list", "watch", "patch"}
     assert verbs("trustedissuers/status", "kubemint.io") == {"get", "patch", "update"}
     assert not verbs("trustedissuers/finalizers", "kubemint.io")
+    # It creates SigningKeys (the chart's default one) only in the release namespace.
+    creates = [
+        (k, w) for k, w, r in rules if "signingkeys" in r["resources"] and "create" in r["verbs"]
+    ]
+    assert creates == [("Role", NAMESPACE)]
     leases = [
         (kind, where, rule)
         for kind, where, rule in rules

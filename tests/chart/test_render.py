@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubemint.api.audiences import ASSIGNED, FIRST_CLAIM, SOURCE_ASSIGNED, OwnerRecord, decode
+from kubemint.config import DefaultSigningKey
+from kubemint.devcluster import layout
 from tests.chart.conftest import (
     CHART,
     KINDS_WITHOUT_CRDS,
@@ -15,6 +18,7 @@ from tests.chart.conftest import (
     VALUE_SETS,
     documents,
     helm_run,
+    render,
 )
 
 
@@ -51,24 +55,57 @@ def test_every_value_set_lints(helm: Path, tmp_path: Path, name: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_default_values_render_both_components_and_a_signing_key(rendered: dict[str, str]) -> None:
+def _default_key(manifest: str) -> DefaultSigningKey | None:
+    """The SigningKey the chart hands the operator (KUBEMINT_DEFAULT_SIGNING_KEY)."""
+    return DefaultSigningKey.from_env(env_of(deployment(manifest, "operator")))
+
+
+def test_default_values_render_both_components_crds_and_a_signing_key(
+    rendered: dict[str, str],
+) -> None:
     manifest = rendered["default"]
     assert sorted(set(kinds(manifest))) == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "Deployment",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
         "Service",
         "ServiceAccount",
-        "SigningKey",
     ]
-    (key,) = by_kind(manifest, "SigningKey")
-    assert key["metadata"]["name"] == "default"
-    assert key["metadata"]["namespace"] == "kubemint-system"
-    assert key["spec"]["algorithm"] == "ES256"
-    assert key["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    key = _default_key(manifest)
+    assert key is not None
+    assert (key.name, key.spec["algorithm"], key.spec["use"], key.owner) == (
+        "default", "ES256", "sig", ""
+    )  # fmt: skip
+
+
+def test_crds_render_as_the_repository_s_with_the_release_s_metadata(
+    rendered: dict[str, str],
+) -> None:
+    crds = by_kind(rendered["default"], "CustomResourceDefinition")
+    source = {
+        doc["metadata"]["name"]: doc
+        for path in layout.crds_dir().glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+    }
+    assert sorted(c["metadata"]["name"] for c in crds) == sorted(source)
+    for crd in crds:
+        original = source[crd["metadata"]["name"]]
+        assert crd["spec"] == original["spec"]  # the text is the file's own
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kubemint"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert not by_kind(rendered["minimal"], "CustomResourceDefinition")
+
+
+def test_crds_keep_false_drops_the_keep_policy(helm: Path, tmp_path: Path) -> None:
+    manifest = render(helm, {"crds": {"keep": False}}, tmp_path)
+    crds = by_kind(manifest, "CustomResourceDefinition")
+    assert crds
+    assert all("annotations" not in crd["metadata"] for crd in crds)
 
 
 def test_default_issuer_is_the_token_server_service_url(rendered: dict[str, str]) -> None:
@@ -155,21 +192,26 @@ def test_gateway_route_and_custom_issuer_render(rendered: dict[str, str]) -> Non
     assert env_of(operator)["KUBEMINT_TOKEN_URL"] == "https://tokens.example.org/oauth2/token"
     image = operator["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "kubemint/kubemint@sha256:" + "a" * 64
-    (key,) = by_kind(manifest, "SigningKey")
-    assert key["spec"] == {
+    key = _default_key(manifest)
+    assert key is not None
+    assert key.spec == {
         "algorithm": "RS256",
         "use": "sig",
         "keySize": 3072,
         "rotation": {"every": "720h", "prePublish": "24h", "retainAfter": "24h"},
     }
-    assert "annotations" not in key["metadata"]
+    assert key.owner == "kubemint-operator"  # keep: false, deleted with the Deployment
+    (role,) = [
+        r for r in by_kind(manifest, "Role") if r["metadata"]["name"].endswith("-signing-key")
+    ]
+    assert {"apiGroups": ["apps"], "resources": ["deployments"],
+            "resourceNames": ["kubemint-operator"], "verbs": ["get"]} in role["rules"]  # fmt: skip
 
 
 def test_minimal_values_leave_out_the_optional_objects(rendered: dict[str, str]) -> None:
     manifest = rendered["minimal"]
-    assert not {"SigningKey", "PodDisruptionBudget", "HorizontalPodAutoscaler"} & set(
-        kinds(manifest)
-    )
+    assert not {"PodDisruptionBudget", "HorizontalPodAutoscaler"} & set(kinds(manifest))
+    assert _default_key(manifest) is None
     names = [r["metadata"]["name"] for r in by_kind(manifest, "Role")]
     # no leader-election Role without election
     assert sorted(names) == ["kubemint-operator-audiences", "kubemint-token-server"]

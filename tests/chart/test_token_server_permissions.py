@@ -18,7 +18,7 @@ from kubernetes import client
 from kubemint.devcluster import ControlPlane
 from kubemint.store.issuers import kubernetes_fetch
 from kubemint.store.view import ClusterView
-from tests.chart.conftest import CHART, helm_run
+from tests.chart.conftest import CHART, CLUSTER_HAS_CRDS, helm_run
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_the_token_server_s_service_account_can_run_its_view_and_nothing_more(
     common = ["--namespace", namespace, "--kubeconfig", str(cluster.kubeconfig)]
     installed = helm_run(
         helm, "install", release, str(CHART), *common,
-        values={"issuer": "https://auth.example.com"}, tmp=tmp_path,
+        values={"issuer": "https://auth.example.com", **CLUSTER_HAS_CRDS}, tmp=tmp_path,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     try:

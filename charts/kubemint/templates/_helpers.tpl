@@ -99,7 +99,7 @@ app.kubernetes.io/component: {{ .component }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .root.Values.global.priorityClassName }}
+{{- with (.values.priorityClassName | default .root.Values.global.priorityClassName) }}
 priorityClassName: {{ . }}
 {{- end }}
 securityContext:
@@ -121,6 +121,9 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+  {{- with .values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{/*
@@ -134,4 +137,17 @@ for outsiders. `type` is the Ingress pathType; Prefix matches whole path segment
 - {path: /.well-known/oauth-authorization-server, type: Exact}
 - {path: /.well-known/openid-configuration, type: Exact}
 - {path: /authz, type: Prefix}
+{{- end }}
+
+{{/* KUBEMINT_DEFAULT_SIGNING_KEY: the SigningKey signingKey.* describes, as JSON (name, spec,
+owner); config.DefaultSigningKey reads it. */}}
+{{- define "kubemint.defaultSigningKey" -}}
+{{- with .Values.signingKey }}
+{{- $spec := dict "algorithm" .algorithm "use" (eq .algorithm "RSA-OAEP-256" | ternary "enc" "sig") "rotation" (dict "every" .rotation.every "prePublish" .rotation.prePublish "retainAfter" .rotation.retainAfter) }}
+{{- if .keySize }}
+{{- $_ := set $spec "keySize" (int .keySize) }}
+{{- end }}
+{{- $owner := .keep | ternary "" (include "kubemint.operator.fullname" $) }}
+{{- dict "name" .name "spec" $spec "owner" $owner | toJson }}
+{{- end }}
 {{- end }}

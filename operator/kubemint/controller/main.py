@@ -14,6 +14,7 @@ from kubernetes import client
 
 from kubemint.config import OperatorSettings
 from kubemint.controller import kube, toggles
+from kubemint.controller.default_key import keep_default_signing_key
 from kubemint.controller.drift import DriftWatcher
 from kubemint.controller.kube import Kube
 from kubemint.controller.leader import (
@@ -35,6 +36,13 @@ async def run_operator(settings: OperatorSettings) -> None:
     registry = build_registry(runtime)
 
     async def work(stop: asyncio.Event) -> None:
+        chores = []
+        if settings.default_signing_key is not None:
+            chores.append(
+                keep_default_signing_key(
+                    runtime.kube, settings.default_signing_key, settings.namespace, stop
+                )
+            )
         await asyncio.gather(
             kopf.operator(
                 registry=registry,
@@ -46,6 +54,7 @@ async def run_operator(settings: OperatorSettings) -> None:
                 identity=Identity(settings.identity),
             ),
             DriftWatcher(runtime).run(stop),
+            *chores,
         )
 
     try:

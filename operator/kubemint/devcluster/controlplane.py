@@ -259,8 +259,9 @@ class ControlPlane:
     def _controller_manager_args(self) -> list[str]:
         return [
             f"--kubeconfig={self.kubeconfig}",
+            # clusterrole-aggregation: the chart's kinds join the default view/edit/admin roles.
             "--controllers=garbage-collector-controller,namespace-controller,"
-            "serviceaccount-controller",
+            "serviceaccount-controller,clusterrole-aggregation-controller",
             "--use-service-account-credentials=false",
             "--leader-elect=false",
             "--secure-port=0",

@@ -7,6 +7,7 @@ as on a brand-new machine without package lists) and what someone without root i
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -15,6 +16,10 @@ from pathlib import Path
 
 # Where Debian puts administrators' commands, which a non-login PATH may lack.
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin")
+# `make test` builds the node binaries and the image at once, and both may install packages:
+# kubemint's apt-get runs one at a time (this lock), and wait for anyone else's dpkg lock.
+_LOCK = Path("/run/lock/kubemint-apt.lock")
+_APT = ("apt-get", "-o", "DPkg::Lock::Timeout=600")
 
 
 class DebianError(RuntimeError):
@@ -58,12 +63,15 @@ def ensure(
 def apt(args: list[str], *, cwd: Path | None = None, error: type[Exception] = DebianError) -> None:
     """`apt-get <args>`, retried once after `apt-get update` (a new machine may have no lists)."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if _run(["apt-get", *args], cwd=cwd, env=env) is None:
-        return
-    for argv in (["apt-get", "update", "-q"], ["apt-get", *args]):
-        failure = _run(argv, cwd=cwd, env=env)
-        if failure is not None:
-            raise error(f"`{' '.join(argv)}` failed:\n{failure[-2000:]}")
+    _LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with _LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _run([*_APT, *args], cwd=cwd, env=env) is None:
+            return
+        for argv in ([*_APT, "update", "-q"], [*_APT, *args]):
+            failure = _run(argv, cwd=cwd, env=env)
+            if failure is not None:
+                raise error(f"`{' '.join(argv)}` failed:\n{failure[-2000:]}")
 
 
 def _run(argv: list[str], *, cwd: Path | None, env: Mapping[str, str]) -> str | None:

@@ -79,9 +79,10 @@ class ChartRelease:
     def install(self, values: Mapping[str, Any], *, timeout: float = 240.0) -> None:
         """`helm install --wait`: returns once every Deployment of the release is available.
         The CRDs are the cluster's already (the node installs crds/, the chart's copy is
-        byte-identical), so helm leaves them alone."""
+        byte-identical), so the release does not own them (crds.enabled false)."""
         started = time.monotonic()
-        self._helm_values("install", values, timeout, "--create-namespace", "--skip-crds")
+        values = {**values, "crds": {"enabled": False, **values.get("crds", {})}}
+        self._helm_values("install", values, timeout, "--create-namespace")
         self.timings["helm install --wait"] = round(time.monotonic() - started, 2)
 
     def upgrade(self, values: Mapping[str, Any], *, timeout: float = 300.0) -> None:
@@ -148,6 +149,17 @@ class ChartRelease:
 def wait_ready_signing_key(
     plane: Kubectl, namespace: str = NAMESPACE, timeout: float = 120
 ) -> None:
+    """Until the chart's SigningKey is Ready. The operator's leader creates it (the chart
+    hands it the values), so first wait for it to exist: `kubectl wait` fails at once on a
+    missing object."""
+    deadline = time.monotonic() + timeout
+    while plane.kubectl(
+        "get", "signingkey/default", "-n", namespace, check=False, timeout=30
+    ).returncode:
+        if time.monotonic() > deadline:
+            raise ReleaseError(f"no SigningKey {namespace}/default after {timeout:.0f}s")
+        time.sleep(1)
+    timeout = max(1.0, deadline - time.monotonic())
     plane.kubectl(
         "wait",
         "--for=condition=Ready",

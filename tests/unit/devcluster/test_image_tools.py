@@ -4,6 +4,8 @@ install is retried after `apt-get update`, and without root the error says what 
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ import pytest
 from kubemint.devcluster import debian
 from kubemint.devcluster.image import tools
 from kubemint.devcluster.image.tools import ImageError
+
+APT = ["apt-get", "-o", "DPkg::Lock::Timeout=600"]
 
 
 def test_missing_names_the_packages_whose_command_is_absent() -> None:
@@ -50,13 +54,39 @@ def test_a_failed_install_is_retried_after_apt_get_update(
     def apt_get(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         calls.append(argv)
         # No package lists yet: install fails until `apt-get update` has run.
-        ok = argv[1] == "update" or ["apt-get", "update", "-q"] in calls
+        ok = argv[-2] == "update" or [*APT, "update", "-q"] in calls
         return subprocess.CompletedProcess(argv, 0 if ok else 100, "", "" if ok else "E: no lists")
 
     monkeypatch.setattr(debian.subprocess, "run", apt_get)
     debian.apt(["install", "-y", "kubemint-absent"])
     assert calls == [
-        ["apt-get", "install", "-y", "kubemint-absent"],
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "kubemint-absent"],
+        [*APT, "install", "-y", "kubemint-absent"],
+        [*APT, "update", "-q"],
+        [*APT, "install", "-y", "kubemint-absent"],
     ]
+
+
+def test_apt_runs_one_at_a_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`make test` builds the node's binaries and the image at once; their apt-get calls
+    must not meet on dpkg's lock."""
+    monkeypatch.setattr(debian, "_LOCK", tmp_path / "apt.lock")
+    running: list[str] = []
+    overlaps: list[list[str]] = []
+
+    def apt_get(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        running.append(argv[-1])
+        if len(running) > 1:
+            overlaps.append(list(running))
+        time.sleep(0.05)
+        running.remove(argv[-1])
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(debian.subprocess, "run", apt_get)
+    threads = [
+        threading.Thread(target=debian.apt, args=(["install", "-y", f"p{n}"],)) for n in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
