@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import kopf
-import prometheus_client
 from kopf._core.engines.peering import Identity
 from kopf._core.engines.probing import health_reporter
 from kubernetes import client
@@ -120,8 +119,6 @@ async def lead(settings: OperatorSettings, work: Work) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # No *_created series: nothing queries them, and they double every counter's series.
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     # urllib3 logs every connection retry; kubemint reports lost connections itself.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     settings = OperatorSettings.from_env()

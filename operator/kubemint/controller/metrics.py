@@ -23,6 +23,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -130,6 +131,9 @@ def version() -> str:
 
 class OperatorMetrics:
     def __init__(self) -> None:
+        # No *_created series (a process-wide switch in prometheus_client): nothing queries
+        # them, and they add a series per counter and histogram child.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
