@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,7 @@ def start_operator(
     lease: str,
     log_dir: Path,
     issuer: str = "https://kubemint.test",
+    extra_env: Mapping[str, str] | None = None,
 ) -> ManagedProcess:
     process = operator_process(
         cluster,
@@ -92,6 +93,7 @@ def start_operator(
             "KUBEMINT_PROBE_HOST": "127.0.0.1",
             "KUBEMINT_METRICS_PORT": str(free_port()),
             "KUBEMINT_LIVENESS_PORT": str(free_port()),
+            **(extra_env or {}),
         },
     )
     process.start()

@@ -14,6 +14,7 @@ from kopf._core.engines.peering import Identity
 from kopf._core.engines.probing import health_reporter
 from kubernetes import client
 
+from kubemint import logs
 from kubemint.config import OperatorSettings
 from kubemint.controller import kube, toggles
 from kubemint.controller.drift import DriftWatcher
@@ -118,9 +119,7 @@ async def lead(settings: OperatorSettings, work: Work) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # urllib3 logs every connection retry; kubemint reports lost connections itself.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    logs.configure()
     settings = OperatorSettings.from_env()
 
     async def supervised() -> None:

@@ -56,6 +56,13 @@ def failure_message(exc: BaseException) -> str:
     return f"reconcile failed ({detail[:200]}); retried after a backoff, see the operator log"
 
 
+def namespace_going(exc: BaseException) -> bool:
+    """The API server refused because the object's namespace is being deleted, or is gone."""
+    if not isinstance(exc, ApiException):
+        return False
+    return exc.status == 404 or "NamespaceTerminating" in str(exc.body or "")
+
+
 def outcome_status(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The object's status after this reconcile: the live one with the handler's patch."""
     body = kwargs.get("body") or {}
@@ -101,6 +108,8 @@ class Observer:
     def failed(self, body: Mapping[str, Any], exc: BaseException, seconds: float) -> None:
         key = _key(body)
         self.metrics.failed(key[0], seconds)
+        if namespace_going(exc):
+            return  # no Event can be posted there any more (kopf would retry it 9 times)
         message = failure_message(exc)
         if self.gate.should_post(key, (RECONCILE_FAILED, message), time.monotonic()):
             kopf.warn(cast(kopf.Body, body), reason=RECONCILE_FAILED, message=message)
