@@ -173,9 +173,9 @@ class CertificateReloader:
             return self._failed(digest, str(exc))
         previous, self.current, self._failed_digest = self.current, loaded, ""
         log.info(
-            "TLS certificate rotated: now %s (was serial %x)",
+            "TLS certificate rotated: now %s (was serial %s)",
             self._describe(loaded),
-            previous.serial,
+            f"{previous.serial:x}",
         )
         self._observe("loaded")
         return "loaded"
