@@ -104,6 +104,8 @@ def main() -> int:
         except CertificateError as exc:
             log.error("cannot serve HTTPS: %s", exc)
             return 1
+        if settings.issuer.startswith("http://"):
+            log.warning("serving HTTPS, but the issuer %s says http://", settings.issuer)
         threading.Thread(
             target=certificate.run,
             args=(halt, settings.tls_reload_interval),
