@@ -101,7 +101,7 @@ from kubemint.api.records import (
 from kubemint.crypto import keys as key_material
 from kubemint.crypto.secrets import digest
 from kubemint.devcluster import ControlPlane, ControlPlaneError, layout, resolve_binaries
-from kubemint.devcluster.components import token_server_process, wait_for_http
+from kubemint.devcluster.components import metrics_url, token_server_process, wait_for_http
 from kubemint.devcluster.controlplane import free_port
 
 SERVER_NAMESPACE = "kubemint-system"
@@ -602,8 +602,9 @@ def rss_bytes(pid: int) -> int:
     raise BenchError(f"no VmRSS for {pid}")
 
 
-def scrape(issuer: str) -> dict[str, float]:
-    status, body = http_request(issuer + "/metrics")
+def scrape(url: str) -> dict[str, float]:
+    """The kubemint_view_* values at `url` (the token server's metrics listener)."""
+    status, body = http_request(url)
     if status != 200:
         raise BenchError(f"GET /metrics: HTTP {status}")
     values: dict[str, float] = {}
@@ -731,13 +732,13 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float, server: Any
     return time.monotonic() - started
 
 
-def settle(issuer: str, quiet: float = 2.0, timeout: float = 600) -> None:
+def settle(metrics: str, quiet: float = 2.0, timeout: float = 600) -> None:
     """Until the view has had no update for `quiet` seconds."""
     deadline = time.monotonic() + timeout
-    last, since = scrape(issuer).get("kubemint_view_updates_total"), time.monotonic()
+    last, since = scrape(metrics).get("kubemint_view_updates_total"), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.25)
-        now = scrape(issuer).get("kubemint_view_updates_total")
+        now = scrape(metrics).get("kubemint_view_updates_total")
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
@@ -802,6 +803,7 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                 "KUBEMINT_AUTH_FAILURES_PER_SOURCE": "1000000",
             },
         )
+        metrics = metrics_url(server)
         try:
             with running(server):
                 wait_for_http(issuer + "/readyz", server, timeout=180)
@@ -844,7 +846,7 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                     server,
                 )
                 result.visible_seconds = time.monotonic() - started
-                settle(issuer)
+                settle(metrics)
                 result.rss_full = rss_bytes(server.pid)
                 print(
                     f"populated: {options.clients} clients + records, {options.rules} rules,"
@@ -866,7 +868,7 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
 
                 for n in range(options.changes):
                     disable = n % 2 == 0
-                    before = scrape(issuer).get("kubemint_view_updates_total", 0.0)
+                    before = scrape(metrics).get("kubemint_view_updates_total", 0.0)
                     sent = time.monotonic()
                     api.patch(probes[CANARY], {"disabled": disable})
                     # disabled: 400 unauthorized_client; enabled again: 200
@@ -877,11 +879,11 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                     result.end_to_end.append(time.monotonic() - sent)
                     wait_until(
                         "the update counted",
-                        lambda b=before: scrape(issuer).get("kubemint_view_updates_total", 0) > b,
+                        lambda b=before: scrape(metrics).get("kubemint_view_updates_total", 0) > b,
                         10,
                         server,
                     )
-                    result.work.append(scrape(issuer)["kubemint_view_last_update_work_seconds"])
+                    result.work.append(scrape(metrics)["kubemint_view_last_update_work_seconds"])
                     time.sleep(0.2)
                 print(
                     "one change: end to end median"
@@ -895,14 +897,14 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                     busy = machine_busy_seconds()
                     t0 = time.monotonic()
                     idle = load(probe, options.duration, load_options)
-                    before = scrape(issuer)
+                    before = scrape(metrics)
                     with Churn(api, churned, options.churn) as churn:
                         churn_started = time.monotonic()
                         busy_churn = load(probe, options.duration, load_options)
                         rate = churn.done / (time.monotonic() - churn_started)
                     if churn.error is not None:
                         raise BenchError(f"the churn thread failed: {churn.error}")
-                    after = scrape(issuer)
+                    after = scrape(metrics)
                     result.idle.append(idle)
                     result.churn.append(busy_churn)
                     result.churn_rates.append(rate)

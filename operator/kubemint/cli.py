@@ -291,6 +291,7 @@ def _dev_up(args: argparse.Namespace) -> int:
     from kubemint.devcluster import ControlPlane, ControlPlaneError, layout, resolve_binaries
     from kubemint.devcluster.binaries import BinariesError
     from kubemint.devcluster.components import (
+        metrics_url,
         operator_process,
         token_server_process,
         wait_for_http,
@@ -330,6 +331,7 @@ def _dev_up(args: argparse.Namespace) -> int:
                 print(f"KUBECONFIG={plane.kubeconfig}", flush=True)
                 print(f"ISSUER={issuer}", flush=True)
                 print(f"TOKEN_URL={issuer}/oauth2/token", flush=True)
+                print(f"METRICS_URL={metrics_url(server)}", flush=True)
                 while True:
                     time.sleep(1)
                     dead = [p for p in [*plane.processes, operator, server] if not p.alive()]

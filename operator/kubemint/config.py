@@ -128,6 +128,13 @@ class DefaultSigningKey:
         if not isinstance(owner, str):
             raise ValueError(f"{DEFAULT_SIGNING_KEY_ENV}.owner must be a string")
         return cls(name=name, spec=spec, owner=owner)
+def _tls_files(env: Mapping[str, str]) -> tuple[Path | None, Path | None]:
+    """KUBEMINT_TLS_CERT_FILE and KUBEMINT_TLS_KEY_FILE: both (HTTPS) or neither (HTTP)."""
+    cert, key = env.get("KUBEMINT_TLS_CERT_FILE", ""), env.get("KUBEMINT_TLS_KEY_FILE", "")
+    if bool(cert) != bool(key):
+        missing = "KUBEMINT_TLS_KEY_FILE" if cert else "KUBEMINT_TLS_CERT_FILE"
+        raise ValueError(f"{missing} must be set too: HTTPS needs both a certificate and its key")
+    return (Path(cert) if cert else None), (Path(key) if key else None)
 
 
 @dataclass(frozen=True)
@@ -277,6 +284,16 @@ class ServerSettings:
     going away. The chart sets 5."""
     shutdown_timeout: float = 20.0
     """Seconds the requests still in flight when the listener closes may take to finish."""
+    tls_cert_file: Path | None = None
+    """PEM certificate (chain) to serve HTTPS with, e.g. a mounted Secret's tls.crt; None:
+    plain HTTP. Set together with tls_key_file."""
+    tls_key_file: Path | None = None
+    """The unencrypted PEM private key of tls_cert_file (tls.key)."""
+    tls_reload_interval: float = 10.0
+    """Seconds between checks of the certificate files for a rotation (server.tls)."""
+    metrics_port: int = 9090
+    """Port of the plain-HTTP listener serving /metrics only (never the main port, which an
+    Ingress may publish); 0 disables it."""
 
     @property
     def token_endpoint(self) -> str:
@@ -285,6 +302,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerSettings:
         namespace, issuer = _namespace_and_issuer(env)
+        cert_file, key_file = _tls_files(env)
         return cls(
             namespace=namespace,
             issuer=issuer,
@@ -315,4 +333,8 @@ class ServerSettings:
             max_connections=_positive(env, "KUBEMINT_MAX_CONNECTIONS", 1024),
             shutdown_delay=_non_negative_number(env, "KUBEMINT_SHUTDOWN_DELAY", 0.0),
             shutdown_timeout=_positive_number(env, "KUBEMINT_SHUTDOWN_TIMEOUT", 20.0),
+            tls_cert_file=cert_file,
+            tls_key_file=key_file,
+            tls_reload_interval=_positive_number(env, "KUBEMINT_TLS_RELOAD_INTERVAL", 10.0),
+            metrics_port=int(env.get("KUBEMINT_METRICS_PORT", "9090")),
         )

@@ -112,6 +112,38 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             ],
         },
     },
+    "tls-cert-manager": {
+        "tokenServer": {
+            "tls": {
+                "enabled": True,
+                "certManager": {
+                    "enabled": True,
+                    "issuerRef": {"name": "cluster-ca", "kind": "ClusterIssuer"},
+                    "dnsNames": ["tokens.internal.example"],
+                },
+            },
+            "publishedPaths": [
+                {"path": "/oauth2/token", "type": "Exact"},
+                {"path": "/oauth2/introspect", "type": "Exact"},
+                {"path": "/oauth2/jwks", "type": "Exact"},
+            ],
+            "ingress": {"enabled": True, "hosts": ["tokens.example.com"]},
+        },
+        "metrics": {"serviceMonitor": {"enabled": True}},
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+            ],
+        },
+    },
+    "tls-existing-secret": {
+        "tokenServer": {
+            "tls": {"enabled": True, "secretName": "my-token-server-tls", "reloadInterval": 5},
+            "service": {"port": 8443},
+            "httpRoute": {"enabled": True, "parentRefs": [{"name": "internal"}]},
+        },
+    },
     "minimal": {
         "crds": {"enabled": False},
         "signingKey": {"create": False},
@@ -129,6 +161,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 KINDS_WITHOUT_CRDS: dict[str, set[str]] = {
     "ingress-monitoring-netpol": {"ServiceMonitor"},
     "gateway-custom-issuer": {"HTTPRoute"},
+    "tls-cert-manager": {"Certificate", "ServiceMonitor"},
+    "tls-existing-secret": {"HTTPRoute"},
 }
 
 

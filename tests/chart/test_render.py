@@ -113,7 +113,14 @@ def test_default_issuer_is_the_token_server_service_url(rendered: dict[str, str]
     (service,) = by_kind(manifest, "Service")
     issuer = f"http://{service['metadata']['name']}.kubemint-system.svc"
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        {
+            "name": "http",
+            "port": 80,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        },
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
     ]
     operator, server = deployment(manifest, "operator"), deployment(manifest, "token-server")
     assert env_of(operator)["KUBEMINT_ISSUER"] == issuer
@@ -133,8 +140,16 @@ def test_commands_image_and_probes(rendered: dict[str, str]) -> None:
     assert operator["command"] == ["kubemint", "operator"]
     assert server["command"] == ["kubemint", "token-server"]
     assert operator["image"] == server["image"] == "kubemint/kubemint:0.1.0"
-    assert server["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert server["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert server["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "http",
+        "scheme": "HTTP",
+    }
+    assert server["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "http",
+        "scheme": "HTTP",
+    }
 
 
 def test_token_server_spreads_over_nodes_by_default(rendered: dict[str, str]) -> None:
@@ -167,10 +182,12 @@ def test_ingress_monitoring_and_network_policies_render(rendered: dict[str, str]
     (monitor,) = by_kind(manifest, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"  # not the published port
     policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(manifest, "NetworkPolicy")}
     server = policies["kubemint-token-server"]
     assert server["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
     assert len(server["ingress"][0]["from"]) == 2
+    assert server["ingress"][1] == {"ports": [{"port": 9090, "protocol": "TCP"}]}  # scrapers
     assert policies["kubemint-operator"]["ingress"] == []
     assert server["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
     issuer = "https://auth.example.com"
@@ -206,6 +223,87 @@ def test_gateway_route_and_custom_issuer_render(rendered: dict[str, str]) -> Non
     ]
     assert {"apiGroups": ["apps"], "resources": ["deployments"],
             "resourceNames": ["kubemint-operator"], "verbs": ["get"]} in role["rules"]  # fmt: skip
+
+
+def _container(manifest: str, component: str) -> dict[str, Any]:
+    container: dict[str, Any] = deployment(manifest, component)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return container
+
+
+def test_tls_serves_https_from_the_cert_manager_secret_and_the_issuer_is_https(
+    rendered: dict[str, str],
+) -> None:
+    manifest = rendered["tls-cert-manager"]
+    issuer = "https://kubemint-token-server.kubemint-system.svc"
+    for component in ("operator", "token-server"):
+        assert env_of(deployment(manifest, component))["KUBEMINT_ISSUER"] == issuer
+    assert env_of(deployment(manifest, "operator"))["KUBEMINT_TOKEN_URL"] == (
+        issuer + "/oauth2/token"
+    )
+    env = env_of(deployment(manifest, "token-server"))
+    assert env["KUBEMINT_TLS_CERT_FILE"] == "/etc/kubemint/tls/tls.crt"
+    assert env["KUBEMINT_TLS_KEY_FILE"] == "/etc/kubemint/tls/tls.key"
+    container = _container(manifest, "token-server")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+        assert container[probe]["httpGet"]["port"] == "https", probe
+    (certificate,) = by_kind(manifest, "Certificate")
+    secret = certificate["spec"]["secretName"]
+    assert secret == "kubemint-token-server-tls"
+    assert certificate["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+    assert certificate["spec"]["privateKey"]["rotationPolicy"] == "Always"
+    assert "kubemint-token-server.kubemint-system.svc" in certificate["spec"]["dnsNames"]
+    assert "tokens.internal.example" in certificate["spec"]["dnsNames"]
+    spec = deployment(manifest, "token-server")["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == secret
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    # A subPath mount would never see the rotated files.
+    assert mount == {"name": "tls", "mountPath": "/etc/kubemint/tls", "readOnly": True}
+    (service,) = by_kind(manifest, "Service")
+    assert service["spec"]["ports"][0] == {
+        "name": "https",
+        "port": 443,
+        "targetPort": "https",
+        "protocol": "TCP",
+        "appProtocol": "https",
+    }
+    (ingress,) = by_kind(manifest, "Ingress")
+    backends = [p["backend"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
+    assert {b["service"]["port"]["name"] for b in backends} == {"https"}
+    (monitor,) = by_kind(manifest, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(manifest, "NetworkPolicy")}
+    metrics_rule = policies["kubemint-token-server"]["ingress"][1]
+    assert metrics_rule["ports"] == [{"port": 9090, "protocol": "TCP"}]
+    assert metrics_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "mon"
+    }
+
+
+def test_tls_from_an_existing_secret_on_a_custom_port(rendered: dict[str, str]) -> None:
+    manifest = rendered["tls-existing-secret"]
+    issuer = "https://kubemint-token-server.kubemint-system.svc:8443"
+    assert env_of(deployment(manifest, "operator"))["KUBEMINT_ISSUER"] == issuer
+    env = env_of(deployment(manifest, "token-server"))
+    assert env["KUBEMINT_ISSUER"] == issuer
+    assert env["KUBEMINT_TLS_RELOAD_INTERVAL"] == "5"
+    assert "Certificate" not in kinds(manifest)
+    spec = deployment(manifest, "token-server")["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "my-token-server-tls"
+    (route,) = by_kind(manifest, "HTTPRoute")
+    assert route["spec"]["rules"][0]["backendRefs"][0]["port"] == 8443
+
+
+def test_without_tls_nothing_mounts_a_certificate(rendered: dict[str, str]) -> None:
+    container = _container(rendered["default"], "token-server")
+    assert "KUBEMINT_TLS_CERT_FILE" not in env_of(deployment(rendered["default"], "token-server"))
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert [m["name"] for m in container["volumeMounts"]] == ["tmp"]
+    assert "Certificate" not in kinds(rendered["default"])
 
 
 def test_minimal_values_leave_out_the_optional_objects(rendered: dict[str, str]) -> None:
@@ -328,6 +426,36 @@ def test_kinds_skipped_in_the_dry_run_are_rendered(
             },
             '"https://a" is assigned twice',
             id="one audience assigned twice",
+        ),
+        pytest.param(
+            {"tokenServer": {"tls": {"enabled": True}}},
+            "tokenServer.tls.enabled needs tokenServer.tls.secretName",
+            id="TLS without a certificate",
+        ),
+        pytest.param(
+            {"tokenServer": {"tls": {"enabled": True, "certManager": {"enabled": True}}}},
+            "/tokenServer/tls/certManager/issuerRef/name",
+            id="a cert-manager Certificate without an issuer",
+        ),
+        pytest.param(
+            {"tokenServer": {"tls": {"enabled": True, "secretName": "My Cert"}}},
+            "/tokenServer/tls/secretName",
+            id="a Secret name that is not a name",
+        ),
+        pytest.param(
+            {"tokenServer": {"publishedPaths": [{"path": "/oauth2", "type": "PathPrefix"}]}},
+            "/tokenServer/publishedPaths/0/type",
+            id="a Gateway path type where the Ingress one belongs",
+        ),
+        pytest.param(
+            {"tokenServer": {"publishedPaths": [{"path": "oauth2/token", "type": "Exact"}]}},
+            "/tokenServer/publishedPaths/0/path",
+            id="a published path without its leading slash",
+        ),
+        pytest.param(
+            {"tokenServer": {"metricsPort": 8080}},
+            "/tokenServer/metricsPort",
+            id="metrics on the main port",
         ),
         pytest.param(
             {"operator": {"replicas": 2, "leaderElection": {"enabled": False}}},

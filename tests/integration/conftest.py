@@ -11,6 +11,7 @@ import pytest
 
 from kubemint.devcluster import ControlPlane, layout, resolve_binaries
 from kubemint.devcluster.components import (
+    metrics_url,
     operator_process,
     token_server_process,
     wait_for_http,
@@ -127,6 +128,11 @@ class RunningServer:
     @property
     def token_url(self) -> str:
         return self.issuer + "/oauth2/token"
+
+    @property
+    def metrics_url(self) -> str:
+        """/metrics has a port of its own (never the published one)."""
+        return metrics_url(self.process)
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")

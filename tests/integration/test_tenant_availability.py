@@ -180,7 +180,7 @@ def test_an_overflowing_duration_costs_only_its_own_object(
     assert "spec.secret.overlap" in condition(bomb)["message"], condition(bomb)
     ready = http.get(token_server.issuer + "/readyz")
     assert ready.status_code == 200, ready.text
-    metrics = http.get(token_server.issuer + "/metrics").text
+    metrics = http.get(token_server.metrics_url).text
     assert 'kubemint_view_objects_skipped{kind="OAuth2Client"} 1.0' in metrics, metrics
 
 

@@ -200,7 +200,7 @@ def _granted_within(
 
 
 def _metric(http: httpx.Client, server: RunningServer, name: str, reason: str) -> float:
-    for line in http.get(server.issuer + "/metrics").text.splitlines():
+    for line in http.get(server.metrics_url).text.splitlines():
         if line.startswith(f'{name}{{reason="{reason}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0

@@ -242,7 +242,7 @@ def test_what_an_outsider_sends_reaches_neither_the_audit_log_nor_the_metrics(
         return log if log.count('"grant_type": "unsupported"') >= 1 else None
 
     log = wait_for(audited, "the audit line of the unsupported grant type")
-    metrics = http.get(issuer + "/metrics").text
+    metrics = http.get(token_server.metrics_url).text
     assert "kubemint_tokens_total" in metrics
     header, payload, signature = pasted.split(".")
     # The unique parts of each segment (their first characters encode `{"alg": ` and such).

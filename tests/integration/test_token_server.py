@@ -456,7 +456,7 @@ def test_discovery_jwks_health_and_metrics(
     ready = http.get(token_server.issuer + "/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
-    metrics = http.get(token_server.issuer + "/metrics").text
+    metrics = http.get(token_server.metrics_url).text
     assert "kubemint_tokens_total" in metrics
     assert "kubemint_view_stale_seconds 0.0" in metrics
 

@@ -17,7 +17,12 @@ import jwt
 import pytest
 
 from kubemint.devcluster import ControlPlane, layout, resolve_binaries
-from kubemint.devcluster.components import token_server_process, wait_for_http, wait_for_leader
+from kubemint.devcluster.components import (
+    metrics_url,
+    token_server_process,
+    wait_for_http,
+    wait_for_leader,
+)
 from kubemint.devcluster.controlplane import free_port
 from kubemint.devcluster.processes import ManagedProcess
 from tests.integration.conftest import SIGNING_KEY, start_operator
@@ -155,7 +160,7 @@ def test_tokens_are_issued_while_the_api_server_is_down_and_changes_resume_after
                 timeout=20,
             )
             assert ready.json()["status"] == "stale"
-            metrics = http.get(stack.issuer + "/metrics").text
+            metrics = http.get(metrics_url(stack.server)).text
             stale = next(
                 line
                 for line in metrics.splitlines()

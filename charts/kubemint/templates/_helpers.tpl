@@ -74,19 +74,48 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* The issuer URL: .Values.issuer, else the token server's in-cluster Service URL. */}}
+{{/* The Service port: tokenServer.service.port, else 443 with TLS and 80 without. */}}
+{{- define "kubemint.tokenServer.servicePort" -}}
+{{- if .Values.tokenServer.service.port }}
+{{- int .Values.tokenServer.service.port }}
+{{- else if .Values.tokenServer.tls.enabled }}443
+{{- else }}80
+{{- end }}
+{{- end }}
+
+{{/* The main port's name (Service and container): https with TLS, http without; meshes and
+controllers read the protocol from it. */}}
+{{- define "kubemint.tokenServer.portName" -}}
+{{- if .Values.tokenServer.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* The in-cluster base URL of the token server's Service, e.g. for forward-auth. `domain`:
+"" or ".cluster.local". Include with (dict "root" $ "domain" ...). */}}
+{{- define "kubemint.tokenServer.serviceUrl" -}}
+{{- $root := .root }}
+{{- $port := int (include "kubemint.tokenServer.servicePort" $root) }}
+{{- $scheme := include "kubemint.tokenServer.portName" $root }}
+{{- $host := printf "%s.%s.svc%s" (include "kubemint.tokenServer.fullname" $root) $root.Release.Namespace .domain }}
+{{- if or (and (eq $scheme "http") (eq $port 80)) (and (eq $scheme "https") (eq $port 443)) }}
+{{- printf "%s://%s" $scheme $host }}
+{{- else }}
+{{- printf "%s://%s:%d" $scheme $host $port }}
+{{- end }}
+{{- end }}
+
+{{/* The issuer URL: .Values.issuer, else the token server's in-cluster Service URL (https
+whenever tokenServer.tls is enabled). */}}
 {{- define "kubemint.issuer" -}}
 {{- if .Values.issuer }}
 {{- .Values.issuer | trimSuffix "/" }}
 {{- else }}
-{{- $port := int .Values.tokenServer.service.port }}
-{{- $host := printf "%s.%s.svc" (include "kubemint.tokenServer.fullname" .) .Release.Namespace }}
-{{- if eq $port 80 }}
-{{- printf "http://%s" $host }}
-{{- else }}
-{{- printf "http://%s:%d" $host $port }}
+{{- include "kubemint.tokenServer.serviceUrl" (dict "root" . "domain" "") }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding the token server's certificate (tls.crt, tls.key). */}}
+{{- define "kubemint.tokenServer.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "kubemint.tokenServer.fullname" .)) .Values.tokenServer.tls.secretName }}
 {{- end }}
 
 {{- define "kubemint.tokenUrl" -}}
@@ -124,19 +153,19 @@ volumes:
   {{- with .values.extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- with .volumes }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
-The paths the Ingress and the HTTPRoute publish: the OAuth endpoints and JWKS (/oauth2/…), the
-RFC 8414 / OIDC discovery documents, and forward-auth (/authz/…). Never /metrics, /healthz or
-/readyz: those are for the in-cluster scraper and the kubelet's probes, and /metrics is not
-for outsiders. `type` is the Ingress pathType; Prefix matches whole path segments.
+The paths the Ingress and the HTTPRoute publish: tokenServer.publishedPaths (by default the
+token and revocation endpoints, JWKS and the discovery documents). /metrics is not on the
+main port at all; /healthz, /readyz, introspection and forward-auth are published only if
+listed. `type` is the Ingress pathType; Prefix matches whole path segments.
 */}}
 {{- define "kubemint.tokenServer.publicPaths" -}}
-- {path: /oauth2, type: Prefix}
-- {path: /.well-known/oauth-authorization-server, type: Exact}
-- {path: /.well-known/openid-configuration, type: Exact}
-- {path: /authz, type: Prefix}
+{{- toYaml .Values.tokenServer.publishedPaths }}
 {{- end }}
 
 {{/* KUBEMINT_DEFAULT_SIGNING_KEY: the SigningKey signingKey.* describes, as JSON (name, spec,

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from kubemint.devcluster.controlplane import ControlPlane, ControlPlaneError
+from kubemint.devcluster.controlplane import ControlPlane, ControlPlaneError, free_port
 from kubemint.devcluster.processes import ManagedProcess
 
 
@@ -55,8 +55,10 @@ def token_server_process(
     name: str = "token-server",
     extra_env: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
+    metrics_port: int | None = None,
 ) -> ManagedProcess:
-    """A `kubemint token-server` process (not started) on 127.0.0.1:`port`."""
+    """A `kubemint token-server` process (not started) on 127.0.0.1:`port`, its /metrics on
+    `metrics_port` (a free one by default; see `metrics_url`)."""
     env = {
         **os.environ,
         "KUBECONFIG": str(plane.kubeconfig),
@@ -64,11 +66,18 @@ def token_server_process(
         "KUBEMINT_ISSUER": issuer,
         "KUBEMINT_HOST": "127.0.0.1",
         "KUBEMINT_PORT": str(port),
+        "KUBEMINT_METRICS_PORT": str(metrics_port or free_port()),
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
     log = (log_dir or plane.workdir) / f"{name}.log"
     return ManagedProcess(name, [sys.executable, "-m", "kubemint", "token-server"], log, env)
+
+
+def metrics_url(process: ManagedProcess) -> str:
+    """Where a token server process made by `token_server_process` serves /metrics."""
+    env = process.env or {}
+    return f"http://127.0.0.1:{env['KUBEMINT_METRICS_PORT']}/metrics"
 
 
 def wait_for_http(url: str, process: ManagedProcess, timeout: float = 30) -> None:

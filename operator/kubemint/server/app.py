@@ -272,7 +272,6 @@ def create_app(
         Route("/.well-known/openid-configuration", metadata, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
         *forward_auth_routes(settings.issuer, view, metrics),
     ]
     app = Starlette(
@@ -281,6 +280,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    # /metrics has a listener of its own (server.metrics_listener), never the published port.
+    app.state.metrics_app = Starlette(
+        routes=[Route("/metrics", prometheus, methods=["GET"])],
+        exception_handlers={404: not_found, 405: method_not_allowed, Exception: unexpected},
+    )
     return app
 
 

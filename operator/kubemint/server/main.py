@@ -15,7 +15,9 @@ from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
 from kubemint.server.connections import ConnectionLimits, guarded_protocol
+from kubemint.server.metrics_listener import MetricsListener
 from kubemint.server.shutdown import CloseWhileDraining, Drain, DrainingServer
+from kubemint.server.tls import CertificateError, CertificateReloader
 from kubemint.store.issuers import IssuerKeys, kubernetes_fetch
 from kubemint.store.jwks_fetch import FetchPolicy
 from kubemint.store.revocations import RevocationStore
@@ -93,7 +95,36 @@ def main() -> int:
         lifespan_hooks=(start, stop),
         drain=drain,
     )
-    log.info("token server for issuer %s on %s:%d", settings.issuer, settings.host, settings.port)
+    certificate = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        try:
+            certificate = CertificateReloader(
+                settings.tls_cert_file, settings.tls_key_file, app.state.metrics.registry
+            )
+        except CertificateError as exc:
+            log.error("cannot serve HTTPS: %s", exc)
+            return 1
+        if settings.issuer.startswith("http://"):
+            log.warning("serving HTTPS, but the issuer %s says http://", settings.issuer)
+        threading.Thread(
+            target=certificate.run,
+            args=(halt, settings.tls_reload_interval),
+            name="tls-reload",
+            daemon=True,
+        ).start()
+    elif settings.issuer.startswith("https://"):
+        log.info("serving plain HTTP: TLS is terminated in front of this server, or should be")
+    metrics = None
+    if settings.metrics_port:
+        metrics = MetricsListener(app.state.metrics_app, settings.host, settings.metrics_port)
+    log.info(
+        "token server for issuer %s on %s://%s:%d, /metrics on %s",
+        settings.issuer,
+        "https" if certificate else "http",
+        settings.host,
+        settings.port,
+        f"http://{settings.host}:{metrics.port}" if metrics else "no port (disabled)",
+    )
     limits = ConnectionLimits(
         read_timeout=settings.read_timeout,
         max_header_bytes=settings.max_header_bytes,
@@ -110,9 +141,18 @@ def main() -> int:
             access_log=False,
             proxy_headers=False,
             timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
+            # The listener's context follows certificate rotations (server.tls).
+            ssl_context_factory=(lambda *_: certificate.listener) if certificate else None,
         ),
         drain,
         settings.shutdown_delay,
     )
-    server.run()
+    if metrics is not None:
+        metrics.start()
+    try:
+        server.run()
+    finally:
+        halt.set()
+        if metrics is not None:
+            metrics.stop()
     return 0

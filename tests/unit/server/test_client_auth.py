@@ -331,7 +331,8 @@ def test_metrics_name_no_client_not_even_one_that_got_a_token(client: TestClient
     _token(client, None, client_id="tasks.app")  # unauthenticated, claiming a real id
     _token(client, None, client_id=PASTED)
     _token(client, None, grant_type=PASTED)
-    metrics = client.get("/metrics").text
+    app: Any = client.app
+    metrics = TestClient(app.state.metrics_app).get("/metrics").text
     assert 'kubemint_tokens_total{grant_type="client_credentials",outcome="issued"}' in metrics
     assert 'grant_type="other"' in metrics
     assert "tasks.app" not in metrics

@@ -49,7 +49,7 @@ def test_readyz_is_503_with_a_reason_while_the_view_cannot_be_rebuilt() -> None:
 
 def test_metrics_count_failed_rebuilds_the_last_success_and_skipped_objects() -> None:
     view = FakeView(current=Snapshot(skipped={"OAuth2Client": 2}))
-    app = TestClient(create_app(SETTINGS, view))
+    app = TestClient(create_app(SETTINGS, view).state.metrics_app)
     view.stats.failures = 2
     app.get("/metrics")
     view.stats.failures = 5
@@ -58,3 +58,12 @@ def test_metrics_count_failed_rebuilds_the_last_success_and_skipped_objects() ->
     assert "kubemint_view_last_rebuild_success_timestamp_seconds 1.7e+09" in text
     assert 'kubemint_view_objects_skipped{kind="OAuth2Client"} 2.0' in text
     assert 'kubemint_view_objects_skipped{kind="AccessRule"} 0.0' in text
+
+
+def test_the_main_port_does_not_serve_metrics_and_the_metrics_app_serves_only_them() -> None:
+    app = create_app(SETTINGS, FakeView())
+    assert TestClient(app).get("/metrics").status_code == 404
+    metrics = TestClient(app.state.metrics_app)
+    assert "kubemint_view_synced" in metrics.get("/metrics").text
+    for path in ("/oauth2/jwks", "/healthz", "/authz/forward-auth"):
+        assert metrics.get(path).status_code == 404, path
