@@ -90,6 +90,25 @@ def _positive_number(env: Mapping[str, str], name: str, default: float) -> float
     return value
 
 
+ASSERTION_REPLAY_MODES = ("shared", "replica")
+LONGEST_ASSERTION = 86400.0
+
+
+def _assertion_lifetime(env: Mapping[str, str]) -> float:
+    name = "KUBEMINT_ASSERTION_MAX_LIFETIME"
+    value = _positive_number(env, name, 3600.0)
+    if value > LONGEST_ASSERTION:
+        raise ValueError(f"{name} must be at most {LONGEST_ASSERTION:.0f} seconds")
+    return value
+
+
+def _assertion_replay(env: Mapping[str, str]) -> str:
+    mode = env.get("KUBEMINT_ASSERTION_REPLAY") or "shared"
+    if mode not in ASSERTION_REPLAY_MODES:
+        raise ValueError(f"KUBEMINT_ASSERTION_REPLAY must be shared or replica, not {mode!r}")
+    return mode
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str
@@ -168,6 +187,14 @@ class ServerSettings:
     audience_ownership: str = "firstClaim"
     """As the operator's: the token server decides ownership with the same rule."""
 
+    assertion_max_lifetime: float = 3600.0
+    """Longest client assertion (RFC 7523 `exp` - `iat`) accepted, in seconds: authlib's
+    default and the bound common providers document. Each `jti` is remembered that long."""
+    assertion_replay: str = "shared"
+    """`shared`: the first use of each client assertion is claimed in the server namespace
+    (kubemint.store.assertion_jtis), so a replay is refused on every replica; `replica`:
+    each replica remembers only what it accepted (one replica, or no API writes wanted)."""
+
     revocations_per_client: int = 100
     """Live revocation entries one client may hold; past that its revocations move its
     watermark (its tokens issued until then are all revoked) instead of adding entries."""
@@ -234,6 +261,8 @@ class ServerSettings:
             failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
             trusted_proxies=parse_networks(env.get("KUBEMINT_TRUSTED_PROXIES", "")),
             audience_ownership=_audience_ownership(env),
+            assertion_max_lifetime=_assertion_lifetime(env),
+            assertion_replay=_assertion_replay(env),
             revocations_per_client=_positive(env, "KUBEMINT_REVOCATIONS_PER_CLIENT", 100),
             revocation_writes_per_minute=_positive(
                 env, "KUBEMINT_REVOCATION_WRITES_PER_MINUTE", 60

@@ -10,11 +10,13 @@ import uvicorn
 from kubernetes import client, config
 
 from kubemint.config import ServerSettings
+from kubemint.oauth.assertions import LEEWAY
 from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
 from kubemint.server.connections import ConnectionLimits, guarded_protocol
 from kubemint.server.shutdown import CloseWhileDraining, Drain, DrainingServer
+from kubemint.store.assertion_jtis import AssertionJtis, longest_remembered
 from kubemint.store.issuers import IssuerKeys, kubernetes_fetch
 from kubemint.store.jwks_fetch import FetchPolicy
 from kubemint.store.revocations import RevocationStore
@@ -71,6 +73,10 @@ def main() -> int:
         threading.Thread(
             target=revocations.run_sweeper, args=(halt,), name="revocation-sweeper", daemon=True
         ).start()
+        if jtis is not None:
+            threading.Thread(
+                target=jtis.run_sweeper, args=(halt,), name="jti-sweeper", daemon=True
+            ).start()
         view.start()
         if not view.wait_synced(timeout=30):
             log.warning("the view is not synced yet; /readyz says so until it is")
@@ -80,6 +86,11 @@ def main() -> int:
         view.stop()
         conditions.stop()
 
+    jtis: AssertionJtis | None = None
+    if settings.assertion_replay == "shared":
+        jtis = AssertionJtis(
+            api, settings.namespace, longest_remembered(settings.assertion_max_lifetime, LEEWAY)
+        )
     revocations = RevocationStore(
         api, settings.namespace, view.revocations(), quota=settings.revocations_per_client
     )
@@ -92,6 +103,7 @@ def main() -> int:
         conditions=conditions,
         lifespan_hooks=(start, stop),
         drain=drain,
+        jtis=jtis,
     )
     log.info("token server for issuer %s on %s:%d", settings.issuer, settings.host, settings.port)
     limits = ConnectionLimits(
