@@ -194,6 +194,10 @@ class ServerSettings:
     """`shared`: the first use of each client assertion is claimed in the server namespace
     (kubemint.store.assertion_jtis), so a replay is refused on every replica; `replica`:
     each replica remembers only what it accepted (one replica, or no API writes wanted)."""
+    assertion_claims_per_minute: int = 60
+    """Client assertions one client may have claimed in the shared store per minute on each
+    replica (each is one small ConfigMap until it expires); past that 429 slow_down for that
+    client only."""
 
     revocations_per_client: int = 100
     """Live revocation entries one client may hold; past that its revocations move its
@@ -263,6 +267,7 @@ class ServerSettings:
             audience_ownership=_audience_ownership(env),
             assertion_max_lifetime=_assertion_lifetime(env),
             assertion_replay=_assertion_replay(env),
+            assertion_claims_per_minute=_positive(env, "KUBEMINT_ASSERTION_CLAIMS_PER_MINUTE", 60),
             revocations_per_client=_positive(env, "KUBEMINT_REVOCATIONS_PER_CLIENT", 100),
             revocation_writes_per_minute=_positive(
                 env, "KUBEMINT_REVOCATION_WRITES_PER_MINUTE", 60

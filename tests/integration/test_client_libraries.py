@@ -292,7 +292,7 @@ def test_an_assertion_accepted_by_one_replica_is_refused_by_another(
     )
     replica.start()
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", replica)
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", replica, timeout=90)  # a busy machine
         other = f"http://127.0.0.1:{port}/oauth2/token"
 
         def post(url: str, assertion: str) -> httpx.Response:

@@ -32,8 +32,8 @@ from kubemint.crypto.jwt import (
     verify_hmac_jwt,
     verify_jwt,
 )
-from kubemint.oauth.errors import InvalidClient, TemporarilyUnavailable
-from kubemint.store.assertion_jtis import Unavailable
+from kubemint.oauth.errors import InvalidClient, TemporarilyUnavailable, TooManyRequests
+from kubemint.store.assertion_jtis import OverBudget, Unavailable
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_MAX_LIFETIME = 3600.0
@@ -45,7 +45,8 @@ _REQUIRED = ("iss", "sub", "aud", "exp", "jti")
 class SharedClaims(Protocol):
     """A store every replica shares (kubemint.store.assertion_jtis): `claim` records
     (issuer/client, jti) until `expires` atomically and answers whether this was the first
-    use. Raises its `Unavailable` when it cannot tell (the assertion is then refused)."""
+    use. Raises its `Unavailable` when it cannot tell (the assertion is then refused), and
+    `OverBudget` when the client has claimed too many this minute."""
 
     def claim(self, issuer_or_client: str, jti: str, expires: float) -> bool: ...
 
@@ -83,7 +84,7 @@ class ReplayCache:
             return False
         try:
             return not self.shared.claim(issuer_or_client, jti, exp)
-        except Unavailable:
+        except (Unavailable, OverBudget):
             with self._lock:  # not accepted: the client's retry must not look like a replay
                 self._entries.pop((issuer_or_client, jti), None)
             raise
@@ -169,6 +170,12 @@ def verify_client_assertion(
     try:
         if replay.seen(client_id, jti, claims["exp"] + leeway, now):
             raise _rejected("jti already used")
+    except OverBudget as over:
+        raise TooManyRequests(
+            "too many client assertions; retry later",
+            retry_after=over.retry_after,
+            reason="the client's shared jti claims per minute are spent",
+        ) from None
     except Unavailable:
         raise TemporarilyUnavailable(
             "client assertions cannot be checked for replay right now; retry shortly",

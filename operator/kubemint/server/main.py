@@ -89,7 +89,10 @@ def main() -> int:
     jtis: AssertionJtis | None = None
     if settings.assertion_replay == "shared":
         jtis = AssertionJtis(
-            api, settings.namespace, longest_remembered(settings.assertion_max_lifetime, LEEWAY)
+            api,
+            settings.namespace,
+            longest_remembered(settings.assertion_max_lifetime, LEEWAY),
+            claims_per_minute=settings.assertion_claims_per_minute,
         )
     revocations = RevocationStore(
         api, settings.namespace, view.revocations(), quota=settings.revocations_per_client

@@ -52,6 +52,14 @@ class Unavailable(Exception):
     """The shared store could not tell whether an assertion was used before."""
 
 
+class OverBudget(Exception):
+    """This client has claimed its `claims_per_minute` on this replica; retry later."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 def record_name(issuer_or_client: str, jti: str) -> str:
     """Named after a hash of both (a NUL cannot occur in either: it separates them), so any
     `jti` gives a valid, fixed-length object name."""
@@ -90,18 +98,55 @@ def record_body(namespace: str, issuer_or_client: str, jti: str, expires: float)
     }
 
 
+class ClaimBudget:
+    """Claims per client in fixed one-minute windows; thread-safe, memory bounded."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._windows: dict[str, tuple[int, int]] = {}  # client → (minute, claims)
+        self._lock = threading.Lock()
+
+    def spend(self, key: str) -> None:
+        """Count one claim for `key`, or raise `OverBudget` (nothing counted)."""
+        now = self.clock()
+        minute = int(now // 60)
+        with self._lock:
+            if len(self._windows) > 100_000:  # keep only the current minute's windows
+                self._windows = {k: v for k, v in self._windows.items() if v[0] == minute}
+            window, used = self._windows.get(key, (minute, 0))
+            if window != minute:
+                used = 0
+            if used >= self.per_minute:
+                raise OverBudget(max(1, int((minute + 1) * 60 - now)))
+            self._windows[key] = (minute, used + 1)
+
+
 class AssertionJtis:
-    """`kubemint.oauth.assertions.SharedClaims` on ConfigMaps of the server namespace."""
+    """`kubemint.oauth.assertions.SharedClaims` on ConfigMaps of the server namespace.
+
+    Each client may claim `claims_per_minute` assertions per replica (fixed windows): the
+    records live in the namespace every tenant shares, so one tenant signing assertions as
+    fast as it can must not fill etcd for all. Live records per client stay below
+    replicas x `claims_per_minute` x (`longest` / 60). Past it: `OverBudget` (429)."""
 
     def __init__(
-        self, api: client.ApiClient, namespace: str, longest: float, timeout: float = 5.0
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        longest: float,
+        timeout: float = 5.0,
+        claims_per_minute: int = 60,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.longest = longest  # the longest an accepted assertion is remembered (s)
         self.timeout = timeout
+        self.budget = ClaimBudget(claims_per_minute, clock)
 
     def claim(self, issuer_or_client: str, jti: str, expires: float) -> bool:
+        self.budget.spend(issuer_or_client)
         body = record_body(self.namespace, issuer_or_client, jti, expires)
         create: Callable[..., Any] = self.core.create_namespaced_config_map  # a plain dict body
         try:

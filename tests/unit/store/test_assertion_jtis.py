@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import re
 
-from kubemint.store.assertion_jtis import SLOT, live_slots, record_body, record_name, slot_of
+import pytest
+
+from kubemint.store.assertion_jtis import (
+    SLOT,
+    ClaimBudget,
+    OverBudget,
+    live_slots,
+    record_body,
+    record_name,
+    slot_of,
+)
 
 
 def test_a_record_name_is_a_valid_fixed_length_name_for_any_jti() -> None:
@@ -39,3 +49,20 @@ def test_the_record_has_the_labels_the_sweeper_selects() -> None:
         "app.kubernetes.io/managed-by": "kubemint",
         "kubemint.io/jti-expires": "3",
     }
+
+
+def test_each_client_may_claim_its_budget_per_minute_and_no_more() -> None:
+    now = [120.0]
+    budget = ClaimBudget(3, clock=lambda: now[0])
+    for _ in range(3):
+        budget.spend("tasks.app")
+    with pytest.raises(OverBudget) as over:
+        budget.spend("tasks.app")
+    assert over.value.retry_after == 60
+    budget.spend("tasks.other")  # another client is not affected
+    now[0] = 150.0
+    with pytest.raises(OverBudget) as over:
+        budget.spend("tasks.app")
+    assert over.value.retry_after == 30
+    now[0] = 180.0  # the next minute
+    budget.spend("tasks.app")
