@@ -26,8 +26,10 @@ from kubemint.store.view import ClusterView
 log = logging.getLogger("kubemint.server")
 
 
-def api_client() -> client.ApiClient:
+def api_client(pool_size: int | None = None) -> client.ApiClient:
     configuration = client.Configuration()
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -89,7 +91,9 @@ def main() -> int:
     jtis: AssertionJtis | None = None
     if settings.assertion_replay == "shared":
         jtis = AssertionJtis(
-            api,
+            # Its own client: claims run in the request threads (up to 40 at once), and a
+            # connection the pool cannot keep is a new TLS handshake for the next claim.
+            api_client(pool_size=40),
             settings.namespace,
             longest_remembered(settings.assertion_max_lifetime, LEEWAY),
             claims_per_minute=settings.assertion_claims_per_minute,

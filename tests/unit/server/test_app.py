@@ -444,12 +444,15 @@ class _SharedStore:
     def __init__(self) -> None:
         self.claimed: dict[tuple[str, str], float] = {}
         self.down = False
+        self.spent = False
 
     def claim(self, issuer_or_client: str, jti: str, expires: float) -> bool:
-        from kubemint.store.assertion_jtis import Unavailable
+        from kubemint.store.assertion_jtis import OverBudget, Unavailable
 
         if self.down:
             raise Unavailable("down")
+        if self.spent:
+            raise OverBudget(7)
         if (issuer_or_client, jti) in self.claimed:
             return False
         self.claimed[(issuer_or_client, jti)] = expires
@@ -478,6 +481,18 @@ def test_when_the_shared_store_cannot_answer_the_assertion_waits_and_is_not_burn
         assert refused.json()["error"] == "temporarily_unavailable"
         assert refused.headers["retry-after"] == "1"
         shared.down = False  # the retry of the same assertion is not taken for a replay
+        assert _without_client_id(replica, assertion).status_code == 200
+
+
+def test_a_client_over_its_shared_claims_per_minute_waits_and_its_assertion_is_not_burnt() -> None:
+    shared = _SharedStore()
+    with _replica(shared) as replica:
+        assertion = _signed(_claims())
+        shared.spent = True
+        refused = _without_client_id(replica, assertion)
+        assert (refused.status_code, refused.json()["error"]) == (429, "slow_down")
+        assert refused.headers["retry-after"] == "7"
+        shared.spent = False
         assert _without_client_id(replica, assertion).status_code == 200
 
 
