@@ -114,7 +114,7 @@ def create_app(
             body = await authenticated(
                 lambda: service.issue(tr, audit),
                 claimed_client_id(tr),
-                shared_jtis=jtis is not None and "client_assertion" in form,
+                shared_jtis=jtis is not None and bool(tr.asserted_client_id()),
             )
             response = JSON(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
         except OAuth2Error as error:
@@ -139,7 +139,7 @@ def create_app(
         serving everyone else meanwhile; others run on the loop, within the sandbox's short
         inline deadline."""
         try:
-            # A client assertion may be claimed in the shared jti store: an API write.
+            # A client's own assertion is claimed in the shared jti store: an API write.
             if _off_loop(view.snapshot(), claimed, conditions) or shared_jtis:
                 return await run_in_threadpool(attempt)
             with _inline(conditions):
@@ -157,7 +157,7 @@ def create_app(
         return await authenticated(
             lambda: service.authenticate(tr),
             claimed_client_id(tr),
-            shared_jtis=jtis is not None and "client_assertion" in form,
+            shared_jtis=jtis is not None and bool(tr.asserted_client_id()),
         )
 
     async def introspect(request: Request) -> Response:
@@ -344,7 +344,8 @@ def server_metadata(settings: ServerSettings, view: View) -> dict[str, Any]:
 
 
 async def _form(request: Request, limit: int) -> dict[str, str]:
-    """The urlencoded body; size-limited, single-valued (RFC 6749 §3.2), UTF-8."""
+    """The urlencoded body (or a JSON object, oauth.json_body); size-limited, single-valued
+    (RFC 6749 §3.2), UTF-8."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (FORM, json_body.JSON):  # JSON: an extension (oauth.json_body)
         raise InvalidRequest(f"the request body must be {FORM}")
