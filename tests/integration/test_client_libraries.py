@@ -339,3 +339,31 @@ def test_an_assertion_accepted_by_one_replica_is_refused_by_another(
         assert listed().strip() == ""
     finally:
         replica.stop()
+
+
+def test_supertokens_json_token_request_against_the_real_server(
+    clients: Clients, token_server: RunningServer
+) -> None:
+    """SuperTokens' documented request shape (an extension): JSON, `scope` as an array."""
+    data = clients.credentials["client_secret_post"]
+    body = {
+        "grant_type": "client_credentials",
+        "client_id": data["client-id"],
+        "client_secret": data["client-secret"],
+        "scope": ["read"],
+        "audience": clients.audience,
+    }
+    response = httpx.post(token_server.token_url, json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "read"
+    # Another content type keeps its clear error.
+    xml = httpx.post(
+        token_server.token_url,
+        content=b"<grant_type>client_credentials</grant_type>",
+        headers={"content-type": "application/xml"},
+        timeout=10,
+    )
+    assert xml.status_code == 400
+    assert xml.json()["error_description"] == (
+        "the request body must be application/x-www-form-urlencoded"
+    )
