@@ -22,7 +22,9 @@ help:
 	@echo "make bench-operator  time until 1,000 OAuth2Clients are Ready, operator peak RSS"
 	@echo "             (options: BENCH_ARGS='--clients N --rounds R …', see --help)"
 	@echo "make bench-token  token endpoint tokens/s and p50/p99 per algorithm over HTTP (wrk),"
-	@echo "             vs a bare Starlette+joserfc endpoint (TOKEN_BENCH_ARGS='--rounds R …')"
+	@echo "             vs a bare Starlette+joserfc endpoint (TOKEN_BENCH_ARGS='--rounds R …'),"
+	@echo "             then private_key_jwt with the shared jti store vs per replica"
+	@echo "             (bench/assertion_bench.py, ASSERTION_BENCH_ARGS='--requests N …')"
 	@echo "make bench-revocation  etcd growth and latency per revocation, hourly buckets vs"
 	@echo "             per-token entries and watermarks (REVOCATION_BENCH_ARGS='--rounds R …')"
 	@echo "make bench-node  time to a Ready node and Secret → mounted file delay, median of 3"
@@ -132,6 +134,7 @@ bench-token: binaries
 	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1) \
 	  || echo "wrk could not be installed: bench-token uses its Python load generator"
 	$(BIN)/python -m bench.token_bench $(TOKEN_BENCH_ARGS)
+	$(BIN)/python -m bench.assertion_bench $(ASSERTION_BENCH_ARGS)
 
 # The revocation store on a real etcd + kube-apiserver: etcd growth per revocation and store
 # latency for 2,000 revocations by one client, the previous hourly buckets vs the current

@@ -128,6 +128,8 @@ class DefaultSigningKey:
         if not isinstance(owner, str):
             raise ValueError(f"{DEFAULT_SIGNING_KEY_ENV}.owner must be a string")
         return cls(name=name, spec=spec, owner=owner)
+
+
 def _tls_files(env: Mapping[str, str]) -> tuple[Path | None, Path | None]:
     """KUBEMINT_TLS_CERT_FILE and KUBEMINT_TLS_KEY_FILE: both (HTTPS) or neither (HTTP)."""
     cert, key = env.get("KUBEMINT_TLS_CERT_FILE", ""), env.get("KUBEMINT_TLS_KEY_FILE", "")
@@ -135,6 +137,25 @@ def _tls_files(env: Mapping[str, str]) -> tuple[Path | None, Path | None]:
         missing = "KUBEMINT_TLS_KEY_FILE" if cert else "KUBEMINT_TLS_CERT_FILE"
         raise ValueError(f"{missing} must be set too: HTTPS needs both a certificate and its key")
     return (Path(cert) if cert else None), (Path(key) if key else None)
+
+
+ASSERTION_REPLAY_MODES = ("shared", "replica")
+LONGEST_ASSERTION = 86400.0
+
+
+def _assertion_lifetime(env: Mapping[str, str]) -> float:
+    name = "KUBEMINT_ASSERTION_MAX_LIFETIME"
+    value = _positive_number(env, name, 3600.0)
+    if value > LONGEST_ASSERTION:
+        raise ValueError(f"{name} must be at most {LONGEST_ASSERTION:.0f} seconds")
+    return value
+
+
+def _assertion_replay(env: Mapping[str, str]) -> str:
+    mode = env.get("KUBEMINT_ASSERTION_REPLAY") or "shared"
+    if mode not in ASSERTION_REPLAY_MODES:
+        raise ValueError(f"KUBEMINT_ASSERTION_REPLAY must be shared or replica, not {mode!r}")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -237,6 +258,18 @@ class ServerSettings:
     audience_ownership: str = "firstClaim"
     """As the operator's: the token server decides ownership with the same rule."""
 
+    assertion_max_lifetime: float = 3600.0
+    """Longest client assertion (RFC 7523 `exp` - `iat`) accepted, in seconds: authlib's
+    default and the bound common providers document. Each `jti` is remembered that long."""
+    assertion_replay: str = "shared"
+    """`shared`: the first use of each client assertion is claimed in the server namespace
+    (kubemint.store.assertion_jtis), so a replay is refused on every replica; `replica`:
+    each replica remembers only what it accepted (one replica, or no API writes wanted)."""
+    assertion_claims_per_minute: int = 60
+    """Client assertions one client may have claimed in the shared store per minute on each
+    replica (each is one small ConfigMap until it expires); past that 429 slow_down for that
+    client only."""
+
     revocations_per_client: int = 100
     """Live revocation entries one client may hold; past that its revocations move its
     watermark (its tokens issued until then are all revoked) instead of adding entries."""
@@ -314,6 +347,9 @@ class ServerSettings:
             failures_per_source=int(env.get("KUBEMINT_AUTH_FAILURES_PER_SOURCE", "100")),
             trusted_proxies=parse_networks(env.get("KUBEMINT_TRUSTED_PROXIES", "")),
             audience_ownership=_audience_ownership(env),
+            assertion_max_lifetime=_assertion_lifetime(env),
+            assertion_replay=_assertion_replay(env),
+            assertion_claims_per_minute=_positive(env, "KUBEMINT_ASSERTION_CLAIMS_PER_MINUTE", 60),
             revocations_per_client=_positive(env, "KUBEMINT_REVOCATIONS_PER_CLIENT", 100),
             revocation_writes_per_minute=_positive(
                 env, "KUBEMINT_REVOCATION_WRITES_PER_MINUTE", 60

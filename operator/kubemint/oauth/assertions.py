@@ -3,8 +3,13 @@
 `private_key_jwt` assertions are verified with the client's public JWKS, `client_secret_jwt`
 ones with its secret (OpenID Connect Core §9). Either way the assertion must be issued by the
 client about itself (`iss` == `sub` == client_id), be meant for us (`aud` holds the token
-endpoint URL or the issuer identifier), expire soon, and carry a `jti` not seen before
-within its lifetime.
+endpoint URL or the issuer identifier), live at most `max_lifetime` (one hour by default,
+authlib's default and the bound common providers document), and carry a `jti` not seen
+before within its lifetime.
+
+Replay: each replica remembers the `jti`s it accepted (`ReplayCache`, bounded); with a
+`SharedClaims` (kubemint.store.assertion_jtis) the first use is also claimed in a store all
+replicas share, so an assertion accepted by one replica is refused by every other.
 
 Failures raise `InvalidClient` with "client assertion rejected: <reason>", where the reason
 is one of the stable messages of `kubemint.crypto.jwt`; nothing from the assertion is echoed.
@@ -16,7 +21,7 @@ import heapq
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from kubemint.crypto.jwt import (
     ASYMMETRIC_ALGORITHMS,
@@ -27,26 +32,39 @@ from kubemint.crypto.jwt import (
     verify_hmac_jwt,
     verify_jwt,
 )
-from kubemint.oauth.errors import InvalidClient
+from kubemint.oauth.errors import InvalidClient, TemporarilyUnavailable, TooManyRequests
+from kubemint.store.assertion_jtis import OverBudget, Unavailable
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-DEFAULT_MAX_LIFETIME = 600.0
+DEFAULT_MAX_LIFETIME = 3600.0
+LEEWAY = 30.0  # seconds of clock skew allowed on `exp`/`iat`
 MAX_JTI_LENGTH = 256
 _REQUIRED = ("iss", "sub", "aud", "exp", "jti")
+
+
+class SharedClaims(Protocol):
+    """A store every replica shares (kubemint.store.assertion_jtis): `claim` records
+    (issuer/client, jti) until `expires` atomically and answers whether this was the first
+    use. Raises its `Unavailable` when it cannot tell (the assertion is then refused), and
+    `OverBudget` when the client has claimed too many this minute."""
+
+    def claim(self, issuer_or_client: str, jti: str, expires: float) -> bool: ...
 
 
 class ReplayCache:
     """Remembers each (client, `jti`) until its expiry, to refuse an assertion used twice.
 
-    In memory and per replica: an assertion replayed against another replica is not caught
-    here (cross-replica replay protection comes later, via the shared revocation store).
-    Holds at most `max_entries`; when full, the oldest entry is dropped first. Thread-safe.
+    In memory and per replica, holding at most `max_entries` (when full, the oldest entry
+    is dropped first); thread-safe. Alone it catches replays against this replica only.
+    With `shared`, a `jti` new to this replica is also claimed there, so a replay against
+    another replica (or one this cache dropped) is caught too; a local hit never asks it.
     """
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, shared: SharedClaims | None = None) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
         self._max = max_entries
+        self.shared = shared
         self._entries: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._expiries: list[tuple[float, tuple[str, str]]] = []  # heap, may hold stale items
         self._lock = threading.Lock()
@@ -57,8 +75,21 @@ class ReplayCache:
         return len(self._entries)
 
     def seen(self, issuer_or_client: str, jti: str, exp: float, now: float) -> bool:
-        """Whether `jti` was already recorded for this issuer/client and has not expired;
-        records it until `exp` otherwise. Check and record happen atomically."""
+        """Whether `jti` was already recorded for this issuer/client and has not expired
+        (here, or in the shared store); records it until `exp` otherwise. Check and record
+        happen atomically. Raises `Unavailable` when the shared store cannot answer."""
+        if self._seen_locally(issuer_or_client, jti, exp, now):
+            return True
+        if self.shared is None or exp <= now:
+            return False
+        try:
+            return not self.shared.claim(issuer_or_client, jti, exp)
+        except (Unavailable, OverBudget):
+            with self._lock:  # not accepted: the client's retry must not look like a replay
+                self._entries.pop((issuer_or_client, jti), None)
+            raise
+
+    def _seen_locally(self, issuer_or_client: str, jti: str, exp: float, now: float) -> bool:
         key = (issuer_or_client, jti)
         with self._lock:
             self._drop_expired(now)
@@ -99,7 +130,7 @@ def verify_client_assertion(
     replay: ReplayCache,
     now: float,
     max_lifetime: float = DEFAULT_MAX_LIFETIME,
-    leeway: float = 30,
+    leeway: float = LEEWAY,
     algorithms: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The claims of a valid client assertion for `client_id`; else `InvalidClient`.
@@ -136,8 +167,21 @@ def verify_client_assertion(
     if len(jti) > MAX_JTI_LENGTH:
         raise _rejected("jti too long")
     # Accepted until exp + leeway, so remembered that long.
-    if replay.seen(client_id, jti, claims["exp"] + leeway, now):
-        raise _rejected("jti already used")
+    try:
+        if replay.seen(client_id, jti, claims["exp"] + leeway, now):
+            raise _rejected("jti already used")
+    except OverBudget as over:
+        raise TooManyRequests(
+            "too many client assertions; retry later",
+            retry_after=over.retry_after,
+            reason="the client's shared jti claims per minute are spent",
+        ) from None
+    except Unavailable:
+        raise TemporarilyUnavailable(
+            "client assertions cannot be checked for replay right now; retry shortly",
+            retry_after=1,
+            reason="the shared jti store is unavailable",
+        ) from None
     return claims
 
 

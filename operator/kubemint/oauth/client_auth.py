@@ -6,6 +6,11 @@ through one of its clients (authentik-style app password as `username`/`password
 Every failure is the same `invalid_client` to the caller; the reason goes to the audit log.
 Whether a client is disabled is told only to a caller that proved it is that client, so
 client ids cannot be probed; a credential presented alongside an app password must be right.
+
+A client's own assertion needs no `client_id` next to it (RFC 7521 §4.2: the client is the
+assertion's subject; authlib sends none): the client is then its `sub`, and only when
+`iss` == `sub` (RFC 7523 §3), so a federated assertion must still name its client. When
+`client_id` is sent it must be that client.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ from typing import Any
 
 from kubemint.crypto import secrets
 from kubemint.crypto.jwt import InvalidJWT
-from kubemint.oauth.assertions import ReplayCache, peek_unverified, verify_client_assertion
+from kubemint.oauth.assertions import (
+    DEFAULT_MAX_LIFETIME,
+    ReplayCache,
+    peek_unverified,
+    verify_client_assertion,
+)
 from kubemint.oauth.claim_sources import CLIENT, NONE
 from kubemint.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedClient
 from kubemint.oauth.federation import (
@@ -47,6 +57,25 @@ class TokenRequest:
 
     # basic_credentials(authorization): the tuple, None, or the InvalidClient it raised.
     _basic: Any = field(default=_UNPARSED, init=False, repr=False, compare=False)
+    _asserted: Any = field(default=_UNPARSED, init=False, repr=False, compare=False)
+
+    def asserted_client_id(self) -> str:
+        """The client a `client_assertion` names itself as (`iss` == `sub`), unverified: who
+        the request claims to be when it sends no `client_id` (RFC 7521 §4.2); else ""."""
+        found = self._asserted
+        if found is _UNPARSED:
+            found = ""
+            assertion = self.form.get("client_assertion")
+            if assertion:
+                try:
+                    _, claims = peek_unverified(assertion)
+                except InvalidJWT:
+                    claims = {}
+                sub = claims.get("sub")
+                if isinstance(sub, str) and sub and claims.get("iss") == sub:
+                    found = sub
+            object.__setattr__(self, "_asserted", found)  # frozen: a cache, not state
+        return found  # type: ignore[no-any-return]
 
     def basic(self) -> tuple[str, str] | None:
         """`basic_credentials(self.authorization)`, decoded once per request (the audit,
@@ -102,6 +131,7 @@ class AuthContext:
     replay: ReplayCache
     now: datetime.datetime
     keys: KeyLookup = field(default_factory=lambda: NO_KEYS)
+    assertion_lifetime: float = DEFAULT_MAX_LIFETIME  # longest client assertion accepted
 
     def federation(self) -> FederationContext:
         return FederationContext(self.keys, self.issuer, self.now.timestamp())
@@ -149,14 +179,15 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
 
 
 def claimed_client_id(request: TokenRequest) -> str:
-    """The client id a request claims (form or Basic), for audit and rate limits only."""
+    """The client id a request claims (form, Basic, or its own assertion's subject), for
+    audit and rate limits only: the per-client failure limit must hold without client_id."""
     if request.form.get("client_id"):
         return request.form["client_id"]
     try:
         basic = request.basic()
     except InvalidClient:
         return ""
-    return basic[0] if basic else ""
+    return basic[0] if basic else request.asserted_client_id()
 
 
 def has_credentials(request: TokenRequest) -> bool:
@@ -171,7 +202,7 @@ def authenticate(request: TokenRequest, ctx: AuthContext) -> Caller:
     assertion = form.get("client_assertion")
     if basic and ("client_secret" in form or assertion):
         raise InvalidRequest("use exactly one client authentication method")
-    client_id = basic[0] if basic else form.get("client_id")
+    client_id = basic[0] if basic else form.get("client_id") or request.asserted_client_id()
     if not client_id:
         raise InvalidClient("client authentication required")
     if basic and form.get("client_id") not in (None, client_id):
@@ -258,6 +289,7 @@ def _assertion(
             issuer=ctx.issuer,
             replay=ctx.replay,
             now=ctx.now.timestamp(),
+            max_lifetime=ctx.assertion_lifetime,
         )
         return Caller(client, "client_secret_jwt", claims=claims, claims_source=CLIENT)
     if client.auth_method == "private_key_jwt" and client.jwks:
@@ -269,6 +301,7 @@ def _assertion(
             issuer=ctx.issuer,
             replay=ctx.replay,
             now=ctx.now.timestamp(),
+            max_lifetime=ctx.assertion_lifetime,
         )
         return Caller(client, "private_key_jwt", claims=claims, claims_source=CLIENT)
     raise InvalidClient(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubemint.oauth.assertions import ReplayCache
+from kubemint.oauth.assertions import DEFAULT_MAX_LIFETIME, ReplayCache
 from kubemint.oauth.client_auth import (
     NO_KEYS,
     AuthContext,
@@ -98,12 +98,22 @@ class TokenService:
     keys: KeyLookup = field(default_factory=lambda: NO_KEYS)
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
     limits: AuthLimits = field(default_factory=AuthLimits)
+    assertion_lifetime: float = DEFAULT_MAX_LIFETIME
+
+    def context(self, snapshot: Snapshot, now: datetime.datetime) -> AuthContext:
+        return AuthContext(
+            snapshot,
+            self.issuer,
+            self.token_endpoint,
+            self.replay,
+            now,
+            self.keys,
+            self.assertion_lifetime,
+        )
 
     def authenticate(self, request: TokenRequest) -> Caller:
         """Client authentication alone (introspection and revocation callers)."""
-        ctx = AuthContext(
-            self.snapshot(), self.issuer, self.token_endpoint, self.replay, self.clock(), self.keys
-        )
+        ctx = self.context(self.snapshot(), self.clock())
         return self.limits.guard(request, lambda: authenticate(request, ctx))
 
     def issue(self, request: TokenRequest, audit: Audit) -> dict[str, Any]:
@@ -115,7 +125,7 @@ class TokenService:
             raise UnsupportedGrantType("this grant type is not supported")
         snapshot, now = self.snapshot(), self.clock()
         audit.client_id = audited_client_id(claimed_client_id(request), snapshot)
-        ctx = AuthContext(snapshot, self.issuer, self.token_endpoint, self.replay, now, self.keys)
+        ctx = self.context(snapshot, now)
         if grant_type in (JWT_BEARER, TOKEN_EXCHANGE):
             caller = self.limits.guard(
                 request, lambda: self._assertion_grant(grant_type, request, ctx)

@@ -17,6 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kubemint.config import ServerSettings
+from kubemint.oauth import json_body
+from kubemint.oauth.assertions import ReplayCache, SharedClaims
 from kubemint.oauth.client_auth import Caller, TokenRequest, claimed_client_id
 from kubemint.oauth.errors import (
     InvalidClient,
@@ -81,13 +83,16 @@ def create_app(
     conditions: Sandbox | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
     drain: Drain | None = None,
+    jtis: SharedClaims | None = None,
 ) -> Starlette:
     metrics = Metrics()
     service = TokenService(
         settings.issuer,
         settings.token_endpoint,
         view.snapshot,
+        replay=ReplayCache(shared=jtis),  # jtis: replay refused across replicas
         limits=AuthLimits.of(settings.failures_per_client, settings.failures_per_source),
+        assertion_lifetime=settings.assertion_max_lifetime,
     )
     if keys is not None:
         service.keys = keys
@@ -106,7 +111,11 @@ def create_app(
         try:
             form = await _form(request, settings.max_body)
             tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
-            body = await authenticated(lambda: service.issue(tr, audit), claimed_client_id(tr))
+            body = await authenticated(
+                lambda: service.issue(tr, audit),
+                claimed_client_id(tr),
+                shared_jtis=jtis is not None and bool(tr.asserted_client_id()),
+            )
             response = JSON(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
         except OAuth2Error as error:
             audit_error(audit, error)
@@ -123,14 +132,15 @@ def create_app(
         write_audit("token", audit.fields())
         return response
 
-    async def authenticated(attempt: Callable[[], T], claimed: str) -> T:
+    async def authenticated(attempt: Callable[[], T], claimed: str, shared_jtis: bool = False) -> T:
         """`attempt()`, counting failed and rate-limited authentications in the metrics.
         A request that may meet a CEL condition that has not always answered cheaply waits
         for the sandbox (kubemint.policy.sandbox) in a thread, so the event loop keeps
         serving everyone else meanwhile; others run on the loop, within the sandbox's short
         inline deadline."""
         try:
-            if _off_loop(view.snapshot(), claimed, conditions):
+            # A client's own assertion is claimed in the shared jti store: an API write.
+            if _off_loop(view.snapshot(), claimed, conditions) or shared_jtis:
                 return await run_in_threadpool(attempt)
             with _inline(conditions):
                 return attempt()
@@ -144,7 +154,11 @@ def create_app(
     async def caller_of(request: Request, form: dict[str, str]) -> Caller:
         """Authenticate an introspection/revocation caller, under the token path's limits."""
         tr = TokenRequest(form, request.headers.get("authorization"), source_of(request))
-        return await authenticated(lambda: service.authenticate(tr), claimed_client_id(tr))
+        return await authenticated(
+            lambda: service.authenticate(tr),
+            claimed_client_id(tr),
+            shared_jtis=jtis is not None and bool(tr.asserted_client_id()),
+        )
 
     async def introspect(request: Request) -> Response:
         """RFC 7662, for authenticated clients only."""
@@ -334,9 +348,10 @@ def server_metadata(settings: ServerSettings, view: View) -> dict[str, Any]:
 
 
 async def _form(request: Request, limit: int) -> dict[str, str]:
-    """The urlencoded body; size-limited, single-valued (RFC 6749 §3.2), UTF-8."""
+    """The urlencoded body (or a JSON object, oauth.json_body); size-limited, single-valued
+    (RFC 6749 §3.2), UTF-8."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != FORM:
+    if content_type not in (FORM, json_body.JSON):  # JSON: an extension (oauth.json_body)
         raise InvalidRequest(f"the request body must be {FORM}")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -349,6 +364,8 @@ async def _form(request: Request, limit: int) -> dict[str, str]:
                 raise _TooLarge()
     except ClientDisconnect:  # gone, or cut off by the read deadline (server.connections)
         raise InvalidRequest("the request body did not arrive") from None
+    if content_type == json_body.JSON:
+        return json_body.parameters(body, PARAMETERS)
     try:
         pairs = urllib.parse.parse_qsl(
             body.decode("utf-8"),

@@ -11,6 +11,7 @@ from kubernetes import client, config
 
 from kubemint import logs
 from kubemint.config import ServerSettings
+from kubemint.oauth.assertions import LEEWAY
 from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.app import create_app
@@ -18,6 +19,7 @@ from kubemint.server.connections import ConnectionLimits, guarded_protocol
 from kubemint.server.metrics_listener import MetricsListener
 from kubemint.server.shutdown import CloseWhileDraining, Drain, DrainingServer
 from kubemint.server.tls import CertificateError, CertificateReloader
+from kubemint.store.assertion_jtis import AssertionJtis, longest_remembered
 from kubemint.store.issuers import IssuerKeys, kubernetes_fetch
 from kubemint.store.jwks_fetch import FetchPolicy
 from kubemint.store.revocations import RevocationStore
@@ -27,8 +29,10 @@ from kubemint.store.view import ClusterView
 log = logging.getLogger("kubemint.server")
 
 
-def api_client() -> client.ApiClient:
+def api_client(pool_size: int | None = None) -> client.ApiClient:
     configuration = client.Configuration()
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -73,6 +77,10 @@ def main() -> int:
         threading.Thread(
             target=revocations.run_sweeper, args=(halt,), name="revocation-sweeper", daemon=True
         ).start()
+        if jtis is not None:
+            threading.Thread(
+                target=jtis.run_sweeper, args=(halt,), name="jti-sweeper", daemon=True
+            ).start()
         view.start()
         if not view.wait_synced(timeout=30):
             log.warning("the view is not synced yet; /readyz says so until it is")
@@ -82,6 +90,16 @@ def main() -> int:
         view.stop()
         conditions.stop()
 
+    jtis: AssertionJtis | None = None
+    if settings.assertion_replay == "shared":
+        jtis = AssertionJtis(
+            # Its own client: claims run in the request threads (up to 40 at once), and a
+            # connection the pool cannot keep is a new TLS handshake for the next claim.
+            api_client(pool_size=40),
+            settings.namespace,
+            longest_remembered(settings.assertion_max_lifetime, LEEWAY),
+            claims_per_minute=settings.assertion_claims_per_minute,
+        )
     revocations = RevocationStore(
         api, settings.namespace, view.revocations(), quota=settings.revocations_per_client
     )
@@ -94,6 +112,7 @@ def main() -> int:
         conditions=conditions,
         lifespan_hooks=(start, stop),
         drain=drain,
+        jtis=jtis,
     )
     certificate = None
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:

@@ -82,7 +82,7 @@ def _verify(assertion: str, replay: ReplayCache | None = None, **options: Any) -
         (_private_key_jwt(aud=ISSUER), {}),
         (_private_key_jwt(aud=["https://elsewhere", TOKEN_ENDPOINT]), {}),
         (_private_key_jwt(iat=None), {}),
-        (_private_key_jwt(exp=NOW + 600), {}),
+        (_private_key_jwt(exp=NOW + 3600), {}),
     ],
     ids=[
         "a private_key_jwt assertion signed by the client's key is accepted",
@@ -110,8 +110,8 @@ def test_valid_assertions_are_accepted(assertion: str, options: dict[str, Any]) 
         (_private_key_jwt(jti=None), {}, "missing claim: jti"),
         (_private_key_jwt(jti=""), {}, "invalid claim"),
         (_private_key_jwt(jti="j" * 257), {}, "jti too long"),
-        (_private_key_jwt(exp=NOW + 601), {}, "token lifetime too long"),
-        (_private_key_jwt(iat=None, exp=NOW + 3600), {}, "token lifetime too long"),
+        (_private_key_jwt(exp=NOW + 3601), {}, "token lifetime too long"),
+        (_private_key_jwt(iat=None, exp=NOW + 7200), {}, "token lifetime too long"),
         (_private_key_jwt(exp=NOW - 60), {}, "token expired"),
         (_private_key_jwt(), {"keys": [keys.generate("ES256").public_jwk()]}, "unknown key id"),
         (

@@ -339,3 +339,221 @@ def test_external_jwts_that_do_not_fit_are_an_invalid_grant(
 ) -> None:
     response = _bearer(federated, _ci_token(**REFUSED[case]))
     assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
+
+
+# --- interop: what standard client libraries send (issue 13) ---------------------------------
+
+
+def _without_client_id(client: TestClient, assertion: str, **extra: str) -> Any:
+    """authlib's PrivateKeyJWT / ClientSecretJWT: no client_id next to the assertion."""
+    return client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+            **extra,
+        },
+    )
+
+
+def test_an_assertion_without_client_id_names_its_client_by_its_subject(
+    client: TestClient,
+) -> None:
+    signed = _without_client_id(client, _signed(_claims()))
+    assert signed.status_code == 200, signed.text
+    assert (
+        pyjwt.decode(signed.json()["access_token"], options={"verify_signature": False})[
+            "client_id"
+        ]
+        == "tasks.signer"
+    )
+    hmac_signed = _without_client_id(client, _hmac_assertion(HMAC_SECRET))
+    assert hmac_signed.status_code == 200, hmac_signed.text
+
+
+def test_an_assertion_without_client_id_is_still_single_use(client: TestClient) -> None:
+    assertion = _signed(_claims())
+    assert _without_client_id(client, assertion).status_code == 200
+    assert _without_client_id(client, assertion).json()["error"] == "invalid_client"
+    # Nor does naming the client make the replay new.
+    assert _request(client, assertion).json()["error"] == "invalid_client"
+
+
+BAD_WITHOUT_CLIENT_ID = {
+    # iss != sub: a federated assertion must name its client; it never picks one by `sub`.
+    "iss is not sub": lambda: _signed(_claims(iss="https://idp.example.com")),
+    "no sub": lambda: _signed(_claims(sub=None)),
+    "sub names another client, signed by this one": lambda: _signed(
+        _claims(iss="tasks.hmac", sub="tasks.hmac")
+    ),
+    "garbage": lambda: "not-a-jwt",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_WITHOUT_CLIENT_ID), ids=list(BAD_WITHOUT_CLIENT_ID))
+def test_an_assertion_without_client_id_that_does_not_prove_its_subject_is_refused(
+    client: TestClient, case: str
+) -> None:
+    response = _without_client_id(client, BAD_WITHOUT_CLIENT_ID[case]())
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+
+
+def test_a_client_id_next_to_an_assertion_must_be_its_subject(client: TestClient) -> None:
+    # The signer's own valid assertion, sent as if from the HMAC client.
+    response = _request(client, _signed(_claims()), client_id="tasks.hmac")
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+
+
+def test_authlibs_one_hour_assertion_is_accepted_and_longer_ones_are_not(
+    client: TestClient,
+) -> None:
+    now = int(time.time())
+    hour = _without_client_id(client, _signed(_claims(iat=now, exp=now + 3600)))
+    assert hour.status_code == 200, hour.text
+    longer = _without_client_id(client, _signed(_claims(iat=now, exp=now + 3600 + 60)))
+    assert (longer.status_code, longer.json()["error"]) == (401, "invalid_client")
+
+
+def test_the_accepted_assertion_lifetime_is_configurable() -> None:
+    settings = ServerSettings.from_env(
+        {
+            "KUBEMINT_NAMESPACE": "kubemint-system",
+            "KUBEMINT_ISSUER": ISSUER,
+            "KUBEMINT_ASSERTION_MAX_LIFETIME": "600",
+        }
+    )
+    assert settings.assertion_max_lifetime == 600
+    with pytest.raises(ValueError, match="KUBEMINT_ASSERTION_MAX_LIFETIME"):
+        ServerSettings.from_env(
+            {
+                "KUBEMINT_NAMESPACE": "n",
+                "KUBEMINT_ISSUER": ISSUER,
+                "KUBEMINT_ASSERTION_MAX_LIFETIME": "90000",
+            }
+        )
+    with pytest.raises(ValueError, match="KUBEMINT_ASSERTION_REPLAY"):
+        ServerSettings.from_env(
+            {"KUBEMINT_NAMESPACE": "n", "KUBEMINT_ISSUER": ISSUER, "KUBEMINT_ASSERTION_REPLAY": "x"}
+        )
+
+
+class _SharedStore:
+    """A SharedClaims in memory, as the API server's create-if-absent behaves."""
+
+    def __init__(self) -> None:
+        self.claimed: dict[tuple[str, str], float] = {}
+        self.down = False
+        self.spent = False
+
+    def claim(self, issuer_or_client: str, jti: str, expires: float) -> bool:
+        from kubemint.store.assertion_jtis import OverBudget, Unavailable
+
+        if self.down:
+            raise Unavailable("down")
+        if self.spent:
+            raise OverBudget(7)
+        if (issuer_or_client, jti) in self.claimed:
+            return False
+        self.claimed[(issuer_or_client, jti)] = expires
+        return True
+
+
+def test_with_a_shared_store_an_assertion_used_on_one_replica_is_refused_on_another() -> None:
+    shared = _SharedStore()
+    replicas = [_replica(shared) for _ in range(2)]
+    with replicas[0] as first, replicas[1] as second:
+        assertion = _signed(_claims())
+        assert _without_client_id(first, assertion).status_code == 200
+        replay = _without_client_id(second, assertion)
+        assert (replay.status_code, replay.json()["error"]) == (401, "invalid_client")
+        # Each replica still gets fresh assertions.
+        assert _without_client_id(second, _signed(_claims())).status_code == 200
+
+
+def test_when_the_shared_store_cannot_answer_the_assertion_waits_and_is_not_burnt() -> None:
+    shared = _SharedStore()
+    with _replica(shared) as replica:
+        assertion = _signed(_claims())
+        shared.down = True
+        refused = _without_client_id(replica, assertion)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "temporarily_unavailable"
+        assert refused.headers["retry-after"] == "1"
+        shared.down = False  # the retry of the same assertion is not taken for a replay
+        assert _without_client_id(replica, assertion).status_code == 200
+
+
+def test_a_client_over_its_shared_claims_per_minute_waits_and_its_assertion_is_not_burnt() -> None:
+    shared = _SharedStore()
+    with _replica(shared) as replica:
+        assertion = _signed(_claims())
+        shared.spent = True
+        refused = _without_client_id(replica, assertion)
+        assert (refused.status_code, refused.json()["error"]) == (429, "slow_down")
+        assert refused.headers["retry-after"] == "7"
+        shared.spent = False
+        assert _without_client_id(replica, assertion).status_code == 200
+
+
+_REPLICA_SNAPSHOT: list[Any] = []
+
+
+def _replica(shared: _SharedStore, failures_per_client: int = 10) -> TestClient:
+    """Another token server on the same objects (as the module fixture), sharing `shared`."""
+    if not _REPLICA_SNAPSHOT:
+        signing = StoredKey(keys.generate("ES256"), "active", NOW, activated_at=NOW)
+        _REPLICA_SNAPSHOT.append(
+            build(
+                server_namespace="kubemint-system",
+                clients=[
+                    _client(
+                        "signer",
+                        authMethod="private_key_jwt",
+                        jwks={"keys": [CLIENT_KEY.public_jwk()]},
+                    )
+                ],
+                accounts=[],
+                rules=[
+                    {
+                        "metadata": {
+                            "namespace": "calendar",
+                            "name": "r",
+                            "creationTimestamp": "2026-01-01T00:00:00Z",
+                        },
+                        "spec": {
+                            "audience": AUDIENCE,
+                            "scopes": ["event.view"],
+                            "subjects": [
+                                {"kind": "OAuth2Client", "namespace": "tasks", "name": "signer"}
+                            ],
+                        },
+                    }
+                ],
+                signing_keys=[
+                    {"metadata": {"namespace": "kubemint-system", "name": "default"}, "spec": {}}
+                ],
+                secrets=[
+                    keys_secret("default", [signing]),
+                    client_record("tasks", "signer", jwks={"keys": [CLIENT_KEY.public_jwk()]}),
+                ],
+            )
+        )
+    settings = ServerSettings(
+        namespace="kubemint-system", issuer=ISSUER, failures_per_client=failures_per_client
+    )
+    return TestClient(create_app(settings, StaticView(_REPLICA_SNAPSHOT[0]), jtis=shared))
+
+
+def test_failures_without_client_id_count_against_the_asserted_client() -> None:
+    """The per-client failure limit must hold for assertion-only requests: else an attacker
+    guessing a client_secret_jwt key would meet only the per-source limit."""
+    with _replica(_SharedStore(), failures_per_client=3) as replica:
+        answers = [
+            _without_client_id(replica, _signed(_claims(exp=int(time.time()) - 120))).status_code
+            for _ in range(5)
+        ]
+        # As for secrets (oauth.ratelimit), strangers' failures never refuse the real client.
+        valid = _without_client_id(replica, _signed(_claims()))
+    assert answers == [401, 401, 401, 429, 429], answers
+    assert valid.status_code == 200, valid.text

@@ -351,3 +351,96 @@ def test_basic_credentials_are_decoded_once_and_malformed_ones_refused_every_tim
             bad.basic()
     assert claimed_client_id(bad) == ""
     assert TokenRequest({}, None).basic() is None
+
+
+# --- application/json token requests (an extension, oauth.json_body) --------------------------
+
+
+def _json(
+    client: TestClient, body: Any, auth: tuple[str, str] | None = None, **headers: str
+) -> Any:
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(
+        "/oauth2/token",
+        content=raw,
+        headers={"content-type": "application/json", **headers},
+        auth=auth or ("tasks.app", SECRET),
+    )
+
+
+def test_supertokens_json_request_gets_a_token(client: TestClient) -> None:
+    """SuperTokens' documented request: scope as an array, audience as a string."""
+    body = {"grant_type": "client_credentials", "scope": ["read"], "audience": AUDIENCE}
+    response = _json(client, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "read"
+    # The client's authMethod is client_secret_basic: a JSON client_secret is as refused as
+    # a form one (the same parameters, the same rules).
+    posted = {**body, "client_id": "tasks.app", "client_secret": SECRET}
+    as_form = client.post("/oauth2/token", data={**posted, "scope": "read"})
+    assert client.post("/oauth2/token", json=posted).json() == as_form.json()
+
+
+def test_a_json_scope_array_means_what_the_space_separated_form_means(client: TestClient) -> None:
+    for scope in (["read", "write"], "read write"):
+        as_json = _json(client, {"grant_type": "client_credentials", "scope": scope})
+        as_form = _token(client, ("tasks.app", SECRET), scope="read write")
+        assert (as_json.status_code, as_json.json().get("scope"), as_json.json().get("error")) == (
+            as_form.status_code,
+            as_form.json().get("scope"),
+            as_form.json().get("error"),
+        )
+
+
+BAD_JSON = {
+    "not an object": (["grant_type", "client_credentials"], "must be an object"),
+    "a number": ({"grant_type": "client_credentials", "audience": 5}, "'audience' must be a"),
+    "null": ({"grant_type": None}, "'grant_type' must be a string"),
+    "a nested object": ({"grant_type": {"a": "b"}}, "must be a string"),
+    "a scope array of non-strings": ({"grant_type": "client_credentials", "scope": [1]}, "scope"),
+    "a scope holding a space": ({"scope": ["read write"]}, "scope must be"),
+    "nested arrays": ({"scope": [["read"]]}, "malformed JSON"),
+    "malformed": ('{"grant_type": ', "malformed JSON request body"),
+    "not UTF-8": (b'{"grant_type": "\xff"}', "malformed JSON request body"),
+    "a repeated member": (
+        '{"grant_type": "client_credentials", "scope": "a", "scope": "b"}',
+        "parameter 'scope' repeated",
+    ),
+    "deeply nested": ("[" * 100_00 + "]" * 100_00, "malformed JSON request body"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_JSON), ids=list(BAD_JSON))
+def test_a_bad_json_body_is_invalid_request_naming_what_is_wrong(
+    client: TestClient, case: str
+) -> None:
+    body, message = BAD_JSON[case]
+    response = _json(client, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert message in response.json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/xml", "multipart/form-data", "", "application/jsonx"],
+)
+def test_every_other_content_type_keeps_its_clear_error(
+    client: TestClient, content_type: str
+) -> None:
+    response = client.post(
+        "/oauth2/token",
+        content=b"grant_type=client_credentials",
+        headers={"content-type": content_type},
+        auth=("tasks.app", SECRET),
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "the request body must be application/x-www-form-urlencoded",
+    }
+
+
+def test_a_json_body_over_the_size_limit_is_refused_before_parsing(client: TestClient) -> None:
+    body = json.dumps({"grant_type": "client_credentials", "scope": "a" * 70_000})
+    assert _json(client, body).status_code == 413
