@@ -64,7 +64,9 @@ def credentials_from(args: argparse.Namespace) -> Credentials:
     if args.credentials:
         return Credentials.from_directory(args.credentials, args.private_key)
     if args.projected_token and args.client_id and args.token_url:
-        return Credentials.from_projected_token(args.projected_token, args.client_id, args.token_url)
+        return Credentials.from_projected_token(
+            args.projected_token, args.client_id, args.token_url
+        )
     raise UsageError(
         "give --credentials DIR, or --projected-token PATH with --client-id and --token-url"
     )
@@ -115,14 +117,13 @@ def _source(
 
 
 def _watch(args: argparse.Namespace, credentials: Credentials, files: list[TokenFile]) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with httpx.Client(timeout=10) as http:  # one connection pool for every file
         sources = [_source(args, credentials, f.audience, f.scope, http) for f in files]
-        keep_all_fresh([(s, f.path) for s, f in zip(sources, files, strict=True)], stop,
-                       retry=args.retry_max)
+        keep_all_fresh(
+            [(s, f.path) for s, f in zip(sources, files, strict=True)], stop, retry=args.retry_max
+        )
     return 0

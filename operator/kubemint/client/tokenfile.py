@@ -106,8 +106,10 @@ def _step(file: _File, retry: float, rand: Callable[[], float]) -> None:
         expires = source.expires_at
         if expires is not None and file.path.exists():
             left = expires - source.clock()
-            kept = f"; kept the current token (valid {left:.0f}s more)" if left > 0 else (
-                "; the token in the file has expired"
+            kept = (
+                f"; kept the current token (valid {left:.0f}s more)"
+                if left > 0
+                else ("; the token in the file has expired")
             )
         log.warning(
             "could not refresh %s: %s; retrying in %.1fs (attempt %d failed)%s",

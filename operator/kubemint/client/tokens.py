@@ -401,7 +401,9 @@ class KubemintAuth(httpx.Auth):
     def __init__(self, source: TokenSource | AsyncTokenSource) -> None:
         self.source = source
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
         if not isinstance(self.source, TokenSource):
             raise TypeError("an AsyncTokenSource needs an httpx.AsyncClient")
         request.headers["Authorization"] = f"Bearer {self.source.token()}"

@@ -45,6 +45,7 @@ MAX_DOCUMENT_BYTES = 1024 * 1024  # a JWK Set is a few KB; more is not one
 
 log = logging.getLogger("kubemint.verify")
 
+
 @dataclass(frozen=True)
 class Fetched:
     """A JWK Set document and the caching headers it came with."""

@@ -100,7 +100,8 @@ def test_a_failed_renewal_keeps_the_valid_token_and_retries_with_backoff(
     endpoint.now += 81  # renewal due; the token is valid 19 s more
     assert source.token() == "t1"  # at once, the renewal runs in the background
     source.wait_renewal(5)
-    assert source.failures == 1 and endpoint.requests == 3  # one attempt (and its reconnect)
+    assert source.failures == 1
+    assert endpoint.requests == 3
     for _ in range(20):  # callers meanwhile: no request while backing off
         assert source.token() == "t1"
     assert endpoint.requests == 3
@@ -112,7 +113,9 @@ def test_a_failed_renewal_keeps_the_valid_token_and_retries_with_backoff(
     endpoint.now += 2.01
     assert source.token() == "t1"
     source.wait_renewal(5)
-    assert source.token() == "t2" and source.failures == 0 and source.last_error is None
+    assert source.token() == "t2"
+    assert source.failures == 0
+    assert source.last_error is None
 
 
 def test_without_a_valid_token_the_caller_sees_the_error(
@@ -242,5 +245,3 @@ def test_an_async_source_in_a_sync_client_is_a_clear_error(credentials: Credenti
         pytest.raises(TypeError, match="AsyncClient"),
     ):
         client.get("http://api/")
-
-

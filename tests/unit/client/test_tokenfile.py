@@ -152,11 +152,14 @@ def test_one_watcher_keeps_several_files_fresh_and_a_failing_one_costs_only_itse
             stop.set()
             thread.join(5)
     assert [p.read_text() for p in paths] == ["a.b.good", "a.b.late", "a.b.c"]
-    assert good.calls == 1 and bad.calls == 4 and flaky.calls == 2
+    assert good.calls == 1
+    assert bad.calls == 4
+    assert flaky.calls == 2
     failures = [r for r in caplog.records if "could not refresh" in r.getMessage()]
     assert len(failures) == 4
     for record in failures:  # one line each, what failed, no traceback
-        assert "\n" not in record.getMessage() and record.exc_info is None
+        assert "\n" not in record.getMessage()
+        assert record.exc_info is None
     assert "invalid_scope: scope 'admin' is not granted (HTTP 400)" in failures[0].getMessage()
 
 
@@ -174,4 +177,5 @@ def test_the_file_keeps_its_token_while_refreshes_fail(
         assert out.read_text() == "a.b.1"  # kept through the failures
         _until(lambda: out.read_text() == "a.b.2", timeout=10)
     kept = [r.getMessage() for r in caplog.records if "could not refresh" in r.getMessage()]
-    assert len(kept) == 3 and all("kept the current token" in m for m in kept), kept
+    assert len(kept) == 3, kept
+    assert all("kept the current token" in m for m in kept), kept
