@@ -112,10 +112,10 @@ def _step(file: _File, retry: float, rand: Callable[[], float]) -> None:
                 else ("; the token in the file has expired")
             )
         log.warning(
-            "could not refresh %s: %s; retrying in %.1fs (attempt %d failed)%s",
+            "could not refresh %s: %s; retrying in %ss (attempt %d failed)%s",
             file.path,
             describe(exc),
-            delay,
+            f"{delay:.1f}",
             file.failures,
             kept,
         )

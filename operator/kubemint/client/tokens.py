@@ -176,7 +176,9 @@ class _Base:
         if state.token is not None and state.still_valid():
             left = f"; the current token is valid {state.token.expires_at - self.clock():.0f}s more"
         delay = max(0.0, state.retry_at - self.clock())
-        log.warning("token renewal failed: %s; retrying in %.1fs%s", describe(exc), delay, left)
+        log.warning(
+            "token renewal failed: %s; retrying in %ss%s", describe(exc), f"{delay:.1f}", left
+        )
 
 
 class TokenSource(_Base):

@@ -3,9 +3,11 @@
 
 How long a set stays fresh is what the issuer says in `Cache-Control: max-age` (less the
 `Age` a cache in between has added), held within [cooldown, `max_ttl`]; `no-cache`/`no-store`
-mean the cooldown; no word from the issuer means `ttl`. The cooldown counts from the end of
-the last fetch, never from its start, so a fetch that takes its whole `timeout` does not use
-up the cooldown and let the next one follow at once.
+mean the cooldown; no word from the issuer means `ttl`. `max_ttl` (5 minutes by default)
+bounds how long a withdrawn key keeps verifying here, whatever the max-age (kubemint's is up
+to an hour, for verifiers that value availability over a fast withdrawal). The cooldown counts
+from the end of the last fetch, never from its start, so a fetch that takes its whole
+`timeout` does not use up the cooldown and let the next one follow at once.
 
 Fetching never holds up a request that the cache can answer: a fetch runs in its own thread,
 one at a time per cache (single flight: every request that needs it waits on that one fetch),
@@ -38,7 +40,9 @@ from typing import Any
 import httpx
 
 DEFAULT_TTL = 300.0  # when the issuer sends no max-age
-DEFAULT_MAX_TTL = 86400.0  # the longest a max-age is believed
+# The longest a max-age is believed: a withdrawn key (kubemint.io/withdraw) leaves the issuer's
+# JWKS at once, and stops verifying here at the next fetch, within this bound.
+DEFAULT_MAX_TTL = 300.0
 DEFAULT_COOLDOWN = 10.0
 DEFAULT_TIMEOUT = 10.0
 MAX_DOCUMENT_BYTES = 1024 * 1024  # a JWK Set is a few KB; more is not one
