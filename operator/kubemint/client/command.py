@@ -82,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("each --out needs its own file")
         if files and not args.watch:
             raise UsageError("--out needs --watch (without it, the token is printed)")
+        if args.renew_before is not None and not args.renew_before >= 0:
+            raise UsageError("--renew-before must be 0 or more seconds")
+        if not args.retry_max > 0:
+            raise UsageError("--retry-max must be more than 0 seconds")
     except UsageError as exc:
         print(f"kubemint token: {exc}", file=sys.stderr)
         return 2
