@@ -10,9 +10,11 @@ helper has failed at least three renewal attempts (about 13 s from the tokens' i
 restarts (its view is rebuilt from the API server before /readyz says 200): some 20 s in all,
 twice the renewal interval and a third of the tokens' lifetime, with time to spare for a slow
 restart on a loaded machine. Scaled to one-hour tokens renewed as often, that is a 20-minute
-outage; `make bench-outage` runs a real 3-minute one against 10-minute tokens. The tokens must stay in
-place and valid all along, each failure must be one line on the sidecar's stderr, and every
-helper must hold a new token within one retry (the 5 s backoff cap) of the server's return.
+outage; `make bench-outage` runs a real 3-minute one against 10-minute tokens.
+
+The tokens must stay in place and valid all along, each failure must be one line on the
+sidecar's stderr, and every helper must hold a new token within one retry (the 5 s backoff
+cap) of the server's return.
 """
 
 from __future__ import annotations
