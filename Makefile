@@ -146,6 +146,14 @@ bench: bench-revocation
 bench-revocation: binaries
 	$(BIN)/python -m bench.revocation_bench $(REVOCATION_BENCH_ARGS)
 
+# Workload helpers through a real token-server outage (bench/outage_bench.py): failed attempts,
+# recovery after the server's return, bad answers; default a 3-minute outage, 10-minute tokens.
+.PHONY: bench-outage
+bench: bench-outage
+
+bench-outage: binaries
+	$(BIN)/python -m bench.outage_bench $(BENCH_OUTAGE_ARGS)
+
 # Node tier (bench/node_bench.py): time to a Ready node (median of --rounds fresh nodes), a
 # Secret update's time to a pod's mounted file, teardown. Needs root, like `make node-test`.
 NODE_BENCH_ARGS ?=

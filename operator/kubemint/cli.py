@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
             "with --private-key or DIR/private-key) or a projected "
             "ServiceAccount token (--projected-token PATH with --client-id and --token-url). "
             "Prints the token; with --watch --out FILE, rewrites FILE atomically before "
-            "each expiry until interrupted."
+            "each expiry until interrupted, retrying failures with backoff and jitter while "
+            "FILE keeps its last good token (one line on stderr says what fails). Give --out "
+            "several times, as path=FILE,audience=AUD,scope='S1 S2', to keep one file per "
+            "audience/scope fresh from the same credentials."
         ),
     )
     token.add_argument("--credentials", type=Path, help="directory of the mounted client Secret")
@@ -67,7 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", help="space-separated scopes to request")
     token.add_argument("--audience", help="audience to request")
     token.add_argument("--watch", action="store_true", help="keep --out fresh until stopped")
-    token.add_argument("--out", type=Path, help="token file to write (with --watch)")
+    token.add_argument(
+        "--out",
+        action="append",
+        default=[],
+        metavar="FILE | path=FILE[,audience=AUD][,scope=SCOPES]",
+        help="token file to write (with --watch); repeat for several audiences/scopes",
+    )
+    token.add_argument(
+        "--renew-before",
+        type=float,
+        metavar="SECONDS",
+        help="renew when this much of a token's life is left (default: 20%%, at least 10 s)",
+    )
+    token.add_argument(
+        "--retry-max",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="longest wait between retries of a failed renewal (default: 5)",
+    )
     token.set_defaults(run=_token)
 
     verify = commands.add_parser(
@@ -172,45 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _token(args: argparse.Namespace) -> int:
-    import logging
-    import threading
+    from kubemint.client.command import run
 
-    from kubemint.client import Credentials, TokenError, TokenSource
-    from kubemint.client.credentials import CredentialsError
-    from kubemint.client.tokenfile import keep_fresh
-
-    try:
-        if args.credentials:
-            credentials = Credentials.from_directory(args.credentials, args.private_key)
-        elif args.projected_token and args.client_id and args.token_url:
-            credentials = Credentials.from_projected_token(
-                args.projected_token, args.client_id, args.token_url
-            )
-        else:
-            print(
-                "kubemint token: give --credentials DIR, or --projected-token PATH with "
-                "--client-id and --token-url",
-                file=sys.stderr,
-            )
-            return 2
-        if args.watch and not args.out:
-            print("kubemint token: --watch needs --out FILE", file=sys.stderr)
-            return 2
-        with TokenSource(credentials, scope=args.scope, audience=args.audience) as source:
-            if args.watch:
-                logging.basicConfig(
-                    level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-                )
-                stop = threading.Event()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, lambda *_: stop.set())
-                keep_fresh(source, args.out, stop)
-            else:
-                print(source.token())
-        return 0
-    except (CredentialsError, TokenError) as exc:
-        print(f"kubemint token: {exc}", file=sys.stderr)
-        return 1
+    return run(args)
 
 
 def _verify(args: argparse.Namespace) -> int:

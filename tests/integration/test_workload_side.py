@@ -284,6 +284,8 @@ def test_the_token_source_caches_and_renews_before_expiry(
     assert source.refresh_at - now[0] == pytest.approx(8, abs=1)  # 80% of a 10 s lifetime
     now[0] = source.refresh_at + 0.1
     time.sleep(1.1)  # a new iat, so a new token
+    assert source.token() == first  # still valid: handed out while it renews in the background
+    source.wait_renewal(10)
     assert source.token() != first
     with httpx.Client(auth=KubemintAuth(source)) as http:
         echo = http.get(token_server.issuer + "/healthz")

@@ -1,6 +1,7 @@
 """Workload side: obtain kubemint tokens from mounted credentials, cache and refresh them."""
 
 from kubemint.client.credentials import Credentials
-from kubemint.client.tokens import KubemintAuth, TokenError, TokenSource
+from kubemint.client.retry import TokenError
+from kubemint.client.tokens import AsyncTokenSource, KubemintAuth, TokenSource
 
-__all__ = ["Credentials", "KubemintAuth", "TokenError", "TokenSource"]
+__all__ = ["AsyncTokenSource", "Credentials", "KubemintAuth", "TokenError", "TokenSource"]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from kubemint.client.credentials import Credentials, CredentialsError
-from kubemint.client.tokenfile import keep_fresh, retry_delay
+from kubemint.client.tokenfile import keep_all_fresh, keep_fresh, retry_delay
 from kubemint.client.tokens import TokenError
 
 
@@ -33,6 +33,10 @@ class ScriptedSource:
     @property
     def refresh_at(self) -> float:
         return self._refresh_at
+
+    @property
+    def expires_at(self) -> float | None:
+        return self._refresh_at + 10 if self.calls else None
 
     def token(self, force: bool = False) -> str:
         step = self.script[min(self.calls, len(self.script) - 1)]
@@ -123,3 +127,55 @@ def test_the_fingerprint_follows_content_and_survives_a_missing_file(
     assert second != first
     credentials.secret_file.unlink()
     assert credentials.fingerprint() not in (first, second)
+
+
+def test_one_watcher_keeps_several_files_fresh_and_a_failing_one_costs_only_itself(
+    credentials: Credentials, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = httpx.Request("POST", credentials.token_url)
+    good = ScriptedSource(credentials, ["a.b.good"])
+    refused = TokenError("invalid_scope", "scope 'admin' is not granted", 400)
+    bad = ScriptedSource(credentials, [refused, refused, refused, "a.b.late"])
+    flaky = ScriptedSource(credentials, [httpx.ConnectError("refused", request=request), "a.b.c"])
+    paths = [tmp_path / "good", tmp_path / "bad", tmp_path / "flaky"]
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=keep_all_fresh,
+        args=(list(zip([good, bad, flaky], paths, strict=True)), stop),
+        kwargs={"retry": 0.05, "poll": 0.02, "rand": lambda: 0.0},
+    )
+    with caplog.at_level("WARNING", logger="kubemint.tokenfile"):
+        thread.start()
+        try:
+            _until(lambda: all(p.exists() for p in paths))
+        finally:
+            stop.set()
+            thread.join(5)
+    assert [p.read_text() for p in paths] == ["a.b.good", "a.b.late", "a.b.c"]
+    assert good.calls == 1
+    assert bad.calls == 4
+    assert flaky.calls == 2
+    failures = [r for r in caplog.records if "could not refresh" in r.getMessage()]
+    assert len(failures) == 4
+    for record in failures:  # one line each, what failed, no traceback
+        assert "\n" not in record.getMessage()
+        assert record.exc_info is None
+    assert "invalid_scope: scope 'admin' is not granted (HTTP 400)" in failures[0].getMessage()
+
+
+def test_the_file_keeps_its_token_while_refreshes_fail(
+    credentials: Credentials, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = httpx.Request("POST", credentials.token_url)
+    down = httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    source = ScriptedSource(credentials, ["a.b.1", down, down, down, "a.b.2"])
+    source.refresh_in = 0.0  # due again at once (every second at most)
+    out = tmp_path / "token"
+    with caplog.at_level("WARNING", logger="kubemint.tokenfile"), _watching(source, out):
+        _until(out.exists)
+        _until(lambda: source.calls >= 3)
+        assert out.read_text() == "a.b.1"  # kept through the failures
+        _until(lambda: out.read_text() == "a.b.2", timeout=10)
+    kept = [r.getMessage() for r in caplog.records if "could not refresh" in r.getMessage()]
+    assert len(kept) == 3, kept
+    assert all("kept the current token" in m for m in kept), kept
