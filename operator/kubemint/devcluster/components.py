@@ -80,8 +80,9 @@ def metrics_url(process: ManagedProcess) -> str:
     return f"http://127.0.0.1:{env['KUBEMINT_METRICS_PORT']}/metrics"
 
 
-def wait_for_http(url: str, process: ManagedProcess, timeout: float = 30) -> None:
-    """Block until `url` answers 200 (e.g. /readyz), failing early if the process died."""
+def wait_for_http(url: str, process: ManagedProcess, timeout: float = 90) -> None:
+    """Block until `url` answers 200 (e.g. /readyz), failing early if the process died. The
+    default leaves a loaded 2-core machine time: token servers took 25–37 s there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():

@@ -47,7 +47,7 @@ from typing import IO, Any
 from kubemint.policy.expressions import Condition, EvaluationUnavailable, variables
 
 log = logging.getLogger("kubemint.conditions")
-START_TIMEOUT = 30.0  # seconds for a new worker to import CEL and say "ready"
+START_TIMEOUT = 60.0  # seconds for a new worker to import CEL and say "ready" (slow when starved)
 ANSWERS = 4096  # answers kept, by (expression, variables)
 CHEAP = 0.002  # CPU seconds of evaluation (measured in the worker) below which it is cheap
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
