@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup binaries node-binaries helm lint typecheck unit integration node-test test run run-node run-cluster bench bench-operator clean docs nginx
+.PHONY: help setup binaries node-binaries helm prometheus lint typecheck unit integration node-test test run run-node run-cluster bench bench-operator clean docs nginx
 
 help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
@@ -34,7 +34,7 @@ help:
 	@echo "make image   build the kubemint image (Dockerfile, buildah, no registry) into an OCI"
 	@echo "             archive in ~/.cache/kubemint/images; prints its path and reference"
 	@echo "make docs    regenerate docs/crd-reference.md from crds/*.yaml"
-	@echo "make lint | typecheck | binaries | clean"
+	@echo "make lint | typecheck | binaries | prometheus | clean"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ node-binaries: binaries
 helm: setup
 	$(BIN)/python -c "from kubemint.devcluster.helm import resolve_helm; print(resolve_helm())"
 
+# Prometheus for the monitoring tests (promtool check/test rules on the chart's alerts; a real
+# prometheus evaluating every alert and dashboard query): $PROMETHEUS_BINARIES if set, else
+# built once from tests/envtest/prometheus into ~/.cache/kubemint/prometheus (minutes cold).
+prometheus: setup
+	$(BIN)/python -m kubemint.devcluster.prometheus
+
 # nginx for the forward-auth test through a real proxy (tests/integration/
 # test_nginx_forward_auth.py): installed with apt-get when missing (Debian's `nginx` package
 # carries the binary and auth_request; run as root). The test starts its own nginx on 127.0.0.1.
@@ -83,7 +89,7 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: binaries nginx
+integration: binaries nginx prometheus
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # The node tier (tests/node): a real single-node cluster in namespaces of its own. Needs root
@@ -92,7 +98,7 @@ integration: binaries nginx
 node-test: node-binaries
 	$(BIN)/pytest tests/node $(PYTEST_ARGS)
 
-test: binaries node-binaries helm image lint typecheck nginx
+test: binaries node-binaries helm prometheus image lint typecheck nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: binaries
