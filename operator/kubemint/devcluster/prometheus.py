@@ -52,11 +52,14 @@ def module_dir() -> Path:
 
 
 def release_version(module_version: str) -> str:
-    """Prometheus 3.x is published as Go module v0.3XX.Y: v0.316.0 is release 3.16.0."""
-    major_minor, _, patch = module_version.lstrip("v").partition(".")[2].partition(".")
-    if major_minor.isdigit() and len(major_minor) >= 2 and patch.isdigit():
-        return f"{major_minor[0]}.{int(major_minor[1:])}.{patch}"
-    return module_version.lstrip("v")
+    """Prometheus publishes Go module v0.<minor>.<patch>: v0.3XX.Y is release 3.XX.Y, and
+    v0.XX.Y was 2.XX.Y."""
+    _, minor, patch = (module_version.lstrip("v").split(".") + ["", ""])[:3]
+    if not (minor.isdigit() and patch.isdigit()):
+        return module_version.lstrip("v")
+    if int(minor) >= 300:
+        return f"3.{int(minor) - 300}.{patch}"
+    return f"2.{minor}.{patch}"
 
 
 def cache_key(directory: Path) -> str:
