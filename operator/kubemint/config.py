@@ -122,6 +122,13 @@ class OperatorSettings:
     """As the token server's: an account whose jwksUri is an IP there is not Ready."""
     issuer_fetch_allow: tuple[Network, ...] = ()
     """As the token server's: exceptions to the refused addresses."""
+    probe_host: str = "0.0.0.0"  # noqa: S104 — probed by the kubelet and scraped from outside the pod
+    """Where the metrics and liveness ports listen."""
+    metrics_port: int = 0
+    """Port of /metrics (served from a thread); 0: not served. The chart sets 8080."""
+    liveness_port: int = 0
+    """Port of kopf's liveness endpoint /healthz (served on the event loop, so a wedged loop
+    stops answering); 0: not served. The chart sets 8081."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -141,7 +148,18 @@ class OperatorSettings:
             jwks_uris_per_namespace=_jwks_uris_per_namespace(env),
             cluster_networks=parse_networks(env.get("KUBEMINT_CLUSTER_NETWORKS", "")),
             issuer_fetch_allow=parse_networks(env.get("KUBEMINT_ISSUER_FETCH_ALLOW", "")),
+            probe_host=env.get("KUBEMINT_PROBE_HOST", "0.0.0.0"),  # noqa: S104
+            metrics_port=_port(env, "KUBEMINT_METRICS_PORT"),
+            liveness_port=_port(env, "KUBEMINT_LIVENESS_PORT"),
         )
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    """A TCP port from `name` (0 or unset: off); ValueError naming the variable otherwise."""
+    text = env.get(name) or "0"
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"{name} must be a port number (0 for none), not {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,21 @@ class RunningOperator:
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")
 
+    @property
+    def metrics_url(self) -> str:
+        return operator_url(self.process, "KUBEMINT_METRICS_PORT", "/metrics")
+
+    @property
+    def liveness_url(self) -> str:
+        return operator_url(self.process, "KUBEMINT_LIVENESS_PORT", "/healthz")
+
+
+def operator_url(process: ManagedProcess, port_variable: str, path: str) -> str:
+    """Where an operator started by `start_operator` serves `path` (its metrics or liveness
+    port, free ports picked at start)."""
+    assert process.env is not None
+    return f"http://127.0.0.1:{process.env[port_variable]}{path}"
+
 
 def start_operator(
     cluster: ControlPlane,
@@ -64,6 +79,7 @@ def start_operator(
     lease: str,
     log_dir: Path,
     issuer: str = "https://kubemint.test",
+    extra_env: Mapping[str, str] | None = None,
 ) -> ManagedProcess:
     process = operator_process(
         cluster,
@@ -73,6 +89,12 @@ def start_operator(
         recheck_interval=1,
         lease_name=lease,
         log_dir=log_dir,
+        extra_env={
+            "KUBEMINT_PROBE_HOST": "127.0.0.1",
+            "KUBEMINT_METRICS_PORT": str(free_port()),
+            "KUBEMINT_LIVENESS_PORT": str(free_port()),
+            **(extra_env or {}),
+        },
     )
     process.start()
     return process

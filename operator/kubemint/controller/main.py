@@ -7,11 +7,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import kopf
 from kopf._core.engines.peering import Identity
+from kopf._core.engines.probing import health_reporter
 from kubernetes import client
 
+from kubemint import logs
 from kubemint.config import OperatorSettings
 from kubemint.controller import kube, toggles
 from kubemint.controller.drift import DriftWatcher
@@ -33,27 +36,57 @@ async def run_operator(settings: OperatorSettings) -> None:
     toggles.install()  # before kopf builds its toggle sets: a start must not cost N² wake-ups
     runtime = Runtime(settings, Kube.connect(settings.workers))
     registry = build_registry(runtime)
+    metrics = runtime.observer.metrics
+    if settings.metrics_port:
+        metrics.serve(settings.probe_host, settings.metrics_port)
+        log.info("serving /metrics on %s:%d", settings.probe_host, settings.metrics_port)
 
     async def work(stop: asyncio.Event) -> None:
-        await asyncio.gather(
-            kopf.operator(
-                registry=registry,
-                clusterwide=True,
-                standalone=True,
-                stop_flag=stop,
-                # kopf's default identity calls getpass.getuser(), which raises KeyError for a
-                # uid without a passwd entry: the image's 65532 (the chart's runAsUser).
-                identity=Identity(settings.identity),
-            ),
-            DriftWatcher(runtime).run(stop),
-        )
+        metrics.leader.set(1)
+        try:
+            await asyncio.gather(
+                kopf.operator(
+                    registry=registry,
+                    clusterwide=True,
+                    standalone=True,
+                    stop_flag=stop,
+                    # kopf's default identity calls getpass.getuser(), which raises KeyError
+                    # for a uid without a passwd entry: the image's 65532 (the chart's
+                    # runAsUser).
+                    identity=Identity(settings.identity),
+                ),
+                DriftWatcher(runtime).run(stop),
+            )
+        finally:
+            metrics.leader.set(0)
+            runtime.observer.clear()  # a standby reports no objects: the leader does
 
+    liveness = None
+    if settings.liveness_port:
+        # kopf's own liveness endpoint, run for the whole process rather than inside
+        # kopf.operator (which runs only while this replica leads): a standby must answer
+        # too. It answers on the event loop, so a wedged loop fails the probe.
+        endpoint = f"http://{settings.probe_host}:{settings.liveness_port}/healthz"
+        liveness = asyncio.create_task(
+            health_reporter(
+                endpoint,
+                memo=cast(Any, kopf.Memo()),
+                indices={},
+                registry=registry,
+                settings=kopf.OperatorSettings(),
+            ),
+            name="liveness",
+        )
     try:
         if settings.leader_election:
             await lead(settings, work)
         else:
             await work(asyncio.Event())
     finally:
+        if liveness is not None:
+            liveness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await liveness
         runtime.close()
 
 
@@ -86,9 +119,7 @@ async def lead(settings: OperatorSettings, work: Work) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # urllib3 logs every connection retry; kubemint reports lost connections itself.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    logs.configure()
     settings = OperatorSettings.from_env()
 
     async def supervised() -> None:

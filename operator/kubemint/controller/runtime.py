@@ -29,6 +29,7 @@ from kubemint.api.records import (
 )
 from kubemint.config import OperatorSettings
 from kubemint.controller.kube import UNREAD, AlreadyExists, Body, Kube, Unread
+from kubemint.controller.observe import Observer
 
 R = TypeVar("R")
 
@@ -46,6 +47,7 @@ class Runtime:
     kube: Kube
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(RECONCILE_SLOTS))
+    observer: Observer = field(default_factory=Observer)
     _key_pool: ThreadPoolExecutor | None = None
 
     async def off_loop(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
@@ -70,6 +72,7 @@ class Runtime:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.locks.pop((kind, namespace, name), None)
+        self.observer.forget(kind, namespace, name)
 
 
 async def delete_record(
@@ -176,16 +179,20 @@ def reconciler(
     interval: float,
     slots: asyncio.Semaphore,
     when: Callable[..., bool] | None = None,
+    observer: Observer | None = None,
 ) -> Callable[[F], F]:
     """Run one reconcile function on resume, create, update, and periodically while `when`
     holds (kopf re-evaluates `when` on every watch event of the object); at most as many at
-    once as `slots` allows (shared by all kinds)."""
+    once as `slots` allows (shared by all kinds). `observer` sees each outcome (metrics,
+    Warning events)."""
 
     def decorate(fn: F) -> F:
+        observed = fn if observer is None else observer.wrap(fn)
+
         @functools.wraps(fn)
         async def limited(**kwargs: Any) -> Any:
             async with slots:
-                return await fn(**kwargs)
+                return await observed(**kwargs)
 
         for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
             on(GROUP, VERSION, plural, id=id, backoff=BACKOFF, registry=registry)(limited)

@@ -9,6 +9,7 @@ import aiohttp
 import kopf
 
 from kubemint.api.meta import FINALIZER
+from kubemint.controller import observe
 from kubemint.controller.handlers import (
     accessrules,
     clientindex,
@@ -56,6 +57,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     clientindex.register(registry)
     for module in (signingkeys, oauth2clients, serviceaccounts, accessrules, trustedissuers):
         module.register(registry, runtime)
+    observe.register(registry, runtime.observer)
 
     @kopf.on.login(registry=registry)
     async def login(**kwargs: Any) -> kopf.AiohttpSession | None:

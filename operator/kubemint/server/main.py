@@ -9,6 +9,7 @@ import threading
 import uvicorn
 from kubernetes import client, config
 
+from kubemint import logs
 from kubemint.config import ServerSettings
 from kubemint.policy import expressions
 from kubemint.policy.sandbox import Sandbox
@@ -34,8 +35,7 @@ def api_client() -> client.ApiClient:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # the informers report outages
+    logs.configure()  # text or JSON lines; urllib3 quiet (the informers report outages)
     settings = ServerSettings.from_env()
     api = api_client()
     keys = IssuerKeys(
@@ -106,6 +106,7 @@ def main() -> int:
             port=settings.port,
             http=guarded_protocol(limits),  # read deadline, header and connection caps
             log_level="warning",
+            log_config=None,  # uvicorn's records go through kubemint.logs' handler and format
             access_log=False,
             proxy_headers=False,
             timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),

@@ -13,100 +13,56 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from kubemint.api import metric_names as m
 
 KINDS = ("OAuth2Client", "ServiceAccount", "AccessRule", "SigningKey", "TrustedIssuer")
 
 
+def _family(metric: m.Metric) -> tuple[str, str, tuple[str, ...]]:
+    return metric.name, metric.help, metric.labels
+
+
 class Metrics:
     def __init__(self) -> None:
+        # No *_created series (a process-wide switch in prometheus_client): nothing queries
+        # them, and they add a series per counter and histogram child.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
-        self.tokens = Counter(
-            "kubemint_tokens_total",
-            "Token requests by grant type and outcome (issued or the OAuth error code).",
-            ["grant_type", "outcome"],
-            registry=self.registry,
-        )
+        # The process's own series (CPU, RSS, open fds, GC), as the default registry has them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.tokens = Counter(*_family(m.TOKENS), registry=self.registry)
         self.latency = Histogram(
-            "kubemint_token_request_seconds",
-            "Token endpoint latency.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry,
+            *_family(m.TOKEN_SECONDS), buckets=m.TOKEN_BUCKETS, registry=self.registry
         )
-        self.auth_failures = Counter(
-            "kubemint_client_auth_failures_total",
-            "Failed client authentications (including rate-limited attempts).",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.forward_auth = Counter(
-            "kubemint_forward_auth_total",
-            "Forward-auth decisions by proxy convention and outcome (allowed or why not).",
-            ["proxy", "decision"],
-            registry=self.registry,
-        )
-        self.stale = Gauge(
-            "kubemint_view_stale_seconds",
-            "Seconds since the view of the Kubernetes API last had a live watch (0 = current).",
-            registry=self.registry,
-        )
-        self.synced = Gauge(
-            "kubemint_view_synced",
-            "1 once the initial list of every watched resource has been loaded.",
-            registry=self.registry,
-        )
-        self.rebuild_failures = Counter(
-            "kubemint_view_rebuild_failures",
-            "Rebuilds of the view that failed (the previous view was kept; /readyz says 503).",
-            registry=self.registry,
-        )
-        self.last_rebuild = Gauge(
-            "kubemint_view_last_rebuild_success_timestamp_seconds",
-            "Unix time of the last successful rebuild of the view (0: none yet).",
-            registry=self.registry,
-        )
-        self.updates = Counter(
-            "kubemint_view_updates",
-            "Successful updates of the view (each publishes a new snapshot).",
-            registry=self.registry,
-        )
-        self.update_seconds = Counter(
-            "kubemint_view_update_work_seconds",
-            "CPU seconds spent building the view's updates (its builder thread, off the loop).",
-            registry=self.registry,
-        )
-        self.last_update = Gauge(
-            "kubemint_view_last_update_work_seconds",
-            "CPU seconds the latest update of the view took to build.",
-            registry=self.registry,
-        )
-        self.skipped = Gauge(
-            "kubemint_view_objects_skipped",
-            "Objects left out of the view because they could not be read (see their status).",
-            ["kind"],
-            registry=self.registry,
-        )
+        self.auth_failures = Counter(*_family(m.CLIENT_AUTH_FAILURES), registry=self.registry)
+        self.forward_auth = Counter(*_family(m.FORWARD_AUTH), registry=self.registry)
+        self.stale = Gauge(*_family(m.VIEW_STALE), registry=self.registry)
+        self.synced = Gauge(*_family(m.VIEW_SYNCED), registry=self.registry)
+        self.rebuild_failures = Counter(*_family(m.VIEW_REBUILD_FAILURES), registry=self.registry)
+        self.last_rebuild = Gauge(*_family(m.VIEW_LAST_REBUILD), registry=self.registry)
+        self.updates = Counter(*_family(m.VIEW_UPDATES), registry=self.registry)
+        self.update_seconds = Counter(*_family(m.VIEW_UPDATE_SECONDS), registry=self.registry)
+        self.last_update = Gauge(*_family(m.VIEW_LAST_UPDATE_SECONDS), registry=self.registry)
+        self.skipped = Gauge(*_family(m.VIEW_SKIPPED), registry=self.registry)
         self.conditions_unavailable = Counter(
-            "kubemint_conditions_unavailable",
-            "CEL conditions not evaluated within their budget (timeout, busy, or quarantined):"
-            " the request was refused with temporarily_unavailable.",
-            ["reason"],
-            registry=self.registry,
+            *_family(m.CONDITIONS_UNAVAILABLE), registry=self.registry
         )
         self.issuer_fetch_failures = Counter(
-            "kubemint_issuer_key_fetch_failures",
-            "Failed fetches of issuers' keys (jwksUri or the cluster's), by reason; the log"
-            " names the source. The last good keys are kept.",
-            ["reason"],
-            registry=self.registry,
+            *_family(m.ISSUER_FETCH_FAILURES), registry=self.registry
         )
-        self.issuer_sources = Gauge(
-            "kubemint_issuer_key_sources",
-            "Issuer key sources by state: ok, failing (last fetch failed), pending (never"
-            " fetched yet).",
-            ["state"],
-            registry=self.registry,
-        )
+        self.issuer_sources = Gauge(*_family(m.ISSUER_SOURCES), registry=self.registry)
         self._issuer_failures_seen: dict[str, int] = {}
         # Label children resolved once per (grant type, outcome): both come from the small
         # vocabulary above, so this stays as small as the metric itself.

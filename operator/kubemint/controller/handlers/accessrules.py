@@ -137,6 +137,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         id="access_rule",
         interval=settings.recheck_interval,
         slots=runtime.slots,
+        observer=runtime.observer,
         when=rule_needs_recheck,
     )
     async def access_rule(

@@ -199,6 +199,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         id="oauth2_client",
         interval=settings.recheck_interval,
         slots=runtime.slots,
+        observer=runtime.observer,
         when=pending,
     )
     async def oauth2_client(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:

@@ -227,6 +227,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         id="service_account",
         interval=settings.recheck_interval,
         slots=runtime.slots,
+        observer=runtime.observer,
         when=pending,
     )
     async def service_account(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:

@@ -149,6 +149,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         id="signing_key",
         interval=settings.recheck_interval,
         slots=runtime.slots,
+        observer=runtime.observer,
     )
     async def signing_key(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         lifetimes = lifetimes_for(body["metadata"]["name"], kwargs[clientindex.INDEX])

@@ -36,4 +36,4 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             id="trusted_issuer",
             backoff=BACKOFF,
             registry=registry,
-        )(trusted_issuer)
+        )(runtime.observer.wrap(trusted_issuer))
