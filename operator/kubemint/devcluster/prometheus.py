@@ -54,7 +54,7 @@ def module_dir() -> Path:
 def release_version(module_version: str) -> str:
     """Prometheus publishes Go module v0.<minor>.<patch>: v0.3XX.Y is release 3.XX.Y, and
     v0.XX.Y was 2.XX.Y."""
-    _, minor, patch = (module_version.lstrip("v").split(".") + ["", ""])[:3]
+    _, minor, patch = [*module_version.lstrip("v").split("."), "", ""][:3]
     if not (minor.isdigit() and patch.isdigit()):
         return module_version.lstrip("v")
     if int(minor) >= 300:

@@ -107,6 +107,7 @@ def create_app(
             form = await _form(request, settings.max_body)
             tr = TokenRequest(form, request.headers.get("authorization"), audit.source)
             body = await authenticated(lambda: service.issue(tr, audit), claimed_client_id(tr))
+            metrics.signed(audit.kid, time.time() + float(body.get("expires_in", 0)))
             response = JSON(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
         except OAuth2Error as error:
             audit_error(audit, error)
@@ -230,6 +231,7 @@ def create_app(
     async def prometheus(request: Request) -> Response:
         metrics.stale.set(view.stale_for())
         metrics.synced.set(1 if view.synced() else 0)
+        metrics.observe_signed(time.time())
         stats = view.rebuild_stats()
         metrics.observe_view(
             stats.failures,
