@@ -97,7 +97,13 @@ def activity(
                 subjects=[{"kind": "OAuth2Client", "namespace": namespace, "name": "tasks"}],
                 scopes=["event.view"],
             ),
-            custom("OAuth2Client", "broken", namespace, signingKey="no-such-key"),
+            custom(
+                "OAuth2Client",
+                "broken",
+                namespace,
+                signingKey="no-such-key",
+                audiences=[audience],
+            ),
         )
         wait_ready(cluster, "OAuth2Client", namespace, "broken", "False", "SigningKeyNotFound")
         wait_ready(cluster, "OAuth2Client", namespace, "tasks")
