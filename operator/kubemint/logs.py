@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 FORMATS = ("text", "json")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -118,19 +118,21 @@ class QuietKopf(logging.Filter):
         return self.debug
 
 
-def configure(env: Mapping[str, str] = os.environ) -> str:
-    """Set the root logger up for this process; returns the format. Audit records get a
-    handler of their own (pure JSON in either format) and skip the root's."""
+def configure(env: Mapping[str, str] = os.environ, stream: TextIO | None = None) -> str:
+    """Set the root logger up for this process (writing to `stream`, default stderr);
+    returns the format. Audit records get a handler of their own (pure JSON in either
+    format) and skip the root's."""
+    stream = stream or sys.stderr
     fmt = _setting(env, "KUBEMINT_LOG_FORMAT", "text", FORMATS)
     level = _setting(env, "KUBEMINT_LOG_LEVEL", "INFO", LEVELS)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(QuietKopf(debug=level == "DEBUG"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     audit = logging.getLogger(AUDIT_LOGGER)
-    audit_handler = logging.StreamHandler(sys.stderr)
+    audit_handler = logging.StreamHandler(stream)
     audit_handler.setFormatter(AuditFormatter())
     audit.handlers[:] = [audit_handler]
     audit.propagate = False

@@ -1,0 +1,90 @@
+"""kubemint.logs: text and JSON lines naming the object, pure-JSON audit lines, and kopf's
+timer chatter counted as DEBUG."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from kubemint import logs
+from kubemint.server.responses import audit
+
+REF = {"apiVersion": "kubemint.io/v1alpha1", "kind": "OAuth2Client", "namespace": "t", "name": "c"}
+
+
+@pytest.fixture
+def output() -> Iterator[io.StringIO]:
+    """Where the configured handlers write; logging is restored afterwards."""
+    stream = io.StringIO()
+    root, audit_log = logging.getLogger(), logging.getLogger(logs.AUDIT_LOGGER)
+    saved = (root.handlers[:], root.level, audit_log.handlers[:], audit_log.propagate)
+    yield stream
+    root.handlers[:], audit_log.handlers[:] = saved[0], saved[2]
+    root.setLevel(saved[1])
+    audit_log.propagate = saved[3]
+    audit_log.setLevel(logging.NOTSET)
+
+
+def _kopf(message: str) -> None:
+    logging.getLogger("kopf.objects").info(message, extra={"k8s_ref": REF})
+
+
+def test_json_lines_name_the_object_and_carry_the_exception(output: io.StringIO) -> None:
+    logs.configure({"KUBEMINT_LOG_FORMAT": "json"}, output)
+    _kopf("Handler 'oauth2_client' succeeded.")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("kubemint.operator").exception("it failed")
+    first, second = (json.loads(line) for line in output.getvalue().splitlines())
+    assert first["object"] == {"kind": "OAuth2Client", "namespace": "t", "name": "c"}
+    assert first["message"] == "Handler 'oauth2_client' succeeded."
+    assert (first["level"], first["logger"]) == ("INFO", "kopf.objects")
+    assert "ValueError: boom" in second["exception"]
+    assert "object" not in second
+
+
+def test_text_lines_put_the_object_in_front(output: io.StringIO) -> None:
+    logs.configure({}, output)
+    _kopf("Handler 'oauth2_client' succeeded.")
+    assert "INFO kopf.objects [OAuth2Client t/c] Handler 'oauth2_client' succeeded." in (
+        output.getvalue()
+    )
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_audit_records_are_pure_json_lines_in_either_format(output: io.StringIO, fmt: str) -> None:
+    logs.configure({"KUBEMINT_LOG_FORMAT": fmt, "KUBEMINT_LOG_LEVEL": "WARNING"}, output)
+    audit("token", {"client_id": "t.c", "outcome": "issued"})
+    logging.getLogger(logs.AUDIT_LOGGER).info("authz %s", json.dumps({"decision": "allowed"}))
+    token, authz = (json.loads(line) for line in output.getvalue().splitlines())
+    assert token["audit"] == "token"
+    assert (token["client_id"], token["outcome"]) == ("t.c", "issued")
+    assert token["time"].endswith("Z")
+    assert authz["audit"] == "authz"
+    assert authz["decision"] == "allowed"
+
+
+def test_timer_successes_show_only_at_debug(output: io.StringIO) -> None:
+    logs.configure({}, output)
+    _kopf("Timer 'signing_key_timer' succeeded.")
+    _kopf("Timer 'signing_key_timer' failed with an exception and will try again in 5.0 seconds")
+    assert "Timer 'signing_key_timer' succeeded." not in output.getvalue()
+    assert "will try again" in output.getvalue()
+
+    logs.configure({"KUBEMINT_LOG_LEVEL": "debug"}, output)
+    _kopf("Timer 'signing_key_timer' succeeded.")
+    assert "DEBUG kopf.objects [OAuth2Client t/c] Timer 'signing_key_timer' succeeded." in (
+        output.getvalue()
+    )
+
+
+def test_a_bad_setting_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="KUBEMINT_LOG_FORMAT must be one of text, json"):
+        logs.configure({"KUBEMINT_LOG_FORMAT": "yaml"})
+    with pytest.raises(ValueError, match="KUBEMINT_LOG_LEVEL"):
+        logs.configure({"KUBEMINT_LOG_LEVEL": "loud"})
