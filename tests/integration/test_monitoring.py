@@ -189,13 +189,17 @@ def _token(http: httpx.Client, data: dict[str, str], server: RunningServer, audi
 def _until_all_answer(
     prometheus: Prometheus, queries: dict[str, str], timeout: float = 90
 ) -> dict[str, list[dict[str, Any]]]:
-    """Poll every query until each returns data (a rate needs two scrapes, a rotation's series
-    appear on the operator's next reconcile); fail naming those that never did."""
+    """Poll the queries until each has returned data once (a rate needs two scrapes, a
+    rotation's series appear on the operator's next reconcile, a previous secret's only
+    during its overlap); fail naming those that never did."""
     deadline = time.monotonic() + timeout
     answers: dict[str, list[dict[str, Any]]] = {}
     while True:
-        answers = {what: prometheus.query(q) for what, q in queries.items()}
-        empty = sorted(what for what, result in answers.items() if not result)
+        for what in [w for w in queries if w not in answers]:
+            result = prometheus.query(queries[what])
+            if result:
+                answers[what] = result
+        empty = sorted(set(queries) - set(answers))
         if not empty:
             return answers
         if time.monotonic() > deadline:
