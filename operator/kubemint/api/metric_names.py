@@ -90,8 +90,9 @@ SIGNING_KEY_RETIRED_REMOVAL = Metric(
 CLIENT_SECRET_NEXT_ROTATION = Metric(
     "kubemint_operator_client_secret_next_rotation_timestamp_seconds",
     "gauge",
-    "Unix time of the client secret's next scheduled rotation (status.nextSecretRotationAt);"
-    " no series when the secret does not rotate.",
+    "Unix time of the next scheduled rotation of an OAuth2Client's secret"
+    " (status.nextSecretRotationAt) or a ServiceAccount's app password"
+    " (status.nextPasswordRotationAt); no series when it does not rotate.",
     OBJECT,
 )
 CLIENT_PREVIOUS_SECRET_EXPIRY = Metric(

@@ -44,7 +44,7 @@ class ObjectState:
     reason: str
     next_rotation: float | None = None  # SigningKey: nextRotationAt
     retired_removals: tuple[tuple[str, float], ...] = ()  # SigningKey: (kid, removeAfter)
-    secret_rotation: float | None = None  # clients: nextSecretRotationAt
+    secret_rotation: float | None = None  # nextSecretRotationAt / nextPasswordRotationAt
     previous_expiry: float | None = None  # clients: previousSecretExpiresAt
 
 
@@ -85,7 +85,10 @@ def object_state(kind: str, status: Mapping[str, Any]) -> ObjectState | None:
         reason=str(ready.get("reason") or ""),
         next_rotation=_timestamp(status.get("nextRotationAt")) if kind == "SigningKey" else None,
         retired_removals=tuple(removals),
-        secret_rotation=_timestamp(status.get("nextSecretRotationAt")),
+        # A ServiceAccount's app password is its client secret (same metric, its kind).
+        secret_rotation=_timestamp(
+            status.get("nextSecretRotationAt") or status.get("nextPasswordRotationAt")
+        ),
         previous_expiry=_timestamp(status.get("previousSecretExpiresAt")),
     )
 

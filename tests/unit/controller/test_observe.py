@@ -88,6 +88,12 @@ def test_timestamps_come_from_the_status_and_bad_ones_are_left_out() -> None:
     assert state.next_rotation == 1893456000.0
     assert state.retired_removals == (("k2", 1893456000.0),)
     assert object_state("OAuth2Client", {}) is None  # not reconciled yet: no series
+    account = object_state(
+        "ServiceAccount",
+        {**_ready("True", "Reconciled"), "nextPasswordRotationAt": "2030-01-01T00:00:00Z"},
+    )
+    assert account is not None
+    assert account.secret_rotation == 1893456000.0
 
 
 def test_a_problem_is_posted_once_per_change_and_again_only_after_the_repeat_interval() -> None:
