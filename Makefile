@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup prerequisites binaries node-binaries helm lint typecheck unit integration node-test test run run-node run-cluster bench bench-operator clean docs nginx
+.PHONY: help setup prerequisites binaries node-binaries helm prometheus lint typecheck unit integration node-test test run run-node run-cluster bench bench-operator clean docs nginx
 
 help:
 	@echo "make test    set everything up, lint, type-check and run the whole test suite"
@@ -36,7 +36,7 @@ help:
 	@echo "make image   build the kubemint image (Dockerfile, buildah, no registry) into an OCI"
 	@echo "             archive in ~/.cache/kubemint/images; prints its path and reference"
 	@echo "make docs    regenerate docs/crd-reference.md from crds/*.yaml"
-	@echo "make lint | typecheck | binaries | clean"
+	@echo "make lint | typecheck | binaries | prometheus | clean"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ node-binaries: binaries
 helm: setup
 	$(BIN)/python -c "from kubemint.devcluster.helm import resolve_helm; print(resolve_helm())"
 
+# Prometheus for the monitoring tests (promtool check/test rules on the chart's alerts; a real
+# prometheus evaluating every alert and dashboard query): $PROMETHEUS_BINARIES if set, else
+# built once from tests/envtest/prometheus into ~/.cache/kubemint/prometheus (minutes cold).
+prometheus: setup
+	$(BIN)/python -m kubemint.devcluster.prometheus
+
 # nginx for the forward-auth test through a real proxy (tests/integration/
 # test_nginx_forward_auth.py): installed with apt-get when missing (Debian's `nginx` package
 # carries the binary and auth_request; run as root). The test starts its own nginx on 127.0.0.1.
@@ -85,7 +91,7 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: binaries nginx
+integration: binaries nginx prometheus
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # The node tier (tests/node): a real single-node cluster in namespaces of its own. Needs root
@@ -98,7 +104,7 @@ node-test: node-binaries
 # mostly waits on apt and pip, so on a brand-new machine they overlap (kubemint's apt-get calls
 # take turns, see devcluster/debian.py). Instant when everything is cached.
 prerequisites: setup nginx
-	$(MAKE) --no-print-directory -j3 -Oline binaries node-binaries helm image
+	$(MAKE) --no-print-directory -j3 -Oline binaries node-binaries helm prometheus image
 
 test: prerequisites lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -81,7 +81,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             },
             "trustedProxies": ["10.42.0.0/16", "fd00::/8"],
         },
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Auth"}},
+        },
         "networkPolicy": {
             "enabled": True,
             "ingressNamespaces": ["apps", "ingress-nginx"],
@@ -159,7 +163,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 # Kinds whose CRDs the test control plane does not have, per value set: the server-side dry
 # run skips exactly these, and the tests check they rendered.
 KINDS_WITHOUT_CRDS: dict[str, set[str]] = {
-    "ingress-monitoring-netpol": {"ServiceMonitor"},
+    "ingress-monitoring-netpol": {"ServiceMonitor", "PrometheusRule"},
     "gateway-custom-issuer": {"HTTPRoute"},
     "tls-cert-manager": {"Certificate", "ServiceMonitor"},
     "tls-existing-secret": {"HTTPRoute"},

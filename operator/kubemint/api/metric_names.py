@@ -137,6 +137,14 @@ TOKENS = Metric(
 )
 TOKEN_SECONDS = Metric("kubemint_token_request_seconds", "histogram", "Token endpoint latency.")
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+SIGNING_KEY_TOKEN_EXPIRY = Metric(
+    "kubemint_signing_key_token_expiry_timestamp_seconds",
+    "gauge",
+    "Unix time the latest token this replica signed with the key `kid` expires (a kid is"
+    " public in JWKS); the series goes once that time has passed. Compared with the"
+    " operator's retired-key removal times: a key must stay in JWKS until then.",
+    (KID,),
+)
 CLIENT_AUTH_FAILURES = Metric(
     "kubemint_client_auth_failures",
     "counter",
@@ -214,6 +222,7 @@ ISSUER_SOURCES = Metric(
 TOKEN_SERVER = (
     TOKENS,
     TOKEN_SECONDS,
+    SIGNING_KEY_TOKEN_EXPIRY,
     CLIENT_AUTH_FAILURES,
     FORWARD_AUTH,
     VIEW_STALE,

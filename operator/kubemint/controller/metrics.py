@@ -33,6 +33,7 @@ from kubemint.api import metric_names as m
 from kubemint.api.meta import parse_time
 
 Key = tuple[str, str, str]  # kind, namespace, name
+RECONCILED_KINDS = ("OAuth2Client", "ServiceAccount", "AccessRule", "SigningKey", "TrustedIssuer")
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,10 @@ class OperatorMetrics:
             m.RECONCILE_ERRORS.labels,
             registry=self.registry,
         )
+        # Every kind's error count exists from the start, at 0: rate() then sees the first
+        # error (a series born at 1 hides it), and the alert on errors reads a real series.
+        for kind in RECONCILED_KINDS:
+            self.errors.labels(kind)
         self.seconds = Histogram(
             m.RECONCILE_SECONDS.name,
             m.RECONCILE_SECONDS.help,

@@ -83,6 +83,7 @@ class Audit:
     error: str = ""
     reason: str = ""  # why, for whoever runs the server (never shown to the caller)
     source: str = ""
+    kid: str = ""  # the key that signed an issued token (compromise response, metrics)
 
     def fields(self) -> dict[str, Any]:
         # Values may come from the request (a claimed client_id): cap their length.
@@ -203,7 +204,7 @@ class TokenService:
             raise TemporarilyUnavailable("the client's signing key is not available yet")
         claims = access_token_claims(caller, grant, self.issuer, int(now.timestamp()))
         token = self._format(caller, ring, snapshot, claims)
-        audit.outcome = "issued"
+        audit.outcome, audit.kid = "issued", ring.active_kid
         return token_response(token, caller, grant)
 
     @staticmethod

@@ -116,6 +116,7 @@ def create_app(
                 claimed_client_id(tr),
                 shared_jtis=jtis is not None and bool(tr.asserted_client_id()),
             )
+            metrics.signed(audit.kid, time.time() + float(body.get("expires_in", 0)))
             response = JSON(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
         except OAuth2Error as error:
             audit_error(audit, error)
@@ -244,6 +245,7 @@ def create_app(
     async def prometheus(request: Request) -> Response:
         metrics.stale.set(view.stale_for())
         metrics.synced.set(1 if view.synced() else 0)
+        metrics.observe_signed(time.time())
         stats = view.rebuild_stats()
         metrics.observe_view(
             stats.failures,

@@ -63,6 +63,10 @@ class Metrics:
             *_family(m.ISSUER_FETCH_FAILURES), registry=self.registry
         )
         self.issuer_sources = Gauge(*_family(m.ISSUER_SOURCES), registry=self.registry)
+        self.token_expiry = Gauge(*_family(m.SIGNING_KEY_TOKEN_EXPIRY), registry=self.registry)
+        # kid → the latest expiry of a token signed with it; copied into the gauge at scrape
+        # time, so issuing a token costs one dict lookup. Kids are the server's own keys.
+        self._signed_until: dict[str, float] = {}
         self._issuer_failures_seen: dict[str, int] = {}
         # Label children resolved once per (grant type, outcome): both come from the small
         # vocabulary above, so this stays as small as the metric itself.
@@ -79,6 +83,21 @@ class Metrics:
                 grant_type, outcome
             )
         child.inc()
+
+    def signed(self, kid: str, expires_at: float) -> None:
+        """A token signed with `kid` was issued, valid until `expires_at` (Unix time)."""
+        if kid and expires_at > self._signed_until.get(kid, 0.0):
+            self._signed_until[kid] = expires_at
+
+    def observe_signed(self, now: float) -> None:
+        """Copy the signing keys' latest token expiries in, at scrape time, dropping kids
+        whose tokens have all expired."""
+        for kid, until in list(self._signed_until.items()):
+            if until > now:
+                self.token_expiry.labels(kid).set(until)
+            else:
+                del self._signed_until[kid]
+                self.token_expiry.remove(kid)
 
     def observe_view(
         self,

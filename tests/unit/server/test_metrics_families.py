@@ -19,6 +19,8 @@ def test_the_registry_exports_what_metric_names_declares_and_the_process_series(
     metrics.observe_view(1, 1.0, {"OAuth2Client": 1}, (1, 0.1, 0.1))
     metrics.observe_conditions({"timeout": 1})
     metrics.observe_issuer_keys({"timeout": 1}, {"ok": 1})
+    metrics.signed("kid-1", 2e9)
+    metrics.observe_signed(1e9)
     text = generate_latest(metrics.registry).decode()
     names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 

@@ -1,0 +1,137 @@
+"""Find or build Prometheus (`prometheus` and `promtool`) for the monitoring tests.
+
+`promtool` checks and unit-tests the chart's alerting rules; `prometheus` scrapes the real
+operator and token server so every dashboard query and alert expression is evaluated. Both come
+from the Go wrapper module in `tests/envtest/prometheus/`, whose go.mod is the single record of
+the Prometheus version, and are built once into `~/.cache/kubemint/prometheus/<key>` (the key
+being the version plus a digest of the module's files), the way `binaries.py` builds the control
+plane. `PROMETHEUS_BINARIES` names a directory holding both instead.
+
+The build leaves out every service-discovery plugin (`remove_all_sd`: the tests use static
+targets) and the web UI's assets (no `builtinassets`: the HTTP API is all the tests use), which
+makes it several times smaller and faster.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubemint.devcluster import layout
+from kubemint.devcluster.binaries import (
+    GoProgram,
+    _is_executable,
+    _lock,
+    build_programs,
+    module_digest,
+    required_version,
+)
+
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+NAMES = ("prometheus", "promtool")
+TAGS = ("remove_all_sd",)
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus could not be found or built; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PrometheusBinaries:
+    prometheus: Path
+    promtool: Path
+    version: str  # e.g. "3.16.0", what `prometheus --version` reports
+
+
+def module_dir() -> Path:
+    """The Go wrapper module that pins and builds Prometheus."""
+    override = os.environ.get("KUBEMINT_PROMETHEUS_MODULE")
+    return Path(override) if override else layout.envtest_module_dir() / "prometheus"
+
+
+def release_version(module_version: str) -> str:
+    """Prometheus publishes Go module v0.<minor>.<patch>: v0.3XX.Y is release 3.XX.Y, and
+    v0.XX.Y was 2.XX.Y."""
+    _, minor, patch = [*module_version.lstrip("v").split("."), "", ""][:3]
+    if not (minor.isdigit() and patch.isdigit()):
+        return module_version.lstrip("v")
+    if int(minor) >= 300:
+        return f"3.{int(minor) - 300}.{patch}"
+    return f"2.{minor}.{patch}"
+
+
+def cache_key(directory: Path) -> str:
+    version = required_version(directory / "go.mod", PROMETHEUS_MODULE)
+    return f"prometheus-{release_version(version)}_{module_digest(directory)}"
+
+
+def resolve_prometheus(*, build: bool = True, log: bool = True) -> PrometheusBinaries:
+    """Prometheus from PROMETHEUS_BINARIES, else from the cache, else built into the cache."""
+    directory = module_dir()
+    if not (directory / "go.mod").is_file():
+        raise PrometheusError(
+            f"no Go wrapper module at {directory}; set PROMETHEUS_BINARIES to a directory "
+            "holding prometheus and promtool"
+        )
+    version = release_version(required_version(directory / "go.mod", PROMETHEUS_MODULE))
+    explicit = os.environ.get("PROMETHEUS_BINARIES")
+    if explicit:
+        found = _complete(Path(explicit), version)
+        if found is None:
+            raise PrometheusError(f"PROMETHEUS_BINARIES={explicit} lacks prometheus or promtool")
+        return found
+    target = layout.cache_dir() / "prometheus" / cache_key(directory)
+    found = _complete(target, version)
+    if found is not None:
+        return found
+    if not build:
+        raise PrometheusError(f"Prometheus is not built yet ({target})")
+    with _lock(target.parent / "prometheus.lock"):
+        if _complete(target, version) is None:
+            _build(directory, target, version, log=log)
+    built = _complete(target, version)
+    assert built is not None, target
+    return built
+
+
+def _build(directory: Path, target: Path, version: str, *, log: bool) -> None:
+    module_version = required_version(directory / "go.mod", PROMETHEUS_MODULE)
+    # The version `prometheus --version` and /api/v1/status/buildinfo report.
+    ldflags = f"-s -w -X github.com/prometheus/common/version.Version={version}"
+    programs = [
+        GoProgram(name, f"{PROMETHEUS_MODULE}/cmd/{name}", ldflags, module_version, tags=TAGS)
+        for name in NAMES
+    ]
+    build_programs(
+        directory,
+        target,
+        programs,
+        what="Prometheus",
+        alternative="PROMETHEUS_BINARIES",
+        error=PrometheusError,
+        log=log,
+    )
+
+
+def _complete(directory: Path, version: str) -> PrometheusBinaries | None:
+    paths = [directory / name for name in NAMES]
+    if all(_is_executable(p) for p in paths):
+        return PrometheusBinaries(prometheus=paths[0], promtool=paths[1], version=version)
+    return None
+
+
+def main() -> int:
+    """`python -m kubemint.devcluster.prometheus`: ensure both binaries exist, print them."""
+    try:
+        found = resolve_prometheus()
+    except PrometheusError as exc:
+        print(f"kubemint: {exc}", file=sys.stderr)
+        return 1
+    print(f"{found.prometheus}\n{found.promtool}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
