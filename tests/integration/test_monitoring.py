@@ -50,7 +50,7 @@ def prometheus(
 ) -> Iterator[Prometheus]:
     targets = {
         "kubemint-operator": [_host(operator.metrics_url)],
-        "kubemint-token-server": [_host(token_server.issuer)],
+        "kubemint-token-server": [_host(token_server.metrics_url)],
     }
     workdir = tmp_path_factory.mktemp("prometheus")
     with running_prometheus(prometheus_binaries, workdir, targets, [files.RULES]) as server:

@@ -14,6 +14,7 @@ import yaml
 from kubemint.api import metric_names
 from kubemint.devcluster.prometheus import PrometheusBinaries
 from tests.monitoring import files
+from tests.monitoring.server import selectors
 
 
 def promtool(binaries: PrometheusBinaries, *args: str) -> subprocess.CompletedProcess[str]:
@@ -118,3 +119,15 @@ def test_the_dashboard_is_well_formed() -> None:
     titles = " ".join(p["title"] for p in files.panels(board)).lower()
     for topic in ("tokens/s", "latency", "failed", "staleness", "rotation"):
         assert topic in titles, topic
+
+
+def test_selectors_are_read_from_an_expression_s_text() -> None:
+    expr = (
+        'max by (kid) (kubemint_signing_key_token_expiry_timestamp_seconds{job="a"}) > time()'
+        " and on (kid) sum(rate(kubemint_tokens_total[5m])) > 0"
+    )
+    assert selectors(expr) == [
+        'kubemint_signing_key_token_expiry_timestamp_seconds{job="a"}',
+        "kubemint_tokens_total",
+    ]
+    assert all(selectors(alert["expr"]) for alert in files.alerts())  # each reads kubemint series

@@ -82,7 +82,7 @@ def metrics_url(process: ManagedProcess) -> str:
 
 def wait_for_http(url: str, process: ManagedProcess, timeout: float = 90) -> None:
     """Block until `url` answers 200 (e.g. /readyz), failing early if the process died. The
-    default leaves a loaded 2-core machine time: token servers took 25–37 s there."""
+    default leaves a loaded 2-core machine time: token servers took 25-37 s there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():

@@ -78,3 +78,43 @@ def _run(argv: list[str], *, cwd: Path | None, env: Mapping[str, str]) -> str | 
     """None on success, else what the command said."""
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     return None if result.returncode == 0 else (result.stderr or result.stdout)
+
+
+def unpack(package: str, target: Path, *, error: type[Exception] = DebianError) -> Path:
+    """`apt-get download` `package` and extract its files into `target` (replaced whole, so a
+    half-written one never counts): binaries for the cache, nothing installed, no service
+    started. Returns `target`."""
+    download = target.with_name(target.name + ".download")
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir(parents=True)
+    try:
+        apt(["download", package], cwd=download, error=error)
+        debs = sorted(download.glob(f"{package}_*.deb"))
+        if not debs:
+            raise error(f"apt-get download {package} wrote no .deb")
+        unpacked = download / "root"
+        result = subprocess.run(
+            ["dpkg-deb", "-x", str(debs[0]), str(unpacked)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise error(f"dpkg-deb -x {debs[0].name} failed:\n{result.stderr[-2000:]}")
+        shutil.rmtree(target, ignore_errors=True)
+        unpacked.rename(target)
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    return target
+
+
+def candidate_version(package: str) -> str | None:
+    """The version apt would install (`apt-cache policy`), or None when it knows none."""
+    result = subprocess.run(
+        ["apt-cache", "policy", package], capture_output=True, text=True, check=False
+    )
+    for line in result.stdout.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "Candidate" and value.strip() not in ("", "(none)"):
+            return value.strip()
+    return None

@@ -1,25 +1,28 @@
-"""Find or build Prometheus (`prometheus` and `promtool`) for the monitoring tests.
+"""Find Prometheus (`prometheus` and `promtool`) for the monitoring tests.
 
 `promtool` checks and unit-tests the chart's alerting rules; `prometheus` scrapes the real
-operator and token server so every dashboard query and alert expression is evaluated. Both come
-from the Go wrapper module in `tests/envtest/prometheus/`, whose go.mod is the single record of
-the Prometheus version, and are built once into `~/.cache/kubemint/prometheus/<key>` (the key
-being the version plus a digest of the module's files), the way `binaries.py` builds the control
-plane. `PROMETHEUS_BINARIES` names a directory holding both instead.
+operator and token server so every dashboard query and alert expression is evaluated.
 
-The build leaves out every service-discovery plugin (`remove_all_sd`: the tests use static
-targets) and the web UI's assets (no `builtinassets`: the HTTP API is all the tests use), which
-makes it several times smaller and faster.
+By default both come from Debian's `prometheus` package, downloaded and unpacked (not
+installed) into `~/.cache/kubemint/prometheus/debian`: seconds on a new machine, where building
+them from Go takes many minutes of CI's cold budget (57 min measured on the loaded 2-core
+machine). `KUBEMINT_PROMETHEUS_SOURCE=go` (or a machine without apt) builds them instead from
+the Go wrapper module in `tests/envtest/prometheus/`, whose go.mod records that version, once
+into `~/.cache/kubemint/prometheus/<key>` (the version plus a digest of the module's files), the
+way `binaries.py` builds the control plane; that build leaves out every service-discovery
+plugin (`remove_all_sd`: the tests use static targets) and the web UI's assets. The rules and
+the tests hold for both. `PROMETHEUS_BINARIES` names a directory holding both instead.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubemint.devcluster import layout
+from kubemint.devcluster import debian, layout
 from kubemint.devcluster.binaries import (
     GoProgram,
     _is_executable,
@@ -32,6 +35,9 @@ from kubemint.devcluster.binaries import (
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 NAMES = ("prometheus", "promtool")
 TAGS = ("remove_all_sd",)
+SOURCE_ENV = "KUBEMINT_PROMETHEUS_SOURCE"
+"""`debian` (the default: Debian's package, unpacked) or `go` (built from the wrapper module,
+the newest release; minutes on a new machine)."""
 
 
 class PrometheusError(RuntimeError):
@@ -82,6 +88,17 @@ def resolve_prometheus(*, build: bool = True, log: bool = True) -> PrometheusBin
         if found is None:
             raise PrometheusError(f"PROMETHEUS_BINARIES={explicit} lacks prometheus or promtool")
         return found
+    if os.environ.get(SOURCE_ENV, "debian") == "debian":
+        try:
+            debian_found = _from_debian(fetch=build)
+        except PrometheusError as exc:  # not a Debian machine: build it instead
+            if log:
+                print(f"kubemint: {exc}; building Prometheus from Go instead", file=sys.stderr)
+        else:
+            if debian_found is not None or not build:
+                if debian_found is None:
+                    raise PrometheusError("Prometheus is not unpacked yet (Debian's package)")
+                return debian_found
     target = layout.cache_dir() / "prometheus" / cache_key(directory)
     found = _complete(target, version)
     if found is not None:
@@ -113,6 +130,33 @@ def _build(directory: Path, target: Path, version: str, *, log: bool) -> None:
         error=PrometheusError,
         log=log,
     )
+
+
+def _from_debian(*, fetch: bool) -> PrometheusBinaries | None:
+    """Debian's `prometheus` package (prometheus and promtool), unpacked into the cache: a
+    download of seconds where the Go build takes many minutes on a new machine (CI's cold
+    budget). Not installed: no service starts, nothing lands outside the cache."""
+    target = layout.cache_dir() / "prometheus" / "debian"
+    binaries = target / "usr" / "bin"
+    if not all(_is_executable(binaries / name) for name in NAMES):
+        if not fetch:
+            return None
+        with _lock(target.parent / "prometheus.lock"):
+            if not all(_is_executable(binaries / name) for name in NAMES):
+                debian.unpack("prometheus", target, error=PrometheusError)
+    found = _complete(binaries, _reported_version(binaries / "prometheus"))
+    if found is None:
+        raise PrometheusError(f"Debian's prometheus package has no {' or '.join(NAMES)}")
+    return found
+
+
+def _reported_version(binary: Path) -> str:
+    """`prometheus --version`'s first line: "prometheus, version 2.42.0+ds (branch: …)"."""
+    result = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    words = (result.stdout or result.stderr).split()
+    return words[2].split("+")[0] if len(words) > 2 and words[1] == "version" else "unknown"
 
 
 def _complete(directory: Path, version: str) -> PrometheusBinaries | None:

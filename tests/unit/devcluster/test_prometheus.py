@@ -41,3 +41,23 @@ def test_prometheus_binaries_names_a_directory_holding_both(
         (tmp_path / name).chmod(0o755)
     found = prometheus.resolve_prometheus(build=False)
     assert (found.prometheus, found.promtool) == (tmp_path / "prometheus", tmp_path / "promtool")
+
+
+def test_debian_s_package_is_the_default_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_BINARIES", raising=False)
+    monkeypatch.delenv(prometheus.SOURCE_ENV, raising=False)
+    monkeypatch.setattr(prometheus.layout, "cache_dir", lambda: tmp_path)
+    with pytest.raises(PrometheusError, match="not unpacked yet"):
+        prometheus.resolve_prometheus(build=False)
+    binaries = tmp_path / "prometheus" / "debian" / "usr" / "bin"
+    binaries.mkdir(parents=True)
+    for name in prometheus.NAMES:
+        (binaries / name).write_text(f"#!/bin/sh\necho '{name}, version 2.42.0+ds (branch: d)'\n")
+        (binaries / name).chmod(0o755)
+    found = prometheus.resolve_prometheus(build=False)
+    assert (found.prometheus, found.version) == (binaries / "prometheus", "2.42.0")
+    monkeypatch.setenv(prometheus.SOURCE_ENV, "go")  # the Go build, not built here
+    with pytest.raises(PrometheusError, match="not built yet"):
+        prometheus.resolve_prometheus(build=False)

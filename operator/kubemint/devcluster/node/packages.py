@@ -8,8 +8,6 @@ cache and unpacked there: nothing is installed for it.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 from kubemint.devcluster import debian, layout
@@ -51,21 +49,6 @@ def busybox_static() -> Path:
     binary = target / "bin" / "busybox"
     if binary.is_file():
         return binary
-    download = target.with_name("busybox-static.download")
-    shutil.rmtree(download, ignore_errors=True)
-    download.mkdir(parents=True)
-    debian.apt(["download", "busybox-static"], cwd=download, error=PackagesError)
-    debs = sorted(download.glob("busybox-static_*.deb"))
-    if not debs:
-        raise PackagesError("apt-get download busybox-static wrote no .deb")
-    unpacked = download / "root"
-    result = subprocess.run(
-        ["dpkg-deb", "-x", str(debs[0]), str(unpacked)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise PackagesError(f"dpkg-deb -x {debs[0].name} failed:\n{result.stderr[-2000:]}")
-    (unpacked / "bin" / "busybox").stat()  # the package's one file
-    shutil.rmtree(target, ignore_errors=True)
-    unpacked.rename(target)
-    shutil.rmtree(download, ignore_errors=True)
+    debian.unpack("busybox-static", target, error=PackagesError)
+    binary.stat()  # the package's one file
     return binary
