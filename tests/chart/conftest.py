@@ -83,6 +83,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "metrics": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "podMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
             "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
             "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Auth"}},
         },
@@ -163,7 +164,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 # Kinds whose CRDs the test control plane does not have, per value set: the server-side dry
 # run skips exactly these, and the tests check they rendered.
 KINDS_WITHOUT_CRDS: dict[str, set[str]] = {
-    "ingress-monitoring-netpol": {"ServiceMonitor", "PrometheusRule"},
+    "ingress-monitoring-netpol": {"ServiceMonitor", "PodMonitor", "PrometheusRule"},
     "gateway-custom-issuer": {"HTTPRoute"},
     "tls-cert-manager": {"Certificate", "ServiceMonitor"},
     "tls-existing-secret": {"HTTPRoute"},

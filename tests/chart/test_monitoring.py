@@ -63,3 +63,28 @@ def test_the_dashboard_config_map_is_labelled_for_the_sidecar(helm: Path, tmp_pa
     assert meta["labels"]["grafana_dashboard"] == "1"
     assert meta["annotations"] == {"grafana_folder": "Auth"}
     assert json.loads(config_map["data"]["kubemint.json"]) == files.dashboard()
+
+
+def test_the_operator_is_scraped_by_a_pod_monitor_honouring_its_labels(
+    rendered: dict[str, str],
+) -> None:
+    """The operator has no Service; its per-object series carry the object's `namespace`, which
+    must survive the scrape (honorLabels) for the alerts to name the right namespace."""
+    assert not [d for d in documents(rendered["default"]) if d["kind"] == "PodMonitor"]
+    (monitor,) = [
+        d for d in documents(rendered["ingress-monitoring-netpol"]) if d["kind"] == "PodMonitor"
+    ]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["honorLabels"]) == (
+        "metrics",
+        "/metrics",
+        True,
+    )
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    operator = next(
+        d for d in documents(rendered["ingress-monitoring-netpol"])
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
+    )  # fmt: skip
+    ports = operator["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert "metrics" in {p["name"] for p in ports}  # what the PodMonitor names

@@ -187,7 +187,8 @@ def test_ingress_monitoring_and_network_policies_render(rendered: dict[str, str]
     server = policies["kubemint-token-server"]
     assert server["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
     assert len(server["ingress"][0]["from"]) == 2
-    assert server["ingress"][1] == {"ports": [{"port": 9090, "protocol": "TCP"}]}  # scrapers
+    # Without networkPolicy.metricsFrom no one may scrape either component.
+    assert len(server["ingress"]) == 1
     assert policies["kubemint-operator"]["ingress"] == []
     assert server["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
     issuer = "https://auth.example.com"
