@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from sys import intern
 from typing import Any, Generic, TypeVar
@@ -44,7 +44,7 @@ from kubemint.api.meta import (
     parse_time,
 )
 from kubemint.api.oauth2client import ClientSpec, claims_client_id, client_id_holder
-from kubemint.api.records import AccountRecord, ClientRecord, Owner, controller_uid, decode
+from kubemint.api.records import ClientRecord, Generation, controller_uid, decode
 from kubemint.api.serviceaccount import AccountSpec
 from kubemint.api.signingkey import SigningKeySpec
 from kubemint.api.trustedissuer import KIND as TRUSTED_ISSUER
@@ -148,11 +148,20 @@ def _version(body: Body) -> int | str | None:
 
 @dataclass(frozen=True, slots=True)
 class _SecretPiece:
+    """One Secret of the server namespace. A verification record is kept flattened, as what
+    the join reads of it (one object per record, not a record, an owner and a piece: ~100
+    bytes less per client); its names are interned, shared with its owner's piece."""
+
     key: str  # the informer's (the table's own string): orders a uid's records
     # What keyrings read: kept only when a SigningKey may hold it (not a record, or one with a
-    # controller); a record is kept as the record alone, the only copy of it in memory.
+    # controller); a record is kept as the fields below alone, the only copy of it in memory.
     body: Body | None
-    record: ClientRecord | AccountRecord | None  # None: not a verification record
+    kind: str | None = None  # the record's owner kind; None: not a verification record
+    namespace: str = ""  # the record's owner
+    name: str = ""
+    uid: str = ""
+    secrets: tuple[Generation, ...] = ()  # a client's secrets, an account's app passwords
+    keys: Mapping[str, Any] | None = None  # a client's jwks, an account's issuer keys
 
 
 @dataclass(frozen=True)
@@ -193,41 +202,60 @@ class _Conditions:
 
 
 SMALL_GROUP = 64  # members kept in a tuple up to this many (a set from then on)
+_NONE = object()
+
+
+class _Many(tuple):  # type: ignore[type-arg]  # a group of several members, as a tuple
+    """A group's members when they are several (a member may itself be a tuple: a Ref)."""
+
+    __slots__ = ()
 
 
 class _Groups(Generic[K, M]):
     """Members by group key, and the groups touched since `take()`.
 
-    Most groups have one member (the client holding its id): a group is a tuple (48 bytes
-    for one member, 560 for 64) until it outgrows SMALL_GROUP, then a set (216 bytes and up;
-    ~4.6 KB for 65), so a move costs O(1) even in a large group."""
+    Most groups have one member (the client holding its id): that member is stored alone (no
+    container: 48 bytes less per client than a 1-tuple), a few in a tuple (`_Many`, 560 bytes
+    for 64) until the group outgrows SMALL_GROUP, then a set (216 bytes and up; ~4.6 KB for
+    65), so a move costs O(1) even in a large group. Read groups with `of()`."""
 
     def __init__(self) -> None:
-        self.members: dict[K, tuple[M, ...] | set[M]] = {}
+        self._members: dict[K, Any] = {}  # a member alone, a _Many or a set of members
         self._dirty: set[K] = set()
+
+    def of(self, key: K) -> tuple[M, ...] | set[M]:
+        """The members of group `key` (empty: none)."""
+        found = self._members.get(key, _NONE)
+        if isinstance(found, _Many | set):
+            return found  # type: ignore[no-any-return]
+        return () if found is _NONE else (found,)
 
     def move(self, member: M, old: Iterable[K], new: Iterable[K]) -> None:
         for key in old:
-            found = self.members.get(key)
-            if found is not None:
-                if isinstance(found, set):
-                    found.discard(member)
-                    left: tuple[M, ...] | set[M] = found
-                else:
-                    left = tuple(m for m in found if m != member)
-                if left:
-                    self.members[key] = left
-                else:
-                    del self.members[key]
+            found = self.of(key)
+            if isinstance(found, set):
+                found.discard(member)
+                if not found:
+                    del self._members[key]
+            elif member in found:
+                self._store(key, tuple(m for m in found if m != member))
             self._dirty.add(key)
         for key in new:
-            found = self.members.get(key, ())
+            found = self.of(key)
             if isinstance(found, set):
                 found.add(member)
             elif member not in found:
                 grown = (*found, member)
-                self.members[key] = set(grown) if len(grown) > SMALL_GROUP else grown
+                self._store(key, set(grown) if len(grown) > SMALL_GROUP else grown)
             self._dirty.add(key)
+
+    def _store(self, key: K, members: tuple[M, ...] | set[M]) -> None:
+        if not members:
+            del self._members[key]
+        elif isinstance(members, set):
+            self._members[key] = members
+        else:
+            self._members[key] = members[0] if len(members) == 1 else _Many(members)
 
     def touch(self, keys: Iterable[K]) -> None:
         self._dirty.update(keys)
@@ -272,8 +300,6 @@ class SnapshotBuilder:
         # (a piece, or a tuple of them by key in the rare case of several)
         self._records: dict[str, _SecretPiece | tuple[_SecretPiece, ...]] = {}
         self._secret_bodies: dict[str, Body] = {}  # name → Secret (for keyrings)
-        self._client_by_uid: dict[str, str] = {}  # uid → informer key
-        self._account_by_uid: dict[str, str] = {}
         self._dirty_clients: set[str] = set()
         self._dirty_accounts: set[str] = set()
         self._dirty_secret_names: set[str] = set()
@@ -303,7 +329,6 @@ class SnapshotBuilder:
         self._ring_failures = 0
         self._ring_secrets: set[str] = set()  # Secret names SigningKeys read
         self._trusted_view: dict[str, TrustedIssuerView] = {}
-        self._claimed: dict[str, str] = {}  # client key → the client id it counts as claiming
         # Which Snapshot fields changed since the last snapshot()
         self._changed: set[str] = set()
         self._published = Snapshot()
@@ -331,14 +356,14 @@ class SnapshotBuilder:
 
     def _apply_clients(self, changes: Changes) -> None:
         for key, old, new in self._clients.apply(changes):
-            old_uid = old.uid if old is not None else None
-            self._uid_moved(self._client_by_uid, key, old_uid, new.uid if new else None)
+            # which client id it claims: derived from its pieces, not kept per client
+            self._client_ids.move(
+                key, [old.client_id] if old else [], [new.client_id] if new else []
+            )
             self._dirty_clients.add(key)
 
     def _apply_accounts(self, changes: Changes) -> None:
         for key, old, new in self._accounts.apply(changes):
-            old_uid = old.uid if old is not None else None
-            self._uid_moved(self._account_by_uid, key, old_uid, new.uid if new else None)
             self._dirty_accounts.add(key)
             self._count_federation(old, -1)
             self._count_federation(new, 1)
@@ -381,13 +406,6 @@ class SnapshotBuilder:
             else:
                 self.federated.pop(ref, None)
 
-    @staticmethod
-    def _uid_moved(index: dict[str, str], key: str, old: str | None, new: str | None) -> None:
-        if old and index.get(old) == key:
-            del index[old]
-        if new:
-            index[new] = key
-
     def _secret_changed(self, old: _SecretPiece | None, new: _SecretPiece | None) -> None:
         for piece, present in ((old, False), (new, True)):
             if piece is None:
@@ -399,9 +417,9 @@ class SnapshotBuilder:
                 elif self._secret_bodies.get(name) is piece.body:
                     del self._secret_bodies[name]
                 self._dirty_secret_names.add(name)
-            if piece.record is None:
+            if piece.kind is None:
                 continue
-            uid = piece.record.owner.uid
+            uid = piece.uid
             held = tuple(p for p in self._held_records(uid) if p.key != piece.key)
             if present:
                 held = tuple(sorted((*held, piece), key=lambda p: p.key))
@@ -411,27 +429,24 @@ class SnapshotBuilder:
                 self._records[uid] = held[0]
             else:
                 self._records.pop(uid, None)
-            for index, dirty in (
-                (self._client_by_uid, self._dirty_clients),
-                (self._account_by_uid, self._dirty_accounts),
-            ):
-                if uid in index:
-                    dirty.add(index[uid])
+            # the owner's informer key: whether its uid matches is for the join to say
+            owner = f"{piece.namespace}/{piece.name}"
+            if piece.kind == KIND_CLIENT:
+                self._dirty_clients.add(owner)
+            elif piece.kind == KIND_ACCOUNT:
+                self._dirty_accounts.add(owner)
 
     def _held_records(self, uid: str) -> tuple[_SecretPiece, ...]:
         found = self._records.get(uid)
         return found if isinstance(found, tuple) else (found,) if found is not None else ()
 
-    def _record(self, uid: str, kind: str, ref: Ref) -> ClientRecord | AccountRecord | None:
+    def _record(self, uid: str, kind: str, ref: Ref) -> _SecretPiece | None:
         """The record written for exactly this object: same uid, namespace, name and kind."""
         held = self._held_records(uid)
         if not held:
             return None
-        record = held[0].record  # one per owner uid; the first name only to be deterministic
-        if record is None:
-            return None
-        owner = record.owner
-        return record if (owner.kind, owner.namespace, owner.name) == (kind, *ref) else None
+        record = held[0]  # one per owner uid; the first name only to be deterministic
+        return record if (record.kind, record.namespace, record.name) == (kind, *ref) else None
 
     # -- reading (layer 1, the parts that need the builder's state) -----------------------
 
@@ -499,23 +514,20 @@ class SnapshotBuilder:
     def _join_clients(self) -> None:
         for key in self._dirty_clients:
             entry = self._clients.entries.get(key)
-            before = self._claimed.pop(key, None)
             if entry is not None and entry.piece is not None:
                 view = entry.piece
                 record = self._record(view.uid, KIND_CLIENT, (view.ref.namespace, view.ref.name))
-                client = record if isinstance(record, ClientRecord) else None
-                secrets = client.secrets if client else ()
-                jwks = client.jwks if client else None
+                secrets = record.secrets if record else ()
+                jwks = record.keys if record else None
                 if view.secrets != secrets or view.jwks != jwks:  # joined in place
                     entry.piece = replace(view, secrets=secrets, jwks=jwks)
-                self._claimed[key] = view.client_id
-            after = self._claimed.get(key)
-            self._client_ids.move(key, [before] if before else [], [after] if after else [])
+                # its claim on its client id is moved when it is read (_apply_clients)
+                self._client_ids.touch((view.client_id,))
         self._dirty_clients.clear()
 
     def _decide_client_ids(self) -> None:
         for client_id in self._client_ids.take():
-            new = self._holder(self._client_ids.members.get(client_id, ()))
+            new = self._holder(self._client_ids.of(client_id))
             old = self._held.get(client_id)
             if new is old or (new is not None and new == old):
                 continue  # e.g. only its status changed: keep the published object
@@ -550,11 +562,10 @@ class SnapshotBuilder:
             new = None
             if piece is not None:
                 record = self._record(piece.uid, KIND_ACCOUNT, ref)
-                stored = record if isinstance(record, AccountRecord) else None
                 new = replace(
                     piece,
-                    passwords=stored.passwords if stored else (),
-                    issuer_keys=(stored.issuer_keys or {}) if stored else {},
+                    passwords=record.secrets if record else (),
+                    issuer_keys=(record.keys or {}) if record else {},
                 )
             if new == old:  # also both None; or e.g. only its status changed
                 continue
@@ -605,12 +616,12 @@ class SnapshotBuilder:
         return piece.client_id if held is not None and held.ref == piece.ref else None
 
     def _accounts_of(self, groups: _Groups[Ref, Ref], key: Ref) -> tuple[AccountView, ...] | None:
-        refs = sorted(groups.members.get(key, ()))
+        refs = sorted(groups.of(key))
         return tuple(self._accounts_view[r] for r in refs) or None
 
     def _decide_audiences(self) -> None:
         for audience in self._audiences.take():
-            members = self._audiences.members.get(audience)
+            members = self._audiences.of(audience)
             name = record_name(audience)
             if members:
                 self._record_audiences.setdefault(name, set()).add(audience)
@@ -637,9 +648,7 @@ class SnapshotBuilder:
             sources = frozenset(r.condition.source for r in owned or () if r.condition)
             if sources != self._audience_sources.get(audience, frozenset()):
                 self._set(self._audience_sources, audience, sources or None)
-                self._dirty_conditional.update(
-                    self._client_ids_by_audience.members.get(audience, ())
-                )
+                self._dirty_conditional.update(self._client_ids_by_audience.of(audience))
 
     def _decide_conditional(self) -> None:
         for client_id in self._dirty_conditional:
@@ -768,25 +777,24 @@ def _read_secret(key: str, body: Body) -> _SecretPiece:
     """Verification records by the uid of the object they were written for (read from the
     record itself, named after that uid; labels only select Secrets, they decide nothing)."""
     try:
-        record = _compact_record(decode(body))
+        record = decode(body)
     except Exception:  # not a verification record (keys, or unreadable): never trusted
-        record = None
-    keep = record is None or controller_uid(body) is not None
-    return _SecretPiece(key, body if keep else None, record)
-
-
-def _compact_record(record: ClientRecord | AccountRecord) -> ClientRecord | AccountRecord:
-    """The record with its names shared with its owner's piece (interned): one copy each."""
-    was = record.owner
-    owner = Owner(intern(was.kind), intern(was.namespace), intern(was.name), intern(was.uid))
+        return _SecretPiece(key, body)
+    owner = record.owner
     if isinstance(record, ClientRecord):
-        return replace(
-            record,
-            owner=owner,
-            client_id=intern(record.client_id),
-            auth_method=intern(record.auth_method),
-        )
-    return replace(record, owner=owner, subject=intern(record.subject))
+        secrets, keys = record.secrets, record.jwks
+    else:
+        secrets, keys = record.passwords, record.issuer_keys or {}
+    return _SecretPiece(
+        key,
+        body if controller_uid(body) is not None else None,
+        intern(owner.kind),
+        intern(owner.namespace),
+        intern(owner.name),
+        intern(owner.uid),
+        secrets,
+        keys,
+    )
 
 
 Names = frozenset[str]
@@ -807,8 +815,9 @@ def _read_client(body: Body) -> ClientView | None:
         log.warning("skipping OAuth2Client %s: spec.clientId", _name(body))
         return None
     # Strings interned: many clients share them (namespace, audiences, method), and the
-    # record written for the client shares the rest (uid, name, client id).
-    return ClientView(
+    # record written for the client shares the rest (uid, name, client id). What it shares
+    # with clients set up like it is one ClientProfile.
+    return ClientView.make(
         uid=intern(str(body["metadata"].get("uid", ""))),
         ref=ObjectRef(KIND_CLIENT, intern(spec.namespace), intern(spec.name)),
         client_id=intern(spec.client_id),

@@ -53,7 +53,8 @@ def test_a_record_secret_is_kept_as_its_record_and_a_keys_secret_as_its_body() -
     pieces = {k: e.piece for k, e in builder._secrets.entries.items()}
     by_name = {k.partition("/")[2]: p for k, p in pieces.items() if p is not None}
     assert by_name[record["metadata"]["name"]].body is None  # the record alone
-    assert by_name[record["metadata"]["name"]].record is not None
+    assert by_name[record["metadata"]["name"]].kind == KIND_CLIENT  # flattened, with its owner
+    assert by_name[record["metadata"]["name"]].uid == uid_of(KIND_CLIENT, "a", "c1")
     assert by_name[controlled["metadata"]["name"]].body is controlled  # a SigningKey may hold it
     assert by_name[signing["metadata"]["name"]].body is signing
     assert set(builder._secret_bodies) == {
@@ -72,14 +73,31 @@ def test_a_group_grows_into_a_set_and_shrinks_back_without_losing_a_member() -> 
     for member in many:
         groups.move(member, (), ["g"])
         groups.move(member, (), ["g"])  # twice: still one member
-    assert isinstance(groups.members["g"], set)
-    assert sorted(groups.members["g"]) == list(many)
+    assert isinstance(groups.of("g"), set)
+    assert sorted(groups.of("g")) == list(many)
     for member in many:
         if member % 2:
             groups.move(member, ["g"], ())
-    assert sorted(groups.members["g"]) == [m for m in many if not m % 2]
+    assert sorted(groups.of("g")) == [m for m in many if not m % 2]
     for member in many:
         groups.move(member, ["g"], ["h"] if member < 2 else ())
-    assert "g" not in groups.members
-    assert groups.members["h"] == (0, 1)  # a tuple again: small groups cost 48 bytes
+    assert groups.of("g") == ()
+    assert groups.of("h") == (0, 1)  # a tuple again: small groups cost 48 bytes
+    groups.move(0, ["h"], ())
+    assert groups.of("h") == (1,)  # one member alone, no container
+    assert groups._members["h"] == 1
     assert groups.take() == {"g", "h"}
+
+
+def test_a_group_of_tuple_members_tells_one_member_from_several() -> None:
+    """Members may be tuples themselves ((namespace, name) refs): one alone is not read as
+    several."""
+    groups: _Groups[str, tuple[str, str]] = _Groups()
+    groups.move(("a", "x"), (), ["g"])
+    assert groups.of("g") == (("a", "x"),)
+    groups.move(("a", "y"), (), ["g"])
+    assert sorted(groups.of("g")) == [("a", "x"), ("a", "y")]
+    groups.move(("a", "x"), ["g"], ())
+    assert groups.of("g") == (("a", "y"),)
+    groups.move(("a", "y"), ["g"], ())
+    assert groups.of("g") == ()
