@@ -45,6 +45,7 @@ from kubemint.api.meta import (
 )
 from kubemint.api.oauth2client import ClientSpec, claims_client_id, client_id_holder
 from kubemint.api.records import ClientRecord, Generation, controller_uid, decode
+from kubemint.api.records import record_name as record_secret_name
 from kubemint.api.serviceaccount import AccountSpec
 from kubemint.api.signingkey import SigningKeySpec
 from kubemint.api.trustedissuer import KIND as TRUSTED_ISSUER
@@ -84,6 +85,8 @@ KINDS = (
 )
 
 
+_CLIENT_RECORD = record_secret_name(KIND_CLIENT, "")  # the operator's prefix for client records
+
 # -- layer 1: pieces ---------------------------------------------------------------------------
 
 
@@ -96,9 +99,20 @@ class _Entry(Generic[P]):
 class _Table(Generic[P]):
     """One kind's pieces by informer key, each read once per version."""
 
-    def __init__(self, kind: str, read: Callable[[str, Body], P | None]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        read: Callable[[str, Body], P | None],
+        entry: Callable[[int | str | None, P | None], _Entry[P]] = _Entry,
+        key: Callable[[str], str] | None = None,
+    ) -> None:
+        """`entry`: what is kept per object (a piece that carries its own version can be its
+        own entry: ~50 bytes less per object). `key`: the table's key for an informer key
+        (one that shares a string the view holds anyway, e.g. a uid)."""
         self.kind = kind
         self._read = read
+        self._entry = entry
+        self._key = key
         self.entries: dict[str, _Entry[P]] = {}
         self.skipped: set[str] = set()
 
@@ -108,12 +122,15 @@ class _Table(Generic[P]):
 
     def apply(self, changes: Changes) -> list[tuple[str, P | None, P | None]]:
         """Read what changed: (key, old piece, new piece) of every object read again."""
-        keys: Iterable[str] = changes.bodies
+        bodies = changes.bodies
+        if self._key is not None:
+            bodies = {self._key(k): b for k, b in bodies.items()}
+        keys: Iterable[str] = bodies
         if changes.full:
-            keys = list(changes.bodies) + [k for k in self.entries if k not in changes.bodies]
+            keys = list(bodies) + [k for k in self.entries if k not in bodies]
         out: list[tuple[str, P | None, P | None]] = []
         for key in keys:
-            body = changes.bodies.get(key)
+            body = bodies.get(key)
             entry = self.entries.get(key)
             old = entry.piece if entry is not None else None
             if body is None:
@@ -132,7 +149,7 @@ class _Table(Generic[P]):
                 _skip(self.kind, body, exc)
                 self.skipped.add(key)
                 new = None
-            self.entries[key] = _Entry(version, new)
+            self.entries[key] = self._entry(version, new)
             out.append((key, old, new))
         return out
 
@@ -153,6 +170,7 @@ class _SecretPiece:
     bytes less per client); its names are interned, shared with its owner's piece."""
 
     key: str  # the informer's (the table's own string): orders a uid's records
+    version: int | str | None  # resourceVersion (the table's entry is the piece itself)
     # What keyrings read: kept only when a SigningKey may hold it (not a record, or one with a
     # controller); a record is kept as the fields below alone, the only copy of it in memory.
     body: Body | None
@@ -162,6 +180,17 @@ class _SecretPiece:
     uid: str = ""
     secrets: tuple[Generation, ...] = ()  # a client's secrets, an account's app passwords
     keys: Mapping[str, Any] | None = None  # a client's jwks, an account's issuer keys
+
+    @property
+    def piece(self) -> _SecretPiece:  # as an entry of its table (_secret_entry)
+        return self
+
+
+def _secret_entry(version: int | str | None, piece: _SecretPiece | None) -> _Entry[_SecretPiece]:
+    """A Secret's piece is its own entry (one that failed to read has none)."""
+    if piece is None:
+        return _Entry(version, None)
+    return piece  # type: ignore[return-value]  # it has .version and .piece
 
 
 @dataclass(frozen=True)
@@ -286,7 +315,9 @@ class SnapshotBuilder:
         # do: only their changes need an update (read by the informer's thread; a dict lookup
         # is atomic under the GIL).
         self.federated: dict[Ref, int] = {}
-        self._secrets: _Table[_SecretPiece] = _Table("Secret", _read_secret)
+        self._secrets: _Table[_SecretPiece] = _Table(
+            "Secret", _read_secret, _secret_entry, self._secret_key
+        )
         self._clients: _Table[ClientView] = _Table(KIND_CLIENT, _body(_read_client))
         self._accounts: _Table[AccountView] = _Table(KIND_ACCOUNT, _body(_read_account))
         self._rules: _Table[_RulePiece] = _Table(KIND_ACCESS_RULE, _body(self._read_rule))
@@ -296,8 +327,8 @@ class SnapshotBuilder:
         self._kubernetes: _Table[str] = _Table("ServiceAccount", _body(_read_uid))
 
         # layer 2 inputs
-        # uid → the record Secrets written for it, by name (one, unless Secrets were forged)
-        # (a piece, or a tuple of them by key in the rare case of several)
+        # uid → the record Secrets written for it that its uid does not find in the table
+        # (see _secret_key: only forged or foreign-named ones, a piece or a tuple by key)
         self._records: dict[str, _SecretPiece | tuple[_SecretPiece, ...]] = {}
         self._secret_bodies: dict[str, Body] = {}  # name → Secret (for keyrings)
         self._dirty_clients: set[str] = set()
@@ -331,6 +362,7 @@ class SnapshotBuilder:
         self._trusted_view: dict[str, TrustedIssuerView] = {}
         # Which Snapshot fields changed since the last snapshot()
         self._changed: set[str] = set()
+        self._lent: set[str] = set()  # working mappings the published Snapshot holds (_w)
         self._published = Snapshot()
         self._first = True
 
@@ -385,9 +417,9 @@ class SnapshotBuilder:
     def _apply_trusted(self, changes: Changes) -> None:
         for _, old, new in self._trusted.apply(changes):
             if old is not None and self._trusted_view.get(old.name) is old:
-                del self._trusted_view[old.name]
+                del self._w("_trusted_view")[old.name]
             if new is not None:
-                self._trusted_view[new.name] = new
+                self._w("_trusted_view")[new.name] = new
             self._trusted_changed = True
 
     def _apply_kubernetes(self, changes: Changes) -> None:
@@ -420,15 +452,18 @@ class SnapshotBuilder:
             if piece.kind is None:
                 continue
             uid = piece.uid
-            held = tuple(p for p in self._held_records(uid) if p.key != piece.key)
-            if present:
-                held = tuple(sorted((*held, piece), key=lambda p: p.key))
-            if len(held) > 1:
-                self._records[uid] = held
-            elif held:
-                self._records[uid] = held[0]
-            else:
-                self._records.pop(uid, None)
+            if piece.key != uid:  # a record kept at its owner's uid is found there
+                found = self._records.get(uid)
+                odd = found if isinstance(found, tuple) else (found,) if found else ()
+                held = tuple(p for p in odd if p.key != piece.key)
+                if present:
+                    held = tuple(sorted((*held, piece), key=lambda p: p.key))
+                if len(held) > 1:
+                    self._records[uid] = held
+                elif held:
+                    self._records[uid] = held[0]
+                else:
+                    self._records.pop(uid, None)
             # the owner's informer key: whether its uid matches is for the join to say
             owner = f"{piece.namespace}/{piece.name}"
             if piece.kind == KIND_CLIENT:
@@ -436,9 +471,27 @@ class SnapshotBuilder:
             elif piece.kind == KIND_ACCOUNT:
                 self._dirty_accounts.add(owner)
 
+    def _secret_key(self, key: str) -> str:
+        """A client's record Secret (`kubemint-client-<uid>`, the operator's name for it) is
+        kept under the uid its name holds: the very string its client's view holds (interned),
+        so neither a ~130-byte key per client nor a uid → record index is kept. Any other
+        Secret keeps its informer key ("namespace/name": never a bare uid, it has a slash)."""
+        namespace, _, name = key.partition("/")
+        if namespace == self.namespace and name.startswith(_CLIENT_RECORD):
+            uid = name[len(_CLIENT_RECORD) :]
+            if uid:
+                return intern(uid)
+        return key
+
     def _held_records(self, uid: str) -> tuple[_SecretPiece, ...]:
+        """The records written for `uid`, by key: the one its uid finds in the table, and any
+        kept under another name (_records)."""
         found = self._records.get(uid)
-        return found if isinstance(found, tuple) else (found,) if found is not None else ()
+        odd = found if isinstance(found, tuple) else (found,) if found is not None else ()
+        at_uid = self._secrets.piece(uid)
+        if at_uid is None or at_uid.kind is None or at_uid.uid != uid:
+            return odd
+        return tuple(sorted((at_uid, *odd), key=lambda p: p.key)) if odd else (at_uid,)
 
     def _record(self, uid: str, kind: str, ref: Ref) -> _SecretPiece | None:
         """The record written for exactly this object: same uid, namespace, name and kind."""
@@ -534,10 +587,10 @@ class SnapshotBuilder:
             self._changed.add("clients")
             self._dirty_conditional.add(client_id)
             if old is not None:
-                del self._held[client_id]
+                del self._w("_held")[client_id]
                 self._client_ids_by_audience.move(client_id, old.audiences, ())
             if new is not None:
-                self._held[client_id] = new
+                self._w("_held")[client_id] = new
                 self._client_ids_by_audience.move(client_id, (), new.audiences)
         self._client_ids_by_audience.take()  # only membership is used
 
@@ -571,11 +624,11 @@ class SnapshotBuilder:
                 continue
             self._changed.update(("accounts", "accounts_by_subject"))
             if old is not None:
-                del self._accounts_view[ref]
-                self._by_subject.pop(old.subject, None)
+                del self._w("_accounts_view")[ref]
+                self._w("_by_subject").pop(old.subject, None)
             if new is not None:
-                self._accounts_view[ref] = new
-                self._by_subject[new.subject] = new
+                self._w("_accounts_view")[ref] = new
+                self._w("_by_subject")[new.subject] = new
             self._by_kubernetes_members.move(
                 ref,
                 [(namespace, sa) for sa in old.kubernetes] if old else [],
@@ -591,11 +644,13 @@ class SnapshotBuilder:
         for sa in self._by_kubernetes_members.take():
             self._changed.add("accounts_by_kubernetes")
             self._dirty_kubernetes.add(sa)
-            self._set(self._by_kubernetes, sa, self._accounts_of(self._by_kubernetes_members, sa))
+            self._set(
+                self._w("_by_kubernetes"), sa, self._accounts_of(self._by_kubernetes_members, sa)
+            )
         for client in self._by_client_members.take():
             self._changed.add("accounts_by_client")
             views = self._accounts_of(self._by_client_members, client)
-            self._set(self._by_client, client, views)
+            self._set(self._w("_by_client"), client, views)
             sources = frozenset(
                 {i.when for a in views or () for i in a.issuers if i.when}
                 | {t.when for a in views or () for t in a.trusted_issuers if t.when}
@@ -644,7 +699,7 @@ class SnapshotBuilder:
                 owned = tuple(r for r in views if r.ref.namespace == owner)
             if owned != self._owned.get(audience):
                 self._changed.add("rules")
-                self._set(self._owned, audience, owned)
+                self._set(self._w("_owned"), audience, owned)
             sources = frozenset(r.condition.source for r in owned or () if r.condition)
             if sources != self._audience_sources.get(audience, frozenset()):
                 self._set(self._audience_sources, audience, sources or None)
@@ -667,7 +722,7 @@ class SnapshotBuilder:
                     value = parts[0] if len(parts) == 1 else frozenset().union(*parts)
             if value != self._conditional.get(client_id):
                 self._changed.add("conditional_clients")
-                self._set(self._conditional, client_id, value)
+                self._set(self._w("_conditional"), client_id, value)
         self._dirty_conditional.clear()
 
     def _update_keyrings(self) -> None:
@@ -698,6 +753,7 @@ class SnapshotBuilder:
             self._changed.add("skipped")
         if rings != self._rings:
             self._rings = rings
+            self._lent.discard("_rings")  # a new mapping: nothing to copy
             self._changed.add("keys")
 
     def _update_kubernetes_uids(self) -> None:
@@ -706,7 +762,7 @@ class SnapshotBuilder:
             value = uid if uid and ref in self._by_kubernetes else None
             if value != self._kubernetes_uids.get(ref):
                 self._changed.add("kubernetes_accounts")
-                self._set(self._kubernetes_uids, ref, value)
+                self._set(self._w("_kubernetes_uids"), ref, value)
         self._dirty_kubernetes.clear()
 
     def _skipped(self) -> dict[str, int]:
@@ -728,7 +784,11 @@ class SnapshotBuilder:
         prev = self._published
         fields: dict[str, Any] = {}
         for name, source in _FIELDS.items():
-            fields[name] = dict(getattr(self, source)) if name in changed else getattr(prev, name)
+            if name in changed:  # lent to the snapshot as it is: copied before the next write
+                fields[name] = getattr(self, source)
+                self._lent.add(source)
+            else:
+                fields[name] = getattr(prev, name)
         skipped = self._skipped()
         fields["skipped"] = skipped if skipped != prev.skipped else prev.skipped
         # signature_keys() prefers verification_keys: none until derived from the new keys
@@ -745,6 +805,16 @@ class SnapshotBuilder:
             snapshot = replace(snapshot, verification_keys=verification)
         self._published = snapshot
         return snapshot
+
+    def _w(self, source: str) -> dict[Any, Any]:
+        """The working mapping `source` (see _FIELDS), to write to: a published Snapshot holds
+        the one it was lent, so that is copied first (one copy per mapping and update, as
+        publishing used to make; between updates one copy of each table, not two)."""
+        if source in self._lent:
+            self._lent.discard(source)
+            setattr(self, source, dict(getattr(self, source)))
+        found: dict[Any, Any] = getattr(self, source)
+        return found
 
     @staticmethod
     def _set(target: dict[Any, Any], key: Any, value: Any) -> None:
@@ -779,7 +849,7 @@ def _read_secret(key: str, body: Body) -> _SecretPiece:
     try:
         record = decode(body)
     except Exception:  # not a verification record (keys, or unreadable): never trusted
-        return _SecretPiece(key, body)
+        return _SecretPiece(key, _version(body), body)
     owner = record.owner
     if isinstance(record, ClientRecord):
         secrets, keys = record.secrets, record.jwks
@@ -787,6 +857,7 @@ def _read_secret(key: str, body: Body) -> _SecretPiece:
         secrets, keys = record.passwords, record.issuer_keys or {}
     return _SecretPiece(
         key,
+        _version(body),
         body if controller_uid(body) is not None else None,
         intern(owner.kind),
         intern(owner.namespace),

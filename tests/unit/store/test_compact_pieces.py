@@ -50,13 +50,17 @@ def test_a_record_secret_is_kept_as_its_record_and_a_keys_secret_as_its_body() -
     builder.apply("keys", full_changes([key]))
     snapshot = builder.snapshot()
 
-    pieces = {k: e.piece for k, e in builder._secrets.entries.items()}
-    by_name = {k.partition("/")[2]: p for k, p in pieces.items() if p is not None}
-    assert by_name[record["metadata"]["name"]].body is None  # the record alone
-    assert by_name[record["metadata"]["name"]].kind == KIND_CLIENT  # flattened, with its owner
-    assert by_name[record["metadata"]["name"]].uid == uid_of(KIND_CLIENT, "a", "c1")
-    assert by_name[controlled["metadata"]["name"]].body is controlled  # a SigningKey may hold it
-    assert by_name[signing["metadata"]["name"]].body is signing
+    # a client's record is kept under its uid (the string its client's view holds), alone
+    uid = uid_of(KIND_CLIENT, "a", "c1")
+    kept = builder._secrets.piece(uid)
+    assert kept is not None
+    assert kept.body is None
+    assert kept.kind == KIND_CLIENT
+    assert kept.key is snapshot.clients["a.c1"].uid  # one string for both
+    controlled_uid = uid_of(KIND_CLIENT, "a", "c2")
+    assert builder._secrets.piece(controlled_uid).body is controlled  # a SigningKey may hold it
+    assert builder._secrets.piece(f"{SERVER_NAMESPACE}/default-signing-keys").body is signing
+    assert not builder._records  # every record is found at its uid: no index
     assert set(builder._secret_bodies) == {
         controlled["metadata"]["name"],
         signing["metadata"]["name"],
