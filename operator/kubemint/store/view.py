@@ -12,7 +12,6 @@ The builder's parsed pieces are the only copy of the objects in memory (~2.3 KB 
 with its record and its share of accounts and rules, `make bench-scale`). Everything is
 read at start; a relist (410 Gone) re-reads only the objects whose resourceVersion differs.
 Updates are debounced (a burst of changes costs one update) and run off the event loop;
-what they freed is given back to the OS (kubemint.store.memory, at most every 10 s);
 requests read `snapshot()` (one attribute read), never wait on an update and never touch
 the Kubernetes API.
 Kubernetes ServiceAccounts are watched too (metadata only, see
@@ -46,7 +45,6 @@ from kubemint.api.meta import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURALS, VERS
 from kubemint.store import kubernetes_accounts
 from kubemint.store.builder import KINDS, SnapshotBuilder
 from kubemint.store.informer import Informer, slim
-from kubemint.store.memory import Trimmer
 from kubemint.store.revocations import SELECTOR as REVOCATIONS_SELECTOR
 from kubemint.store.revocations import RevocationIndex
 from kubemint.store.snapshot import KeyCache, Snapshot
@@ -190,7 +188,6 @@ class ClusterView:
             ),
         }
         self._threads: list[threading.Thread] = []
-        self._trimmer = Trimmer()
 
     def start(self) -> None:
         for name, informer in self._informers.items():
@@ -246,7 +243,6 @@ class ClusterView:
                 continue  # a relist is on its way (each one wakes this loop)
             if self.rebuild_once():
                 retry = RETRY_FIRST
-                self._trimmer.after_update()
             else:  # try again even if nothing changes: the cause may be passing
                 self._halt.wait(retry)
                 retry = min(retry * 2, RETRY_MAX)
