@@ -256,7 +256,7 @@ class _Groups(Generic[K, M]):
         """The members of group `key` (empty: none)."""
         found = self._members.get(key, _NONE)
         if isinstance(found, _Many | set):
-            return found  # type: ignore[no-any-return]
+            return found
         return () if found is _NONE else (found,)
 
     def move(self, member: M, old: Iterable[K], new: Iterable[K]) -> None:
