@@ -12,10 +12,18 @@ Three layers, each recomputed only where something under it changed:
    each client's CEL sources. A change marks the groups it belongs to (before and after)
    and only those are decided again, with the same functions the operator uses.
 
-`snapshot()` then publishes a new immutable Snapshot: a mapping that changed is copied (a
-dict copy of 10,000 entries is a memcpy-like ~0.1 ms, no parsing), the others are the
-previous snapshot's very objects, so readers that key on identity (forward-auth's
-verified-token cache keys on `Snapshot.keys`) keep what still holds.
+`snapshot()` then publishes a new immutable Snapshot: a working mapping that changed is
+lent to it as it is and copied before the builder next writes to it (`dict.copy` of 10,000
+entries is a memcpy-like ~0.1 ms, no parsing; one copy of each table between updates), the
+others are the previous snapshot's very objects, so readers that key on identity
+(forward-auth's verified-token cache keys on `Snapshot.keys`) keep what still holds.
+
+Memory (10,000 clients, 500 rules, 1,000 accounts; `make bench-scale`, ~1.5 KB per client by
+tracemalloc): what is left per client is its view (ClientView 88 B, its uid 85, client id 71,
+name 61, ObjectRef 56; the rest is a ClientProfile shared with clients set up alike), its
+record's secret generation (digest 113, Generation 64, datetime 48, tuple 48), the record's
+piece (114, kept under the client's own uid string), the table keys and versions (~130), and
+a ~21-byte slot in each of the few per-client mappings (tables, client ids, Snapshot.clients).
 
 `build_snapshot` (kubemint.store.snapshot) is this builder fed every object at once, so the
 from-scratch and the incremental view are one code path; tests compare them after random
