@@ -12,6 +12,7 @@ from kubemint.api.meta import API_VERSION, KIND_CLIENT, KIND_SIGNING_KEY
 from kubemint.api.records import Generation, StoredKey
 from kubemint.crypto import keys
 from kubemint.store.builder import SMALL_GROUP, SnapshotBuilder, _Groups, full_changes
+from kubemint.store.informer import Changes, key_of
 from tests.unit.records import SERVER_NAMESPACE, client_record, keys_secret, uid_of
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -105,3 +106,36 @@ def test_a_group_of_tuple_members_tells_one_member_from_several() -> None:
     assert groups.of("g") == (("a", "y"),)
     groups.move(("a", "y"), ["g"], ())
     assert groups.of("g") == ()
+
+
+def test_clients_set_up_alike_share_one_profile_and_a_change_gets_its_own() -> None:
+    builder = SnapshotBuilder(SERVER_NAMESPACE)
+    builder.apply("clients", full_changes([_client("c1"), _client("c2")]))
+    first = builder.snapshot()
+    assert first.clients["a.c1"].profile is first.clients["a.c2"].profile
+    changed = _client("c2")
+    changed["metadata"]["resourceVersion"] = "2"
+    changed["spec"]["scopes"] = ["read"]
+    builder.apply("clients", Changes(False, {key_of(changed): changed}))
+    second = builder.snapshot()
+    assert second.clients["a.c2"].scopes == frozenset({"read"})
+    assert second.clients["a.c1"].profile is not second.clients["a.c2"].profile
+    assert first.clients["a.c2"].scopes == frozenset()  # the shared profile is not changed
+
+
+def test_a_published_snapshot_keeps_its_tables_while_the_builder_goes_on() -> None:
+    """The builder lends its working tables to the Snapshot it publishes and copies them
+    before writing again: an earlier Snapshot must never see a later change."""
+    builder = SnapshotBuilder(SERVER_NAMESPACE)
+    builder.apply("clients", full_changes([_client("c1"), _client("c2")]))
+    first = builder.snapshot()
+    before = dict(first.clients)
+    builder.apply("clients", Changes(False, {"a/c1": None}))  # deleted
+    gone = builder.snapshot()
+    added = _client("c3")
+    builder.apply("clients", full_changes([_client("c2"), added]))
+    third = builder.snapshot()
+    assert dict(first.clients) == before
+    assert set(gone.clients) == {"a.c2"}
+    assert set(third.clients) == {"a.c2", "a.c3"}
+    assert first.clients is not gone.clients is not third.clients
