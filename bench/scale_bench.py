@@ -658,6 +658,7 @@ class RealResult:
     churn_rates: list[float] = field(default_factory=list)  # changes/s achieved
     churn_updates: list[tuple[int, float]] = field(default_factory=list)  # (updates, seconds)
     others_cores: list[float] = field(default_factory=list)
+    lost_rounds: list[str] = field(default_factory=list)  # load runs that failed, and why
 
 
 class Churn:
@@ -896,12 +897,17 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                 for number in range(1, options.rounds + 1):
                     busy = machine_busy_seconds()
                     t0 = time.monotonic()
-                    idle = load(probe, options.duration, load_options)
-                    before = scrape(metrics)
-                    with Churn(api, churned, options.churn) as churn:
-                        churn_started = time.monotonic()
-                        busy_churn = load(probe, options.duration, load_options)
-                        rate = churn.done / (time.monotonic() - churn_started)
+                    try:
+                        idle = load(probe, options.duration, load_options)
+                        before = scrape(metrics)
+                        with Churn(api, churned, options.churn) as churn:
+                            churn_started = time.monotonic()
+                            busy_churn = load(probe, options.duration, load_options)
+                            rate = churn.done / (time.monotonic() - churn_started)
+                    except BenchError as exc:  # e.g. timeouts on a saturated machine
+                        result.lost_rounds.append(str(exc).splitlines()[0])
+                        print(f"round {number}: not measured: {result.lost_rounds[-1]}")
+                        continue
                     if churn.error is not None:
                         raise BenchError(f"the churn thread failed: {churn.error}")
                     after = scrape(metrics)
@@ -944,9 +950,16 @@ def summarize(result: RealResult, options: Options) -> str:
         by_kind[kind] = by_kind.get(kind, 0) + 1
     work_ms = [w * 1000 for w in result.work]
     e2e_ms = [e * 1000 for e in result.end_to_end]
+    if not result.idle:  # every load round failed (said above): report the rest
+        nan = float("nan")
+        result.idle = result.churn = [LoadResult(0, 1.0, nan, nan, nan, nan, {}, 0.0, 0.0, 0.0)]
+        result.churn_rates, result.churn_updates = [0.0], [(0, 0.0)]
+    if not result.others_cores:
+        result.others_cores = [float("nan")]
     idle_rps = statistics.median(r.rps for r in result.idle)
     churn_rps = statistics.median(r.rps for r in result.churn)
     ratios = [c.rps / i.rps for i, c in zip(result.idle, result.churn, strict=True) if i.rps]
+    ratios = ratios or [float("nan")]
     churn_p99 = statistics.median(r.p99_ms for r in result.churn)
     per_update = [s / u * 1000 for u, s in result.churn_updates if u]
 
@@ -985,6 +998,10 @@ def summarize(result: RealResult, options: Options) -> str:
         f"  set-up: objects written in {result.populate_seconds:.0f}s, all in the view after"
         f" {result.visible_seconds:.0f}s",
     ]
+    if result.lost_rounds:
+        lines.append(
+            f"  load rounds not measured: {len(result.lost_rounds)} ({result.lost_rounds[0]})"
+        )
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -53,10 +54,12 @@ log = logging.getLogger("kubemint.snapshot")
 Body = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)  # slots: there are as many as clients
-class ClientView:
-    ref: ObjectRef
-    client_id: str
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class ClientProfile:
+    """What a client is allowed and how its tokens look: most clients share theirs with many
+    others (same grants, scopes, audiences, lifetime), so each distinct profile is one object
+    (`ClientProfile.shared`), ~140 bytes less per client than holding these in each view."""
+
     disabled: bool
     grant_types: frozenset[str]
     auth_method: str
@@ -66,10 +69,96 @@ class ClientView:
     token_format: str
     signing_key: str
     encryption_key: str | None
+
+    def shared(self) -> ClientProfile:
+        """The one live profile equal to this one."""
+        return _PROFILES.setdefault(self, self)
+
+
+_PROFILES: weakref.WeakValueDictionary[ClientProfile, ClientProfile] = weakref.WeakValueDictionary()
+
+
+@dataclass(frozen=True, slots=True)  # slots: there are as many as clients
+class ClientView:
+    """One OAuth2Client as the token server decides with it: its own names and secrets, and
+    a profile shared with the clients set up like it (`ClientView.make` takes the fields)."""
+
+    ref: ObjectRef
+    client_id: str
+    profile: ClientProfile
     secrets: tuple[Generation, ...] = ()
     jwks: Mapping[str, Any] | None = None
     uid: str = ""  # this object's, so a re-created client of the same name is told apart
     created: str = ""  # creationTimestamp: the oldest claimant of a client id holds it
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        ref: ObjectRef,
+        client_id: str,
+        disabled: bool,
+        grant_types: frozenset[str],
+        auth_method: str,
+        scopes: frozenset[str],
+        audiences: tuple[str, ...],
+        token_lifetime: int,
+        token_format: str,
+        signing_key: str,
+        encryption_key: str | None,
+        secrets: tuple[Generation, ...] = (),
+        jwks: Mapping[str, Any] | None = None,
+        uid: str = "",
+        created: str = "",
+    ) -> ClientView:
+        profile = ClientProfile(
+            disabled,
+            grant_types,
+            auth_method,
+            scopes,
+            audiences,
+            token_lifetime,
+            token_format,
+            signing_key,
+            encryption_key,
+        )
+        return cls(ref, client_id, profile.shared(), secrets, jwks, uid, created)
+
+    @property
+    def disabled(self) -> bool:
+        return self.profile.disabled
+
+    @property
+    def grant_types(self) -> frozenset[str]:
+        return self.profile.grant_types
+
+    @property
+    def auth_method(self) -> str:
+        return self.profile.auth_method
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.profile.scopes
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return self.profile.audiences
+
+    @property
+    def token_lifetime(self) -> int:
+        return self.profile.token_lifetime
+
+    @property
+    def token_format(self) -> str:
+        return self.profile.token_format
+
+    @property
+    def signing_key(self) -> str:
+        return self.profile.signing_key
+
+    @property
+    def encryption_key(self) -> str | None:
+        return self.profile.encryption_key
 
     def secret_digests(self, now: datetime.datetime) -> list[str]:
         """Digests of the secrets that verify at `now` (current + overlapping previous)."""

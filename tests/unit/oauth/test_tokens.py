@@ -19,7 +19,7 @@ from kubemint.oauth.tokens import access_token_claims
 from kubemint.store.snapshot import AccountView, ClientView, RuleView, Snapshot
 
 AUDIENCE = "https://calendar.test"
-CLIENT = ClientView(
+CLIENT = ClientView.make(
     ref=ObjectRef("OAuth2Client", "tasks", "gw"),
     client_id="tasks.gw",
     disabled=False,

@@ -23,6 +23,7 @@ from kubernetes import client
 from kubemint.api.audiences import record_name
 from kubemint.api.meta import KIND_ACCOUNT, KIND_CLIENT, KIND_SIGNING_KEY
 from kubemint.api.records import Generation, StoredKey
+from kubemint.api.records import record_name as record_secret_name
 from kubemint.crypto import keys
 from kubemint.store.builder import KINDS, SnapshotBuilder, full_changes
 from kubemint.store.informer import Changes, key_of
@@ -109,6 +110,11 @@ def _record(rng: random.Random, kind: str, namespace: str, name: str) -> Body:
     return account_record(namespace, name, passwords=[secret])
 
 
+def _renamed(secret: Body, name: str) -> Body:
+    secret["metadata"]["name"] = name
+    return secret
+
+
 def _sa(rng: random.Random, namespace: str, name: str) -> Body:
     return {"metadata": {"namespace": namespace, "name": name, "uid": f"k-{rng.randint(0, 2)}"}}
 
@@ -138,6 +144,25 @@ def _universe() -> list[tuple[str, Any]]:
             objects.append(("rules", lambda r, ns=ns, name=name: _rule(r, ns, name)))
         for name in ("k1", "k2"):
             objects.append(("kubernetes-accounts", lambda r, ns=ns, name=name: _sa(r, ns, name)))
+        # records under other names: c1's record in the Secret named after c2's uid (where
+        # c2's own record is written too), and one under a name of no uid at all
+        objects.append(
+            (
+                "secrets",
+                lambda r, ns=ns: _renamed(
+                    _record(r, KIND_CLIENT, ns, "c1"),
+                    record_secret_name(KIND_CLIENT, uid_of(KIND_CLIENT, ns, "c2")),
+                ),
+            )
+        )
+        objects.append(
+            (
+                "secrets",
+                lambda r, ns=ns: _renamed(
+                    _record(r, KIND_CLIENT, ns, "shared"), f"copied-record-{ns}"
+                ),
+            )
+        )
     for audience in AUDIENCES:
         objects.append(("audiences", lambda r, a=audience: _audience_record(r, a)))
     objects.append(("keys", _signing_key))
