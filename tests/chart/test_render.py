@@ -57,6 +57,7 @@ def test_default_values_render_both_components_and_a_signing_key(rendered: dict[
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "FlowSchema",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
