@@ -2,7 +2,9 @@
 AccessRules and ServiceAccounts Ready, at what memory cost and with how many API requests.
 
 Each round starts a fresh local control plane (etcd + kube-apiserver + controller-manager),
-creates the benchmark namespaces and the `default` SigningKey in the server namespace, starts a
+creates the benchmark namespaces and the `default` SigningKey in the server namespace, applies
+the chart's MutatingAdmissionPolicy that sets the operator's finalizer at creation (as a helm
+install on Kubernetes 1.36+ does; `--no-finalizer-policy` leaves it out), starts a
 real `kubemint operator` subprocess and waits until it leads. Then the clock starts (t0) and the
 population is created with plain POSTs over CREATORS kept-alive connections: N OAuth2Clients
 spread over K namespaces, R AccessRules (each claims its own audience, names four clients and
@@ -76,6 +78,7 @@ import yaml
 
 from kubemint.devcluster import ControlPlane, ControlPlaneError, layout, resolve_binaries
 from kubemint.devcluster.components import operator_process, wait_for_leader
+from kubemint.devcluster.helm import resolve_helm
 from kubemint.devcluster.processes import ManagedProcess
 
 API = "kubemint.io/v1alpha1"
@@ -119,6 +122,7 @@ class Options:
     accounts: int = 0
     idle_window: float = 0.0
     profile: Path | None = None
+    finalizer_policy: bool = True
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,37 @@ def setup_manifests(options: Options) -> str:
         }
     )
     return _dump(docs)
+
+
+MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+FINALIZER_POLICY = "templates/operator-finalizer-policy.yaml"
+
+
+def finalizer_policy_manifest() -> str:
+    """The chart's MutatingAdmissionPolicy that sets the operator's finalizer at creation, as
+    `helm install` would apply it on Kubernetes 1.36+ (rendered by helm from the chart)."""
+    chart = layout.repo_root() / "charts" / "kubemint"
+    result = subprocess.run(
+        [
+            str(resolve_helm()),
+            "template",
+            "kubemint",
+            str(chart),
+            "--namespace",
+            SERVER_NAMESPACE,
+            "--api-versions",
+            MAP_API,
+            "--show-only",
+            FINALIZER_POLICY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"helm template {FINALIZER_POLICY} failed: {result.stderr}")
+    return result.stdout
 
 
 def rule_manifests(options: Options) -> dict[str, list[dict[str, Any]]]:
@@ -449,6 +484,8 @@ def create_population(
 def run_round(options: Options, number: int) -> RoundResult:
     with ControlPlane(resolve_binaries(), crd_paths=[layout.crds_dir()]) as plane:
         plane.kubectl("apply", "--server-side", "-f", "-", stdin=setup_manifests(options))
+        if options.finalizer_policy:
+            plane.kubectl("apply", "-f", "-", stdin=finalizer_policy_manifest())
         log_dir = options.log_dir / f"round-{number}" if options.log_dir else None
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -817,6 +854,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default=None,
         help="record the operator with py-spy into this directory (speedscope JSON per round)",
     )
+    parser.add_argument(
+        "--no-finalizer-policy",
+        dest="finalizer_policy",
+        action="store_false",
+        help="leave out the chart's MutatingAdmissionPolicy that sets the operator's finalizer "
+        "at creation (the operator then adds it in a PATCH of its own, as before Kubernetes 1.36)",
+    )
     args = parser.parse_args(argv)
     if args.clients < 1 or args.namespaces < 1 or args.rounds < 1 or args.rules < 0:
         parser.error("--clients, --namespaces and --rounds must be >= 1, --rules >= 0")
@@ -833,6 +877,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         accounts=args.accounts,
         idle_window=args.idle_window,
         profile=args.profile,
+        finalizer_policy=args.finalizer_policy,
     )
 
 
@@ -848,7 +893,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"operator benchmark: {options.clients} OAuth2Clients, {options.namespaces} namespaces, "
         f"{options.rules} AccessRules, {options.accounts} ServiceAccounts, "
-        f"{options.rounds} round(s), {os.cpu_count()} CPUs",
+        f"{options.rounds} round(s), {os.cpu_count()} CPUs, finalizer policy "
+        f"{'on' if options.finalizer_policy else 'off'}",
         flush=True,
     )
     results: list[RoundResult] = []

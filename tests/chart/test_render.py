@@ -69,6 +69,7 @@ def test_default_values_render_both_components_crds_and_a_signing_key(
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "FlowSchema",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",

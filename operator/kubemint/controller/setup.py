@@ -10,6 +10,7 @@ import kopf
 
 from kubemint.api.meta import FINALIZER
 from kubemint.controller import observe
+from kubemint.controller.bookkeeping import StatusDigestDiffBase, UnmarkedProgressStorage
 from kubemint.controller.handlers import (
     accessrules,
     clientindex,
@@ -69,12 +70,17 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
-        # kopf's bookkeeping goes to annotations; `status` stays the user-facing contract.
-        # Its own prefix: kopf ignores every annotation under a storage prefix when detecting
-        # changes, and kubemint.io/rotate must count as a change.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=KOPF_PREFIX, key="last-handled-configuration"
+        # kopf's progress goes to annotations under its own prefix (kopf ignores every
+        # annotation under a storage prefix when detecting changes, and kubemint.io/rotate
+        # must count as a change); what it last handled is a digest in the status. A handled
+        # cycle writes one PATCH, the status (see kubemint.controller.bookkeeping).
+        progress = UnmarkedProgressStorage(prefix=KOPF_PREFIX)
+        settings.persistence.progress_storage = progress
+        settings.persistence.diffbase_storage = StatusDigestDiffBase(
+            progress,
+            legacy=kopf.AnnotationsDiffBaseStorage(
+                prefix=KOPF_PREFIX, key="last-handled-configuration"
+            ),
         )
         # kubemint's own Events (kopf.info/warn) are posted; kopf's log lines are not
         # (posting.loggers stays off), so no handler chatter reaches `kubectl get events`.

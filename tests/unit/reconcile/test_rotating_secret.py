@@ -31,7 +31,7 @@ def test_the_first_reconcile_creates_a_secret() -> None:
     plan = plan_secret(None, (), POLICY, T0, _generator())  # type: ignore[arg-type]
     assert plan.plaintext == "kmint_secret1"
     assert [g.sha256 for g in plan.generations] == [secrets.digest("kmint_secret1")]
-    assert plan.events[0][0] == "SecretCreated"
+    assert plan.events == ()  # the expected outcome: no Event (one API write per object)
     assert plan.next_rotation_at == T0 + 24 * HOUR
 
 
