@@ -308,7 +308,16 @@ def test_malformed_and_oversized_bodies_are_clear_errors(
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     cases = [
         (http.post(url, content=b"grant_type=a&grant_type=b", headers=form), 400),
-        (http.post(url, json={"grant_type": "client_credentials"}), 400),
+        # JSON is accepted (an extension); without credentials it is a client error.
+        (http.post(url, json={"grant_type": "client_credentials"}), 401),
+        (
+            http.post(
+                url,
+                content=b"grant_type=client_credentials",
+                headers={"Content-Type": "text/plain"},
+            ),
+            400,
+        ),
         (http.post(url, content=b"\xff\xfe=\x00", headers=form), 400),
         (http.post(url, content=b"a=" + b"x" * 100_000, headers=form), 413),
         (http.get(url), 405),
