@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,23 +102,38 @@ def start_operator(
     return process
 
 
-@pytest.fixture(scope="module")
-def operator(
-    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def own_operator(
+    cluster: ControlPlane,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    scheme: str = "http",
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningOperator]:
-    """An operator (fast re-checks) with its own server namespace and a `default` SigningKey."""
+    """An operator (fast re-checks) leading in a server namespace of its own with a `default`
+    SigningKey; its issuer is a free loopback port where a token server may listen."""
     namespace = f"kms-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
     logs = tmp_path_factory.mktemp("operator")
-    # The issuer is where this module's token server (if it starts one) will listen.
-    issuer = f"http://127.0.0.1:{free_port()}"
-    process = start_operator(cluster, namespace, "op", "kubemint-operator", logs, issuer)
+    issuer = f"{scheme}://127.0.0.1:{free_port()}"
+    process = start_operator(
+        cluster, namespace, "op", "kubemint-operator", logs, issuer, extra_env=extra_env
+    )
     try:
         wait_for_leader(cluster, namespace, "kubemint-operator", "op")
         yield RunningOperator(cluster, namespace, process, issuer)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningOperator]:
+    """An operator (fast re-checks) with its own server namespace and a `default` SigningKey."""
+    with own_operator(cluster, tmp_path_factory) as running:
+        yield running
 
 
 @dataclass
@@ -138,9 +154,13 @@ class RunningServer:
         return self.process.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def token_server(
-    operator: RunningOperator, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def own_token_server(
+    operator: RunningOperator,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    ready_url: str | None = None,
 ) -> Iterator[RunningServer]:
     """`kubemint token-server` on the operator's issuer URL, reading the same namespace."""
     port = int(operator.issuer.rsplit(":", 1)[1])
@@ -151,14 +171,23 @@ def token_server(
         port=port,
         log_dir=tmp_path_factory.mktemp("token-server"),
         # Every test calls from 127.0.0.1: the per-source limit would couple them.
-        extra_env={"KUBEMINT_AUTH_FAILURES_PER_SOURCE": "100000"},
+        extra_env={"KUBEMINT_AUTH_FAILURES_PER_SOURCE": "100000", **(extra_env or {})},
     )
     process.start()
     try:
-        wait_for_http(operator.issuer + "/readyz", process)
+        wait_for_http(ready_url or operator.issuer + "/readyz", process)
         yield RunningServer(operator.issuer, process)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def token_server(
+    operator: RunningOperator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """`kubemint token-server` on the operator's issuer URL, reading the same namespace."""
+    with own_token_server(operator, tmp_path_factory) as running:
+        yield running
 
 
 SIGNING_KEY = """\

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,15 @@ from kubemint.api import metric_names as m
 from kubemint.devcluster import ControlPlane, layout
 from kubemint.devcluster.components import (
     operator_process,
-    token_server_process,
-    wait_for_http,
-    wait_for_leader,
 )
 from kubemint.devcluster.controlplane import free_port
 from kubemint.devcluster.helm import resolve_helm
 from tests.integration.conftest import (
-    SIGNING_KEY,
     RunningOperator,
     RunningServer,
     operator_url,
-    start_operator,
+    own_operator,
+    own_token_server,
 )
 from tests.integration.kube_helpers import apply, custom, wait_for, wait_ready
 
@@ -48,19 +44,8 @@ def operator(
     cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningOperator]:
     """As conftest's, logging JSON lines."""
-    namespace = f"kms-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
-    issuer = f"http://127.0.0.1:{free_port()}"
-    logs = tmp_path_factory.mktemp("operator")
-    process = start_operator(
-        cluster, namespace, "op", "kubemint-operator", logs, issuer, extra_env=JSON_LOGS
-    )
-    try:
-        wait_for_leader(cluster, namespace, "kubemint-operator", "op")
-        yield RunningOperator(cluster, namespace, process, issuer)
-    finally:
-        process.stop()
+    with own_operator(cluster, tmp_path_factory, extra_env=JSON_LOGS) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -68,20 +53,8 @@ def token_server(
     operator: RunningOperator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """As conftest's, logging JSON lines."""
-    process = token_server_process(
-        operator.cluster,
-        namespace=operator.namespace,
-        issuer=operator.issuer,
-        port=int(operator.issuer.rsplit(":", 1)[1]),
-        log_dir=tmp_path_factory.mktemp("token-server"),
-        extra_env=JSON_LOGS,
-    )
-    process.start()
-    try:
-        wait_for_http(operator.issuer + "/readyz", process)
-        yield RunningServer(operator.issuer, process)
-    finally:
-        process.stop()
+    with own_token_server(operator, tmp_path_factory, extra_env=JSON_LOGS) as running:
+        yield running
 
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]

@@ -25,10 +25,9 @@ import pytest
 from cryptography import x509
 
 from kubemint.devcluster import ControlPlane
-from kubemint.devcluster.components import token_server_process, wait_for_leader
-from kubemint.devcluster.controlplane import free_port
+from kubemint.devcluster.components import token_server_process
 from kubemint.devcluster.pki import CertificateAuthority, CertPair
-from tests.integration.conftest import SIGNING_KEY, RunningOperator, RunningServer, start_operator
+from tests.integration.conftest import RunningOperator, RunningServer, own_operator
 from tests.integration.kube_helpers import apply, custom, secret_data, wait_for, wait_ready
 from tests.integration.secret_volume import SecretVolume
 
@@ -40,18 +39,8 @@ def operator(
     cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningOperator]:
     """As conftest's, with the https issuer this module's token server listens on."""
-    namespace = f"kms-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
-    issuer = f"https://127.0.0.1:{free_port()}"
-    process = start_operator(
-        cluster, namespace, "op", "kubemint-operator", tmp_path_factory.mktemp("op"), issuer
-    )
-    try:
-        wait_for_leader(cluster, namespace, "kubemint-operator", "op")
-        yield RunningOperator(cluster, namespace, process, issuer)
-    finally:
-        process.stop()
+    with own_operator(cluster, tmp_path_factory, scheme="https") as running:
+        yield running
 
 
 @dataclass
