@@ -36,6 +36,9 @@ CLIENT = {
         "audiences": ["https://calendar.example.com"],
     },
 }
+# No operator runs here (no node): nothing must give the objects its finalizer, or deleting
+# the CRDs would wait for it.
+NO_OPERATOR: dict[str, Any] = {"operator": {"finalizerPolicy": False}}
 # What the changed CRD adds to OAuth2Client's spec (inserted as text: the chart adds its
 # metadata to the file's own text, see templates/crds.yaml).
 NEW_FIELD = """              properties:
@@ -61,6 +64,24 @@ def _helm(helm: Path, plane: ControlPlane, tmp: Path, *args: str, **values: Any)
     if result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args[:2])} failed: {result.stderr}")
     return result.stdout
+
+
+def _established(plane: ControlPlane) -> None:
+    """helm returns once the CRDs are created; the API server serves them a moment later."""
+    plane.kubectl("wait", "--for=condition=Established", "crd", *CRDS, "--timeout=60s", timeout=70)
+
+
+def _create_client(plane: ControlPlane) -> None:
+    """Right after a CRD is created the API server answers 503 "Resource kind … not found"
+    for a few seconds (longer for its admission policies, e.g. the finalizer policy): retry,
+    as a user or a GitOps tool would (docs/troubleshooting.md)."""
+    deadline = time.monotonic() + 60
+    while (
+        done := plane.kubectl("apply", "-f", "-", stdin=json.dumps(CLIENT), check=False)
+    ).returncode:
+        assert "ServiceUnavailable" in done.stderr, done.stderr
+        assert time.monotonic() < deadline, done.stderr
+        time.sleep(0.5)
 
 
 def _crds(plane: ControlPlane) -> dict[str, dict[str, Any]]:
@@ -90,14 +111,15 @@ def test_crds_upgrade_with_the_chart_and_stay_on_uninstall(
 ) -> None:
     chart = tmp_path / "chart"
     shutil.copytree(CHART, chart)
-    _helm(helm, bare, tmp_path, "install", RELEASE, str(chart), "--create-namespace")
+    _helm(helm, bare, tmp_path, "install", RELEASE, str(chart), "--create-namespace", **NO_OPERATOR)
+    _established(bare)
     crds = _crds(bare)
     assert sorted(crds) == CRDS
     for crd in crds.values():
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
         assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == RELEASE
         assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    bare.kubectl("apply", "-f", "-", stdin=json.dumps(CLIENT))
+    _create_client(bare)
     assert _probe(bare) is None  # the installed CRD has no such field: pruned
 
     crd_file = chart / "files" / "crds" / "kubemint.io_oauth2clients.yaml"
@@ -106,16 +128,20 @@ def test_crds_upgrade_with_the_chart_and_stay_on_uninstall(
     assert text.count(anchor) == 1
     crd_file.write_text(text.replace(anchor, NEW_FIELD + anchor.split("\n", 1)[1]))
     _helm(helm, bare, tmp_path, "upgrade", RELEASE, str(chart), "--reuse-values")
+    _established(bare)
     schema = _crds(bare)["oauth2clients.kubemint.io"]["spec"]["versions"][0]["schema"]
     assert "upgradeProbe" in schema["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    assert _probe(bare) == "kept"
+    deadline = time.monotonic() + 30  # the API server switches to the new schema shortly after
+    while _probe(bare) != "kept":
+        assert time.monotonic() < deadline, "the upgraded CRD's field is still pruned"
+        time.sleep(0.5)
 
     _helm(helm, bare, tmp_path, "uninstall", RELEASE, "--wait")
     assert sorted(_crds(bare)) == CRDS  # crds.keep (the default)
     assert _probe(bare) == "kept"  # and the objects with them
 
     # The same release takes its kept CRDs back; with crds.keep false they go with it.
-    _helm(helm, bare, tmp_path, "install", RELEASE, str(chart), crds={"keep": False})
+    _helm(helm, bare, tmp_path, "install", RELEASE, str(chart), crds={"keep": False}, **NO_OPERATOR)
     _helm(helm, bare, tmp_path, "uninstall", RELEASE, "--wait")
     _wait_gone(bare)
 
@@ -128,9 +154,10 @@ def test_crds_from_the_former_crds_directory_are_adopted_as_the_readme_says(
     shutil.copytree(CHART, old)
     (old / "files" / "crds").rename(old / "crds")
     (old / "templates" / "crds.yaml").unlink()
-    _helm(helm, bare, tmp_path, "install", RELEASE, str(old), "--create-namespace")
+    _helm(helm, bare, tmp_path, "install", RELEASE, str(old), "--create-namespace", **NO_OPERATOR)
+    _established(bare)
     assert sorted(_crds(bare)) == CRDS
-    bare.kubectl("apply", "-f", "-", stdin=json.dumps(CLIENT))
+    _create_client(bare)
 
     refused = helm_run(
         helm, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE,
