@@ -380,7 +380,8 @@ def test_a_cached_token_is_refused_once_its_client_is_disabled(
     assert _cached(snapshot, token, tokens, time.time()).status == 200
     client_id = next(c for c, v in snapshot.clients.items() if v.ref.name == "task-service")
     clients = dict(snapshot.clients)
-    clients[client_id] = replace(clients[client_id], disabled=True)
+    client = clients[client_id]
+    clients[client_id] = replace(client, profile=replace(client.profile, disabled=True).shared())
     disabled = _cached(replace(snapshot, clients=clients), token, tokens, time.time())
     assert (disabled.status, disabled.body["error_description"]) == (401, "the client is disabled")
     # Revocation: see test_a_token_revoked_after_it_was_cached_is_refused_at_once.
