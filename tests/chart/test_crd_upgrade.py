@@ -180,7 +180,8 @@ def test_crds_from_the_former_crds_directory_are_adopted_as_the_readme_says(
         subprocess.run(
             [*argv, "--kubeconfig", str(bare.kubeconfig)],
             check=True, capture_output=True, text=True, timeout=30,
-            env={"PATH": f"{bare.binaries.kubectl.parent}:/usr/bin:/bin"},
+            # HOME: kubectl keeps its discovery cache there (else in the working directory).
+            env={"PATH": f"{bare.binaries.kubectl.parent}:/usr/bin:/bin", "HOME": str(tmp_path)},
         )  # fmt: skip
 
     _helm(helm, bare, tmp_path, "upgrade", RELEASE, str(CHART))
