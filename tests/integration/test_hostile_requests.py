@@ -338,9 +338,12 @@ def test_oversized_headers_get_431(guarded: RunningServer) -> None:
         try:
             for _ in range(64):  # 64 x 1 KiB: twice the default 32 KiB cap
                 sock.sendall(b"X-Pad: " + b"a" * 1024 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the last header: read the answer
+        try:
             while chunk := sock.recv(4096):
                 answer += chunk
-        except (BrokenPipeError, ConnectionResetError):
+        except ConnectionResetError:
             pass
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
     with httpx.Client(timeout=5, trust_env=False) as http:
