@@ -67,8 +67,18 @@ def _helm(helm: Path, plane: ControlPlane, tmp: Path, *args: str, **values: Any)
 
 
 def _established(plane: ControlPlane) -> None:
-    """helm returns once the CRDs are created; the API server serves them a moment later."""
+    """helm returns once the CRDs are created; the API server serves them a moment later.
+
+    Then every kind is listed once, as the operator's and the token server's watches do in a
+    real install: the API server builds a kind's storage on first use, and a CRD deleted
+    before that makes its cleanup race the watch cache's start ("storage is (re)initializing",
+    retried with exponential backoff: a CI run saw two CRDs still there after two minutes)."""
     plane.kubectl("wait", "--for=condition=Established", "crd", *CRDS, "--timeout=60s", timeout=70)
+    deadline = time.monotonic() + 60
+    for crd in CRDS:
+        while (listed := plane.kubectl("get", crd, "-A", "-o", "name", check=False)).returncode:
+            assert time.monotonic() < deadline, listed.stderr
+            time.sleep(0.5)
 
 
 def _create_client(plane: ControlPlane) -> None:
@@ -142,6 +152,7 @@ def test_crds_upgrade_with_the_chart_and_stay_on_uninstall(
 
     # The same release takes its kept CRDs back; with crds.keep false they go with it.
     _helm(helm, bare, tmp_path, "install", RELEASE, str(chart), crds={"keep": False}, **NO_OPERATOR)
+    _established(bare)
     _helm(helm, bare, tmp_path, "uninstall", RELEASE, "--wait")
     _wait_gone(bare)
 
