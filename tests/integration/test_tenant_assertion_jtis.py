@@ -112,6 +112,7 @@ def _team(operator: RunningOperator, tenants: TenantFactory, namespace: str, cli
             subjects=[{"kind": "OAuth2Client", "name": name} for name in names],
         ),
     )
+    wait_ready(operator.cluster, "AccessRule", namespace, "api")
     for name in names:
         wait_ready(operator.cluster, "OAuth2Client", namespace, name)
     return Team(tenant, [f"{namespace}.{name}" for name in names], key, audience)
@@ -228,6 +229,7 @@ def test_a_tenant_with_many_clients_fills_the_jti_store_only_up_to_its_namespace
         record_name(victim_id, jti)
     ]
     assert record["metadata"]["labels"]["kubemint.io/jti-namespace"] == victim.namespace
+    print(f"one record: {len(json.dumps(record, separators=(',', ':')))} bytes of JSON")
 
 
 def _over_budget(http: httpx.Client, server: RunningServer, team: Team) -> None:
