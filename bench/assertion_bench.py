@@ -247,10 +247,12 @@ def _bench(
         plane, namespace=SERVER_NAMESPACE, issuer=issuer, name="op", log_dir=log_dir
     )
     # All load comes from one client on 127.0.0.1: lift the per-source failure limit and the
-    # client's shared claims per minute (60 by default), which this load would spend at once.
+    # client's and its namespace's shared claims per minute (60 and 120 by default), which
+    # this load would spend at once.
     env = {
         "KUBEMINT_AUTH_FAILURES_PER_SOURCE": "1000000",
         "KUBEMINT_ASSERTION_CLAIMS_PER_MINUTE": "1000000",
+        "KUBEMINT_ASSERTION_NAMESPACE_CLAIMS_PER_MINUTE": "1000000",
     }
     servers = {"shared": shared_port, "replica": free_port()}
     processes = {

@@ -269,6 +269,11 @@ class ServerSettings:
     """Client assertions one client may have claimed in the shared store per minute on each
     replica (each is one small ConfigMap until it expires); past that 429 slow_down for that
     client only."""
+    assertion_namespace_claims_per_minute: int = 120
+    """Client assertions all clients of one namespace together may have claimed in the shared
+    store per minute on each replica; past that 429 slow_down for that namespace's clients
+    only. This bounds a tenant's records whatever number of clients it creates (the bound is
+    in kubemint.store.assertion_jtis)."""
 
     revocations_per_client: int = 100
     """Live revocation entries one client may hold; past that its revocations move its
@@ -350,6 +355,9 @@ class ServerSettings:
             assertion_max_lifetime=_assertion_lifetime(env),
             assertion_replay=_assertion_replay(env),
             assertion_claims_per_minute=_positive(env, "KUBEMINT_ASSERTION_CLAIMS_PER_MINUTE", 60),
+            assertion_namespace_claims_per_minute=_positive(
+                env, "KUBEMINT_ASSERTION_NAMESPACE_CLAIMS_PER_MINUTE", 120
+            ),
             revocations_per_client=_positive(env, "KUBEMINT_REVOCATIONS_PER_CLIENT", 100),
             revocation_writes_per_minute=_positive(
                 env, "KUBEMINT_REVOCATION_WRITES_PER_MINUTE", 60

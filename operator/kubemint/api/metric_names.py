@@ -151,6 +151,14 @@ CLIENT_AUTH_FAILURES = Metric(
     "Failed client authentications (including rate-limited attempts).",
     (REASON,),
 )
+ASSERTION_CLAIMS_REFUSED = Metric(
+    "kubemint_assertion_claims_refused",
+    "counter",
+    "Verified client assertions refused with 429 slow_down because their client (`budget`"
+    " client) or all clients of its namespace (namespace) had claimed their shared jti"
+    " records for the minute on this replica; the log names the client or namespace.",
+    ("budget",),
+)
 FORWARD_AUTH = Metric(
     "kubemint_forward_auth",
     "counter",
@@ -224,6 +232,7 @@ TOKEN_SERVER = (
     TOKEN_SECONDS,
     SIGNING_KEY_TOKEN_EXPIRY,
     CLIENT_AUTH_FAILURES,
+    ASSERTION_CLAIMS_REFUSED,
     FORWARD_AUTH,
     VIEW_STALE,
     VIEW_SYNCED,

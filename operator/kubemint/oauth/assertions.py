@@ -9,7 +9,9 @@ before within its lifetime.
 
 Replay: each replica remembers the `jti`s it accepted (`ReplayCache`, bounded); with a
 `SharedClaims` (kubemint.store.assertion_jtis) the first use is also claimed in a store all
-replicas share, so an assertion accepted by one replica is refused by every other.
+replicas share, so an assertion accepted by one replica is refused by every other. Each claim
+names the client's namespace (its tenant): the shared store is budgeted per client and per
+namespace, so no tenant fills it for the others however many clients it makes.
 
 Failures raise `InvalidClient` with "client assertion rejected: <reason>", where the reason
 is one of the stable messages of `kubemint.crypto.jwt`; nothing from the assertion is echoed.
@@ -32,8 +34,8 @@ from kubemint.crypto.jwt import (
     verify_hmac_jwt,
     verify_jwt,
 )
-from kubemint.oauth.errors import InvalidClient, TemporarilyUnavailable, TooManyRequests
-from kubemint.store.assertion_jtis import OverBudget, Unavailable
+from kubemint.oauth.errors import ClaimsOverBudget, InvalidClient, TemporarilyUnavailable
+from kubemint.store.assertion_jtis import NAMESPACE, OverBudget, Unavailable
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_MAX_LIFETIME = 3600.0
@@ -45,10 +47,11 @@ _REQUIRED = ("iss", "sub", "aud", "exp", "jti")
 class SharedClaims(Protocol):
     """A store every replica shares (kubemint.store.assertion_jtis): `claim` records
     (issuer/client, jti) until `expires` atomically and answers whether this was the first
-    use. Raises its `Unavailable` when it cannot tell (the assertion is then refused), and
-    `OverBudget` when the client has claimed too many this minute."""
+    use. `tenant` is the namespace of the client or issuer, which the store budgets. Raises
+    its `Unavailable` when it cannot tell (the assertion is then refused), and `OverBudget`
+    when the client or its namespace has claimed too many this minute."""
 
-    def claim(self, issuer_or_client: str, jti: str, expires: float) -> bool: ...
+    def claim(self, tenant: str, issuer_or_client: str, jti: str, expires: float) -> bool: ...
 
 
 class ReplayCache:
@@ -74,16 +77,17 @@ class ReplayCache:
         """Entries held (not `__len__`: an empty cache must not be falsy)."""
         return len(self._entries)
 
-    def seen(self, issuer_or_client: str, jti: str, exp: float, now: float) -> bool:
-        """Whether `jti` was already recorded for this issuer/client and has not expired
-        (here, or in the shared store); records it until `exp` otherwise. Check and record
-        happen atomically. Raises `Unavailable` when the shared store cannot answer."""
+    def seen(self, issuer_or_client: str, jti: str, exp: float, now: float, *, tenant: str) -> bool:
+        """Whether `jti` was already recorded for this issuer/client (of namespace `tenant`)
+        and has not expired (here, or in the shared store); records it until `exp` otherwise.
+        Check and record happen atomically. Raises `Unavailable` when the shared store cannot
+        answer, `OverBudget` when its budget for the client or namespace is spent."""
         if self._seen_locally(issuer_or_client, jti, exp, now):
             return True
         if self.shared is None or exp <= now:
             return False
         try:
-            return not self.shared.claim(issuer_or_client, jti, exp)
+            return not self.shared.claim(tenant, issuer_or_client, jti, exp)
         except (Unavailable, OverBudget):
             with self._lock:  # not accepted: the client's retry must not look like a replay
                 self._entries.pop((issuer_or_client, jti), None)
@@ -123,6 +127,7 @@ def verify_client_assertion(
     assertion: str,
     *,
     client_id: str,
+    tenant: str,
     keys: VerificationKeys | None = None,
     hmac_secrets: Sequence[str | bytes] | None = None,
     token_endpoint: str,
@@ -133,7 +138,9 @@ def verify_client_assertion(
     leeway: float = LEEWAY,
     algorithms: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The claims of a valid client assertion for `client_id`; else `InvalidClient`.
+    """The claims of a valid client assertion for `client_id` (of namespace `tenant`);
+    else `InvalidClient`, or `ClaimsOverBudget` when the shared store's budget of the client
+    or its namespace is spent.
 
     Pass the client's public `keys` (private_key_jwt) or its `hmac_secrets`
     (client_secret_jwt), not both.
@@ -168,14 +175,10 @@ def verify_client_assertion(
         raise _rejected("jti too long")
     # Accepted until exp + leeway, so remembered that long.
     try:
-        if replay.seen(client_id, jti, claims["exp"] + leeway, now):
+        if replay.seen(client_id, jti, claims["exp"] + leeway, now, tenant=tenant):
             raise _rejected("jti already used")
     except OverBudget as over:
-        raise TooManyRequests(
-            "too many client assertions; retry later",
-            retry_after=over.retry_after,
-            reason="the client's shared jti claims per minute are spent",
-        ) from None
+        raise _over_budget(over) from None
     except Unavailable:
         raise TemporarilyUnavailable(
             "client assertions cannot be checked for replay right now; retry shortly",
@@ -183,6 +186,18 @@ def verify_client_assertion(
             reason="the shared jti store is unavailable",
         ) from None
     return claims
+
+
+def _over_budget(over: OverBudget) -> ClaimsOverBudget:
+    if over.budget == NAMESPACE:
+        description = "too many client assertions from this client's namespace; retry later"
+        reason = "the namespace's shared jti claims per minute are spent"
+    else:
+        description = "too many client assertions; retry later"
+        reason = "the client's shared jti claims per minute are spent"
+    return ClaimsOverBudget(
+        description, retry_after=over.retry_after, budget=over.budget, reason=reason
+    )
 
 
 def _rejected(reason: str) -> InvalidClient:

@@ -284,6 +284,7 @@ def _assertion(
         claims = verify_client_assertion(
             assertion,
             client_id=client.client_id,
+            tenant=client.ref.namespace,
             hmac_secrets=client.hmac_keys(ctx.now),
             token_endpoint=ctx.token_endpoint,
             issuer=ctx.issuer,
@@ -296,6 +297,7 @@ def _assertion(
         claims = verify_client_assertion(
             assertion,
             client_id=client.client_id,
+            tenant=client.ref.namespace,
             keys=client.jwks,
             token_endpoint=ctx.token_endpoint,
             issuer=ctx.issuer,

@@ -90,6 +90,17 @@ class TooManyRequests(OAuth2Error):
     status_code = 429
 
 
+class ClaimsOverBudget(TooManyRequests):
+    """A verified client assertion over the shared jti store's budget (per client or per
+    namespace: `budget`, kubemint.store.assertion_jtis); not burnt, it may be sent again."""
+
+    def __init__(
+        self, description: str, *, retry_after: int, budget: str, reason: str = ""
+    ) -> None:
+        super().__init__(description, retry_after=retry_after, reason=reason)
+        self.budget = budget
+
+
 class ServerError(OAuth2Error):
     """Anything unexpected: rendered without details (the log has them)."""
 

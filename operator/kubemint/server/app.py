@@ -21,6 +21,7 @@ from kubemint.oauth import json_body
 from kubemint.oauth.assertions import ReplayCache, SharedClaims
 from kubemint.oauth.client_auth import Caller, TokenRequest, claimed_client_id
 from kubemint.oauth.errors import (
+    ClaimsOverBudget,
     InvalidClient,
     InvalidRequest,
     OAuth2Error,
@@ -145,8 +146,10 @@ def create_app(
                 return await run_in_threadpool(attempt)
             with _inline(conditions):
                 return attempt()
-        except TooManyRequests:
+        except TooManyRequests as error:
             metrics.auth_failures.labels("rate_limited").inc()
+            if isinstance(error, ClaimsOverBudget):
+                metrics.claims_refused.labels(error.budget).inc()
             raise
         except InvalidClient:
             metrics.auth_failures.labels("invalid_client").inc()

@@ -99,6 +99,7 @@ def main() -> int:
             settings.namespace,
             longest_remembered(settings.assertion_max_lifetime, LEEWAY),
             claims_per_minute=settings.assertion_claims_per_minute,
+            namespace_claims_per_minute=settings.assertion_namespace_claims_per_minute,
         )
     revocations = RevocationStore(
         api, settings.namespace, view.revocations(), quota=settings.revocations_per_client

@@ -47,6 +47,7 @@ class Metrics:
             *_family(m.TOKEN_SECONDS), buckets=m.TOKEN_BUCKETS, registry=self.registry
         )
         self.auth_failures = Counter(*_family(m.CLIENT_AUTH_FAILURES), registry=self.registry)
+        self.claims_refused = Counter(*_family(m.ASSERTION_CLAIMS_REFUSED), registry=self.registry)
         self.forward_auth = Counter(*_family(m.FORWARD_AUTH), registry=self.registry)
         self.stale = Gauge(*_family(m.VIEW_STALE), registry=self.registry)
         self.synced = Gauge(*_family(m.VIEW_SYNCED), registry=self.registry)

@@ -21,6 +21,7 @@ def _verify(assertion: str, **key: object) -> dict[str, object]:
     return verify_client_assertion(
         assertion,
         client_id=CLIENT,
+        tenant="tasks",
         token_endpoint=TOKEN_URL,
         issuer="https://kubemint.test",
         replay=ReplayCache(),

@@ -64,6 +64,7 @@ def _client_secret_jwt(secret: str = SECRET, **changes: Any) -> str:
 def _verify(assertion: str, replay: ReplayCache | None = None, **options: Any) -> dict[str, Any]:
     defaults: dict[str, Any] = {
         "client_id": CLIENT,
+        "tenant": "tasks",
         "token_endpoint": TOKEN_ENDPOINT,
         "issuer": ISSUER,
         "replay": ReplayCache() if replay is None else replay,
@@ -215,7 +216,7 @@ def test_replay_cache(
     steps: list[tuple[str, float, float]], expected_len: int, seen_last: bool
 ) -> None:
     cache = ReplayCache(max_entries=2)
-    results = [cache.seen("client", jti, exp, now) for jti, exp, now in steps]
+    results = [cache.seen("client", jti, exp, now, tenant="t") for jti, exp, now in steps]
     assert results[-1] is seen_last
     assert cache.size == expected_len
 
@@ -223,7 +224,7 @@ def test_replay_cache(
 def test_the_replay_cache_stays_bounded_under_churn() -> None:
     cache = ReplayCache(max_entries=10)
     for i in range(1000):
-        assert not cache.seen("client", str(i), 1e9, 0)
+        assert not cache.seen("client", str(i), 1e9, 0, tenant="t")
     assert cache.size == 10
     assert len(cache._expiries) <= 20
 

@@ -22,6 +22,7 @@ from kubemint.api.records import Generation, StoredKey
 from kubemint.config import ServerSettings
 from kubemint.crypto import keys, secrets
 from kubemint.server.app import create_app
+from kubemint.store.assertion_jtis import ClaimBudget
 from kubemint.store.view import StaticView
 from tests.unit.records import account_record, build, client_record, keys_secret
 
@@ -441,18 +442,23 @@ def test_the_accepted_assertion_lifetime_is_configurable() -> None:
 class _SharedStore:
     """A SharedClaims in memory, as the API server's create-if-absent behaves."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: ClaimBudget | None = None) -> None:
         self.claimed: dict[tuple[str, str], float] = {}
+        self.tenants: list[str] = []
         self.down = False
         self.spent = False
+        self.budget = budget
 
-    def claim(self, issuer_or_client: str, jti: str, expires: float) -> bool:
+    def claim(self, tenant: str, issuer_or_client: str, jti: str, expires: float) -> bool:
         from kubemint.store.assertion_jtis import OverBudget, Unavailable
 
         if self.down:
             raise Unavailable("down")
         if self.spent:
             raise OverBudget(7)
+        if self.budget is not None:
+            self.budget.spend(tenant, issuer_or_client)
+        self.tenants.append(tenant)
         if (issuer_or_client, jti) in self.claimed:
             return False
         self.claimed[(issuer_or_client, jti)] = expires
@@ -494,6 +500,34 @@ def test_a_client_over_its_shared_claims_per_minute_waits_and_its_assertion_is_n
         assert refused.headers["retry-after"] == "7"
         shared.spent = False
         assert _without_client_id(replica, assertion).status_code == 200
+
+
+def test_a_namespace_over_its_shared_claims_per_minute_waits_and_the_metric_says_which_budget() -> (
+    None
+):
+    """The claim names the client's namespace; the namespace's budget (here 2 a minute, the
+    client's 10) refuses the third with its own description, not burnt, and is counted."""
+    shared = _SharedStore(ClaimBudget(10, 2))
+    with _replica(shared) as replica:
+        for _ in range(2):
+            assert _without_client_id(replica, _signed(_claims())).status_code == 200
+        refused = _without_client_id(replica, _signed(_claims()))
+        assert (refused.status_code, refused.json()) == (
+            429,
+            {
+                "error": "slow_down",
+                "error_description": (
+                    "too many client assertions from this client's namespace; retry later"
+                ),
+            },
+        )
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        registry = replica.app.state.metrics.registry  # type: ignore[attr-defined]
+        counted = registry.get_sample_value(
+            "kubemint_assertion_claims_refused_total", {"budget": "namespace"}
+        )
+    assert counted == 1
+    assert shared.tenants == ["tasks", "tasks"]  # the client's namespace, on every claim
 
 
 _REPLICA_SNAPSHOT: list[Any] = []

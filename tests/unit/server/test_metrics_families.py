@@ -15,6 +15,7 @@ def test_the_registry_exports_what_metric_names_declares_and_the_process_series(
     metrics.token_outcome("client_credentials", "issued")
     metrics.latency.observe(0.002)
     metrics.auth_failures.labels("bad_secret").inc()
+    metrics.claims_refused.labels("namespace").inc()
     metrics.forward_auth.labels("nginx", "allowed").inc()
     metrics.observe_view(1, 1.0, {"OAuth2Client": 1}, (1, 0.1, 0.1))
     metrics.observe_conditions({"timeout": 1})
