@@ -106,8 +106,9 @@ node-test: node-binaries
 prerequisites: setup nginx
 	$(MAKE) --no-print-directory -j3 -Oline binaries node-binaries helm prometheus image
 
+# --durations: CI's log shows where the suite's time goes.
 test: prerequisites lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=25 $(PYTEST_ARGS)
 
 run: binaries
 	$(BIN)/kubemint dev up
