@@ -82,13 +82,14 @@ def start_operator(
     log_dir: Path,
     issuer: str = "https://kubemint.test",
     extra_env: Mapping[str, str] | None = None,
+    recheck_interval: float = 1,
 ) -> ManagedProcess:
     process = operator_process(
         cluster,
         namespace=namespace,
         issuer=issuer,
         name=name,
-        recheck_interval=1,
+        recheck_interval=recheck_interval,
         lease_name=lease,
         log_dir=log_dir,
         extra_env={
@@ -109,16 +110,25 @@ def own_operator(
     *,
     scheme: str = "http",
     extra_env: Mapping[str, str] | None = None,
+    recheck_interval: float = 1,
 ) -> Iterator[RunningOperator]:
-    """An operator (fast re-checks) leading in a server namespace of its own with a `default`
-    SigningKey; its issuer is a free loopback port where a token server may listen."""
+    """An operator (fast re-checks unless told otherwise) leading in a server namespace of its
+    own with a `default` SigningKey; its issuer is a free loopback port where a token server
+    may listen."""
     namespace = f"kms-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
     logs = tmp_path_factory.mktemp("operator")
     issuer = f"{scheme}://127.0.0.1:{free_port()}"
     process = start_operator(
-        cluster, namespace, "op", "kubemint-operator", logs, issuer, extra_env=extra_env
+        cluster,
+        namespace,
+        "op",
+        "kubemint-operator",
+        logs,
+        issuer,
+        extra_env=extra_env,
+        recheck_interval=recheck_interval,
     )
     try:
         wait_for_leader(cluster, namespace, "kubemint-operator", "op")

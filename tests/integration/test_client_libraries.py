@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +34,11 @@ from kubemint.devcluster.components import token_server_process, wait_for_http
 from kubemint.devcluster.controlplane import free_port
 from kubemint.store.assertion_jtis import SELECTOR, AssertionJtis, record_name
 from tests.integration.conftest import RunningOperator, RunningServer
+from tests.integration.example_programs import Builds, Examples, building, command_line, ready
 from tests.integration.kube_helpers import apply, custom, secret_data, wait_for, wait_ready
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "clients"
+PROGRAMS = Examples(EXAMPLES, "get-token.mjs", "get-token-go", "get-token.jar")
 METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
 # What each library supports for client_credentials (x/oauth2 has no JWT client auth; its
 # default AuthStyleAutoDetect tries Basic, then the form, so one program covers both).
@@ -53,72 +53,15 @@ CASES = [(library, method) for library, methods in SUPPORTED.items() for method 
 pytestmark = pytest.mark.timeout(900)  # cold builds download openid-client, x/oauth2, Nimbus
 
 
-class BuildFailed(Exception):
-    pass
-
-
-def _run_build(what: str, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-    missing = shutil.which(command[0]) is None
-    if missing:
-        raise BuildFailed(
-            f"{command[0]} not found on PATH: examples/clients needs node + npm, go, and "
-            "java 17 + mvn (install them; this test never skips)"
-        )
-    result = subprocess.run(
-        command,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=800,
-    )
-    if result.returncode != 0:
-        raise BuildFailed(
-            f"building the {what} client failed: `{' '.join(command)}` exited "
-            f"{result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-        )
-
-
-def _build_node(out: Path) -> list[str]:
-    work = out / "node"
-    work.mkdir()
-    for name in ("package.json", "package-lock.json", "get-token.mjs"):
-        shutil.copy(EXAMPLES / "node" / name, work / name)
-    _run_build("node", ["npm", "ci", "--no-audit", "--no-fund"], work)
-    return ["node", str(work / "get-token.mjs")]
-
-
-def _build_go(out: Path) -> list[str]:
-    binary = out / "get-token-go"
-    env = {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -buildvcs=false"}
-    _run_build("go", ["go", "build", "-o", str(binary), "."], EXAMPLES / "go", env)
-    return [str(binary)]
-
-
-def _build_java(out: Path) -> list[str]:
-    work = out / "java"
-    work.mkdir()
-    shutil.copy(EXAMPLES / "java" / "pom.xml", work / "pom.xml")
-    shutil.copytree(EXAMPLES / "java" / "src", work / "src")
-    _run_build("java", ["mvn", "-q", "-B", "-Dstyle.color=never", "package"], work)
-    return ["java", "-jar", str(work / "target" / "get-token.jar")]
-
-
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[list[str]]]]:
-    out = tmp_path_factory.mktemp("client-libraries")
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="build") as pool:
-        futures = {
-            "node-openid-client": pool.submit(_build_node, out),
-            "go-x-oauth2": pool.submit(_build_go, out),
-            "java-nimbus": pool.submit(_build_java, out),
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
+    with building(PROGRAMS, tmp_path_factory.mktemp("client-libraries")) as built:
+        yield {
+            "node-openid-client": built["node"],
+            "go-x-oauth2": built["go"],
+            "java-nimbus": built["java"],
+            "python-authlib": ready([sys.executable, str(EXAMPLES / "python" / "get_token.py")]),
         }
-        futures["python-authlib"] = Future()
-        futures["python-authlib"].set_result(
-            [sys.executable, str(EXAMPLES / "python" / "get_token.py")]
-        )
-        yield futures
 
 
 # --- one client per authentication method ---------------------------------------------------
@@ -153,7 +96,7 @@ def _public_jwk(key: Any) -> dict[str, Any]:
 def clients(
     operator: RunningOperator,
     token_server: RunningServer,
-    builds: dict[str, Future[list[str]]],  # started first: the builds overlap the set-up
+    builds: Builds,  # started first: the builds overlap the set-up
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Clients]:
     cluster = operator.cluster
@@ -203,14 +146,6 @@ def clients(
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-def _program(builds: dict[str, Future[list[str]]], library: str) -> list[str]:
-    try:
-        return builds[library].result()
-    except BuildFailed as exc:
-        failure = str(exc)
-    pytest.fail(failure, pytrace=False)
-
-
 def _get_token(
     command: list[str], library: str, method: str, clients: Clients, server: RunningServer
 ) -> subprocess.CompletedProcess[str]:
@@ -239,13 +174,13 @@ def _get_token(
 
 @pytest.mark.parametrize(("library", "method"), CASES, ids=[f"{lib}-{m}" for lib, m in CASES])
 def test_a_standard_client_library_gets_a_token_with_its_defaults(
-    builds: dict[str, Future[list[str]]],
+    builds: Builds,
     clients: Clients,
     token_server: RunningServer,
     library: str,
     method: str,
 ) -> None:
-    command = _program(builds, library)
+    command = command_line(builds, library)
     # The server follows the API by watch, a moment behind the Ready clients: retry briefly.
     deadline = time.monotonic() + 10
     while (run := _get_token(command, library, method, clients, token_server)).returncode != 0:

@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     own_operator,
     own_token_server,
 )
-from tests.integration.kube_helpers import apply, custom, wait_for, wait_ready
+from tests.integration.kube_helpers import apply, custom, get, secret_data, wait_for, wait_ready
 
 JSON_LOGS = {"KUBEMINT_LOG_FORMAT": "json"}
 
@@ -172,6 +172,59 @@ def test_metrics_show_each_objects_readiness_and_follow_it(
     )
 
 
+def test_a_reconcile_the_api_server_refuses_is_one_warning_event_on_the_object(
+    operator: RunningOperator, namespace: str
+) -> None:
+    """A ResourceQuota that allows the namespace no Secret (as its admin may set one) makes
+    the API server refuse the client's credentials Secret: the reconcile raises, and a Warning
+    Event `ReconcileFailed` on the OAuth2Client says what the API server answered, once
+    however often kopf retries; with the quota gone the client becomes Ready."""
+    cluster = operator.cluster
+    cluster.kubectl("create", "quota", "no-secrets", "-n", namespace, "--hard=secrets=0")
+    # What kube-controller-manager's quota controller writes (this harness does not run it):
+    # with it the refusal is "exceeded quota", as in a cluster; without, "status unknown".
+    usage = {"status": {"hard": {"secrets": "0"}, "used": {"secrets": "0"}}}
+    cluster.kubectl(
+        "patch", "resourcequota", "no-secrets", "-n", namespace,
+        "--subresource=status", "--type=merge", "-p", json.dumps(usage),
+    )  # fmt: skip
+    apply(cluster, custom("OAuth2Client", "payroll", namespace, audiences=["https://api.test"]))
+
+    def failures() -> list[dict[str, Any]]:
+        events = warnings_for(cluster, namespace, "payroll")
+        return [e for e in events if e["reason"] == "ReconcileFailed"]
+
+    (event, *more) = wait_for(failures, "a ReconcileFailed Warning Event for payroll")
+    assert not more
+    live = get(cluster, "OAuth2Client", namespace, "payroll")
+    assert live is not None
+    involved = event["involvedObject"]
+    assert {k: involved.get(k) for k in ("apiVersion", "kind", "namespace", "name", "uid")} == {
+        "apiVersion": "kubemint.io/v1alpha1",
+        "kind": "OAuth2Client",
+        "namespace": namespace,
+        "name": "payroll",
+        "uid": live["metadata"]["uid"],
+    }
+    assert "the API server answered 403 Forbidden" in event["message"], event["message"]
+    assert "see the operator log" in event["message"]
+
+    # kopf retries it every 5 s (BACKOFF): still one Event for the same failure.
+    def errors() -> float:
+        found = series(
+            scrape(operator.metrics_url), m.RECONCILE_ERRORS.samples[0], kind="OAuth2Client"
+        )
+        return found[0][1] if found else 0.0
+
+    seen = errors()
+    wait_for(lambda: errors() >= seen + 2, "two more failed reconciles of payroll", timeout=40)
+    assert len(failures()) == 1
+
+    cluster.kubectl("delete", "resourcequota", "no-secrets", "-n", namespace)
+    wait_ready(cluster, "OAuth2Client", namespace, "payroll")
+    assert secret_data(cluster, namespace, "payroll-credentials") is not None
+
+
 def json_lines(text: str) -> list[dict[str, Any]]:
     """Every line of a log as JSON; fails naming the first line that is not."""
     out = []
@@ -203,7 +256,12 @@ def test_operator_logs_are_json_lines_naming_their_object_without_timer_chatter(
     about = [line for line in lines if line.get("object", {}).get("name") == "logged"]
     assert about, "no log line names the OAuth2Client"
     assert about[0]["object"] == {"kind": "OAuth2Client", "namespace": namespace, "name": "logged"}
-    timers = [line for line in lines if line["message"].startswith("Timer '")]
+    # Chatter is a timer's routine lines; a failed one (another test's refused Secret) is news.
+    timers = [
+        line
+        for line in lines
+        if line["message"].startswith("Timer '") and line["level"] not in ("WARNING", "ERROR")
+    ]
     assert not timers, f"timer chatter at the default level: {timers[:3]}"
 
 

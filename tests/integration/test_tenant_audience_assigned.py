@@ -17,15 +17,13 @@ import pytest
 
 from kubemint.api.audiences import record_name
 from kubemint.devcluster import ControlPlane
-from kubemint.devcluster.components import (
-    operator_process,
-    token_server_process,
-    wait_for_http,
-    wait_for_leader,
-)
-from kubemint.devcluster.controlplane import free_port
 from tests.integration.audience_setup import Api, client, hold, refused, rule, status, wait_reason
-from tests.integration.conftest import SIGNING_KEY, RunningOperator, RunningServer
+from tests.integration.conftest import (
+    RunningOperator,
+    RunningServer,
+    own_operator,
+    own_token_server,
+)
 from tests.integration.kube_helpers import wait_for
 from tests.integration.tenants import TenantFactory
 
@@ -36,48 +34,20 @@ ASSIGNED = {"KUBEMINT_AUDIENCE_OWNERSHIP": "assigned"}
 def operator(
     cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningOperator]:
-    namespace = f"kms-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
-    issuer = f"http://127.0.0.1:{free_port()}"
-    process = operator_process(
-        cluster,
-        namespace=namespace,
-        issuer=issuer,
-        name="op",
-        # No periodic re-check to fall back on: statuses must follow ownership by the record
-        # watcher's pokes alone.
-        recheck_interval=600,
-        lease_name="kubemint-operator",
-        log_dir=tmp_path_factory.mktemp("operator"),
-        extra_env=ASSIGNED,
-    )
-    process.start()
-    try:
-        wait_for_leader(cluster, namespace, "kubemint-operator", "op")
-        yield RunningOperator(cluster, namespace, process, issuer)
-    finally:
-        process.stop()
+    # No periodic re-check to fall back on: statuses must follow ownership by the record
+    # watcher's pokes alone.
+    with own_operator(
+        cluster, tmp_path_factory, extra_env=ASSIGNED, recheck_interval=600
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def token_server(
     operator: RunningOperator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    process = token_server_process(
-        operator.cluster,
-        namespace=operator.namespace,
-        issuer=operator.issuer,
-        port=int(operator.issuer.rsplit(":", 1)[1]),
-        log_dir=tmp_path_factory.mktemp("token-server"),
-        extra_env={**ASSIGNED, "KUBEMINT_AUTH_FAILURES_PER_SOURCE": "100000"},
-    )
-    process.start()
-    try:
-        wait_for_http(operator.issuer + "/readyz", process)
-        yield RunningServer(operator.issuer, process)
-    finally:
-        process.stop()
+    with own_token_server(operator, tmp_path_factory, extra_env=ASSIGNED) as running:
+        yield running
 
 
 def assign(operator: RunningOperator, audience: str, namespace: str) -> None:

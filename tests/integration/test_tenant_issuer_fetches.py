@@ -28,14 +28,12 @@ from kubemint.crypto import keys
 from kubemint.crypto.jwt import Signer
 from kubemint.crypto.keys import KeyMaterial
 from kubemint.devcluster import ControlPlane
-from kubemint.devcluster.components import (
-    operator_process,
-    token_server_process,
-    wait_for_http,
-    wait_for_leader,
+from tests.integration.conftest import (
+    RunningOperator,
+    RunningServer,
+    own_operator,
+    own_token_server,
 )
-from kubemint.devcluster.controlplane import free_port
-from tests.integration.conftest import SIGNING_KEY, RunningOperator, RunningServer
 from tests.integration.kube_helpers import condition, custom, get, wait_for, wait_ready
 from tests.integration.tenants import Tenant, TenantFactory
 from tests.jwks_servers import JWKSAuthority, JWKSServer, make_ca
@@ -44,6 +42,7 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FETCH_DEADLINE = 2.0  # this module's KUBEMINT_ISSUER_FETCH_TIMEOUT
 COOLDOWN = 1.0  # KUBEMINT_ISSUER_COOLDOWN: an unknown kid is looked up again after this
 QUOTA = 3  # KUBEMINT_JWKS_URIS_PER_NAMESPACE
+ALLOW = "127.0.0.2/32"  # KUBEMINT_ISSUER_FETCH_ALLOW: the test issuers' address
 # What the victim may wait for its rotated key: the cooldown, one deadline for a slot, the
 # fetch, and the view/scheduling slack of a busy 2-core machine. The old code: never.
 PICKUP_BOUND = COOLDOWN + FETCH_DEADLINE + 8
@@ -60,58 +59,25 @@ def operator(
 ) -> Iterator[RunningOperator]:
     """This module's operator, with the same jwksUri quota and allowed network as its token
     server."""
-    namespace = f"kms-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
-    issuer = f"http://127.0.0.1:{free_port()}"
-    process = operator_process(
-        cluster,
-        namespace=namespace,
-        issuer=issuer,
-        name="op",
-        recheck_interval=1,
-        lease_name="kubemint-operator",
-        extra_env={
-            "KUBEMINT_JWKS_URIS_PER_NAMESPACE": str(QUOTA),
-            "KUBEMINT_ISSUER_FETCH_ALLOW": "127.0.0.2/32",
-        },
-        log_dir=tmp_path_factory.mktemp("operator"),
-    )
-    process.start()
-    try:
-        wait_for_leader(cluster, namespace, "kubemint-operator", "op")
-        yield RunningOperator(cluster, namespace, process, issuer)
-    finally:
-        process.stop()
+    env = {"KUBEMINT_JWKS_URIS_PER_NAMESPACE": str(QUOTA), "KUBEMINT_ISSUER_FETCH_ALLOW": ALLOW}
+    with own_operator(cluster, tmp_path_factory, extra_env=env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def token_server(
     operator: RunningOperator, ca: JWKSAuthority, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    port = int(operator.issuer.rsplit(":", 1)[1])
-    process = token_server_process(
-        operator.cluster,
-        namespace=operator.namespace,
-        issuer=operator.issuer,
-        port=port,
-        log_dir=tmp_path_factory.mktemp("token-server"),
-        extra_env={
-            "KUBEMINT_AUTH_FAILURES_PER_SOURCE": "100000",
-            "SSL_CERT_FILE": str(ca.ca_file),  # the test issuers' CA
-            "KUBEMINT_ISSUER_FETCH_ALLOW": "127.0.0.2/32",  # the harness opts in, explicitly
-            "KUBEMINT_ISSUER_FETCH_TIMEOUT": str(FETCH_DEADLINE),
-            "KUBEMINT_ISSUER_COOLDOWN": str(COOLDOWN),
-            "KUBEMINT_ISSUER_FETCH_WORKERS": "4",
-            "KUBEMINT_JWKS_URIS_PER_NAMESPACE": str(QUOTA),
-        },
-    )
-    process.start()
-    try:
-        wait_for_http(operator.issuer + "/readyz", process)
-        yield RunningServer(operator.issuer, process)
-    finally:
-        process.stop()
+    env = {
+        "SSL_CERT_FILE": str(ca.ca_file),  # the test issuers' CA
+        "KUBEMINT_ISSUER_FETCH_ALLOW": ALLOW,  # the harness opts in, explicitly
+        "KUBEMINT_ISSUER_FETCH_TIMEOUT": str(FETCH_DEADLINE),
+        "KUBEMINT_ISSUER_COOLDOWN": str(COOLDOWN),
+        "KUBEMINT_ISSUER_FETCH_WORKERS": "4",
+        "KUBEMINT_JWKS_URIS_PER_NAMESPACE": str(QUOTA),
+    }
+    with own_token_server(operator, tmp_path_factory, extra_env=env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from kubemint.devcluster.components import token_server_process, wait_for_http
-from tests.integration.conftest import RunningOperator, RunningServer
+from tests.integration.conftest import RunningOperator, RunningServer, own_token_server
 from tests.integration.kube_helpers import custom, secret_data, wait_for, wait_ready
 from tests.integration.tenants import TenantFactory
 
@@ -38,25 +37,12 @@ def server(
     operator: RunningOperator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """The token server on the operator's issuer, with a small per-client quota and rate."""
-    port = int(operator.issuer.rsplit(":", 1)[1])
-    process = token_server_process(
-        operator.cluster,
-        namespace=operator.namespace,
-        issuer=operator.issuer,
-        port=port,
-        log_dir=tmp_path_factory.mktemp("token-server"),
-        extra_env={
-            "KUBEMINT_AUTH_FAILURES_PER_SOURCE": "100000",
-            "KUBEMINT_REVOCATIONS_PER_CLIENT": str(QUOTA),
-            "KUBEMINT_REVOCATION_WRITES_PER_MINUTE": str(WRITES_PER_MINUTE),
-        },
-    )
-    process.start()
-    try:
-        wait_for_http(operator.issuer + "/readyz", process)
-        yield RunningServer(operator.issuer, process)
-    finally:
-        process.stop()
+    env = {
+        "KUBEMINT_REVOCATIONS_PER_CLIENT": str(QUOTA),
+        "KUBEMINT_REVOCATION_WRITES_PER_MINUTE": str(WRITES_PER_MINUTE),
+    }
+    with own_token_server(operator, tmp_path_factory, extra_env=env) as running:
+        yield running
 
 
 @dataclass

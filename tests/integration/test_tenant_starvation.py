@@ -18,8 +18,7 @@ import pytest
 
 from kubemint.api.meta import parse_time
 from kubemint.devcluster import ControlPlane
-from kubemint.devcluster.components import operator_process, wait_for_leader
-from tests.integration.conftest import SIGNING_KEY, RunningOperator
+from tests.integration.conftest import RunningOperator, own_operator
 from tests.integration.kube_helpers import apply, condition, custom, get, wait_for
 from tests.integration.tenants import TenantFactory
 
@@ -34,25 +33,9 @@ def operator(
 ) -> Iterator[RunningOperator]:
     """This module's operator: fast re-checks, and manual rotations limited to one per
     MANUAL_INTERVAL seconds (the default is one a minute) so the rate limit can be watched."""
-    namespace = f"kms-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-f", "-", stdin=SIGNING_KEY.format(namespace=namespace))
-    process = operator_process(
-        cluster,
-        namespace=namespace,
-        issuer="https://kubemint.test",
-        name="op",
-        recheck_interval=1,
-        lease_name="kubemint-operator",
-        extra_env={"KUBEMINT_MANUAL_ROTATION_INTERVAL": str(MANUAL_INTERVAL)},
-        log_dir=tmp_path_factory.mktemp("operator"),
-    )
-    process.start()
-    try:
-        wait_for_leader(cluster, namespace, "kubemint-operator", "op")
-        yield RunningOperator(cluster, namespace, process, "https://kubemint.test")
-    finally:
-        process.stop()
+    env = {"KUBEMINT_MANUAL_ROTATION_INTERVAL": str(MANUAL_INTERVAL)}
+    with own_operator(cluster, tmp_path_factory, extra_env=env) as running:
+        yield running
 
 
 def _ready_within(

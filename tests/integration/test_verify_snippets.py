@@ -18,14 +18,12 @@ import hmac
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,9 +36,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.integration.conftest import RunningOperator, RunningServer
+from tests.integration.example_programs import Builds, Examples, building, command_line, ready
 from tests.integration.kube_helpers import apply, custom, secret_data, wait_ready
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "verify"
+SNIPPETS = Examples(EXAMPLES, "verify.mjs", "verify-go", "verify.jar")
 # SigningKey name in the token server's namespace for each algorithm (`default` is ES256).
 KEYS = {"ES256": "default", "ES384": "es384", "RS256": "rs256", "PS256": "ps256", "EdDSA": "eddsa"}
 PROGRAMS = ("python", "python-pyjwt", "node", "go", "java")
@@ -60,90 +60,14 @@ pytestmark = pytest.mark.timeout(900)
 # --- building the programs ------------------------------------------------------------------
 
 
-class BuildFailed(Exception):
-    pass
-
-
-def _toolchain(*tools: str) -> None:
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        raise BuildFailed(
-            f"{' and '.join(missing)} not found on PATH: the examples/verify snippets need "
-            "node + npm, go, and java 17 + mvn to be built and run (install them; this test "
-            "never skips)"
-        )
-
-
-def _build(what: str, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-    """Run one build step, raising with its whole output when it fails."""
-    result = subprocess.run(
-        command,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=800,
-    )
-    if result.returncode != 0:
-        raise BuildFailed(
-            f"building the {what} snippet failed: `{' '.join(command)}` in {cwd} exited "
-            f"{result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-        )
-
-
-def _build_node(out: Path) -> list[str]:
-    _toolchain("node", "npm")
-    work = out / "node"
-    work.mkdir()
-    for name in ("package.json", "package-lock.json", "verify.mjs"):
-        shutil.copy(EXAMPLES / "node" / name, work / name)
-    _build("node", ["npm", "ci", "--no-audit", "--no-fund"], work)
-    return ["node", str(work / "verify.mjs")]
-
-
-def _build_go(out: Path) -> list[str]:
-    _toolchain("go")
-    binary = out / "verify-go"
-    env = {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -buildvcs=false"}
-    _build("go", ["go", "build", "-o", str(binary), "."], EXAMPLES / "go", env)
-    return [str(binary)]
-
-
-def _build_java(out: Path) -> list[str]:
-    _toolchain("java", "mvn")
-    work = out / "java"
-    work.mkdir()
-    shutil.copy(EXAMPLES / "java" / "pom.xml", work / "pom.xml")
-    shutil.copytree(EXAMPLES / "java" / "src", work / "src")
-    _build("java", ["mvn", "-q", "-B", "-Dstyle.color=never", "package"], work)
-    return ["java", "-jar", str(work / "target" / "verify.jar")]
-
-
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[list[str]]]]:
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
     """The command line that runs each snippet (the token goes in KUBEMINT_TOKEN), as futures:
     the three builds run in the background while the other fixtures are set up."""
-    out = tmp_path_factory.mktemp("verify-snippets")
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="build") as pool:
-        builds = {
-            "node": pool.submit(_build_node, out),
-            "go": pool.submit(_build_go, out),
-            "java": pool.submit(_build_java, out),
-        }
+    with building(SNIPPETS, tmp_path_factory.mktemp("verify-snippets")) as built:
         for name, script in (("python", "verify.py"), ("python-pyjwt", "verify_pyjwt.py")):
-            builds[name] = Future()
-            builds[name].set_result([sys.executable, str(EXAMPLES / "python" / script)])
-        yield builds
-
-
-def _command(builds: dict[str, Future[list[str]]], program: str) -> list[str]:
-    """The program's command line once it is built; a failed build fails the test."""
-    try:
-        return builds[program].result()
-    except BuildFailed as exc:
-        failure = str(exc)
-    pytest.fail(failure, pytrace=False)
+            built[name] = ready([sys.executable, str(EXAMPLES / "python" / script)])
+        yield built
 
 
 # --- real tokens from the token server ------------------------------------------------------
@@ -348,9 +272,9 @@ def _refused(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize("alg", list(KEYS))
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_a_snippet_accepts_a_real_token(
-    builds: dict[str, Future[list[str]]], issued: Issued, program: str, alg: str
+    builds: Builds, issued: Issued, program: str, alg: str
 ) -> None:
-    command = _command(builds, program)
+    command = command_line(builds, program)
     case = Case(issued.tokens[alg], issued.jwks_url, issued.issuer, issued.audience)
     if (program, alg) in UNSUPPORTED:
         _refused(_run(command, case))
@@ -475,26 +399,26 @@ ACCEPTED: dict[str, Callable[[Issued, Forger], Case]] = {
 @pytest.mark.parametrize("name", list(ACCEPTED))
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_a_snippet_accepts_a_well_formed_token_from_our_own_key(
-    builds: dict[str, Future[list[str]]],
+    builds: Builds,
     issued: Issued,
     forger: Forger,
     program: str,
     name: str,
 ) -> None:
-    claims = _accepted(_run(_command(builds, program), ACCEPTED[name](issued, forger)))
+    claims = _accepted(_run(command_line(builds, program), ACCEPTED[name](issued, forger)))
     assert claims == {"sub": "forged-sub", "client_id": "forged-client", "scope": "read"}
 
 
 @pytest.mark.parametrize("name", list(REFUSED))
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_a_snippet_refuses_a_bad_token(
-    builds: dict[str, Future[list[str]]],
+    builds: Builds,
     issued: Issued,
     forger: Forger,
     program: str,
     name: str,
 ) -> None:
-    reason = _refused(_run(_command(builds, program), REFUSED[name](issued, forger)))
+    reason = _refused(_run(command_line(builds, program), REFUSED[name](issued, forger)))
     print(f"{program} {name}: {reason}")
 
 

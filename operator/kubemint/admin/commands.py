@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from kubemint.admin.errors import AdminError
 
 if TYPE_CHECKING:  # loaded when an admin command runs: `kubemint token` needs no API client
-    from kubemint.admin.cluster import Reader
+    from kubemint.admin.cluster import Body, Objects, Reader
+    from kubemint.store.snapshot import Snapshot
 
 DEFAULT_SERVER_NAMESPACE = "kubemint-system"
 CLAIMS_SOURCES = ("none", "cluster", "kubernetes", "tenant", "client")
@@ -29,8 +30,10 @@ CLAIMS_SOURCES = ("none", "cluster", "kubernetes", "tenant", "client")
 
 def register(commands: Any) -> None:
     """Add the admin commands to a `kubemint` (or `kubectl kubemint`) subparsers object."""
-    can_i = commands.add_parser(
+    can_i = _subcommand(
+        commands,
         "can-i",
+        _can_i,
         help="would a client or ServiceAccount get these scopes for this audience, and why not",
         description=(
             "The token endpoint's decision as a dry run, from the same code: the caller is "
@@ -74,11 +77,11 @@ def register(commands: Any) -> None:
         default=os.environ.get("KUBEMINT_AUDIENCE_OWNERSHIP", "firstClaim"),
         help="the token server's KUBEMINT_AUDIENCE_OWNERSHIP (default: firstClaim)",
     )
-    _common(can_i)
-    can_i.set_defaults(run=_run(_can_i), command_name="can-i")
 
-    inspect = commands.add_parser(
+    inspect = _subcommand(
+        commands,
         "inspect",
+        _inspect,
         help="verify a token against the cluster's issuer: whose, which rule and key, revoked?",
         description=(
             "Verify an access token with the public keys the issuer serves (the key must be "
@@ -92,11 +95,11 @@ def register(commands: Any) -> None:
         "--issuer",
         help="the issuer URL (default: the issuer its client's status names)",
     )
-    _common(inspect)
-    inspect.set_defaults(run=_run(_inspect), command_name="inspect")
 
-    status = commands.add_parser(
+    status = _subcommand(
+        commands,
         "status",
+        _status,
         help="kubemint objects that are not Ready, rotations due, keys in JWKS and why",
         description=(
             "List every kubemint object whose Ready condition is not True (or is stale), "
@@ -111,8 +114,9 @@ def register(commands: Any) -> None:
     )
     status.add_argument("--within", default="24h", help="rotations due within (default: 24h)")
     status.add_argument("--issuer", help="the issuer whose JWKS to compare with")
-    _common(status)
-    status.set_defaults(run=_run(_status), command_name="status")
+
+    for parser in (can_i, inspect, status):
+        _common(parser)  # last, so that each command's --help lists its own flags first
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,6 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     code: int = args.run(args)
     return code
+
+
+def _subcommand(
+    commands: Any,
+    name: str,
+    command: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=description)
+    parser.set_defaults(run=_run(command), command_name=name)
+    return parser
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -159,11 +176,30 @@ def _reader(args: argparse.Namespace) -> Reader:
     return Reader(connect(args.kubeconfig, args.context))
 
 
+def _server_view(
+    args: argparse.Namespace, objects: Objects, **options: Any
+) -> tuple[list[Body], dict[str, list[Body]], Snapshot]:
+    """The token server's view of `objects`: the SigningKeys it signs with are only those of
+    its own namespace (one elsewhere is a tenant's object, never a key it serves)."""
+    from kubemint.admin.can_i import snapshot_of
+
+    signing = [
+        b
+        for b in objects.of("SigningKey")
+        if (b.get("metadata") or {}).get("namespace") == args.server_namespace
+    ]
+    by_kind = {**objects.by_kind, "SigningKey": signing}
+    snapshot = snapshot_of(
+        by_kind, objects.audience_records, server_namespace=args.server_namespace, **options
+    )
+    return signing, by_kind, snapshot
+
+
 # -- can-i ---------------------------------------------------------------------------------
 
 
 def _can_i(args: argparse.Namespace) -> int:
-    from kubemint.admin.can_i import Question, ask, snapshot_of
+    from kubemint.admin.can_i import Question, ask
     from kubemint.admin.cluster import KINDS
     from kubemint.api.audiences import InvalidMode, check_mode
 
@@ -184,18 +220,7 @@ def _can_i(args: argparse.Namespace) -> int:
     objects = _reader(args).read(
         kinds=KINDS, namespace=None, server_namespace=args.server_namespace, records=True
     )
-    signing = [
-        b
-        for b in objects.of("SigningKey")
-        if (b.get("metadata") or {}).get("namespace") == args.server_namespace
-    ]
-    by_kind = {**objects.by_kind, "SigningKey": signing}
-    snapshot = snapshot_of(
-        by_kind,
-        objects.audience_records,
-        server_namespace=args.server_namespace,
-        audience_ownership=mode,
-    )
+    _, by_kind, snapshot = _server_view(args, objects, audience_ownership=mode)
     answer = ask(question, snapshot, by_kind)
     if args.output == "json":
         print(json.dumps(answer.json(), indent=2, sort_keys=True))
@@ -245,7 +270,6 @@ def _print_answer(answer: Any) -> None:
 def _inspect(args: argparse.Namespace) -> int:
     import httpx
 
-    from kubemint.admin.can_i import snapshot_of
     from kubemint.admin.cluster import KINDS
     from kubemint.admin.inspect import inspect
     from kubemint.crypto.jwt import InvalidJWT, decode_unverified
@@ -264,17 +288,8 @@ def _inspect(args: argparse.Namespace) -> int:
         revocations=True,
         kubernetes_accounts=True,
     )
-    signing = [
-        b
-        for b in objects.of("SigningKey")
-        if (b.get("metadata") or {}).get("namespace") == args.server_namespace
-    ]
-    by_kind = {**objects.by_kind, "SigningKey": signing}
-    snapshot = snapshot_of(
-        by_kind,
-        objects.audience_records,
-        server_namespace=args.server_namespace,
-        kubernetes_accounts=objects.kubernetes_accounts,
+    signing, _, snapshot = _server_view(
+        args, objects, kubernetes_accounts=objects.kubernetes_accounts
     )
     issuer = args.issuer
     if not issuer:

@@ -7,18 +7,24 @@ while the cached token is valid, a renewal runs in the background (a thread for
 once; a renewal that fails is retried with backoff and jitter (1, 2, 4 … up to `retry_cap`
 seconds) until one succeeds or the token expires. Only a caller without any valid token waits
 for the token endpoint, and sees its error.
+
+Both sources share one implementation of these decisions (`plan`, `parse_response`, the
+backoff, the one repeat of a dropped request): the token request is an `Exchange` generator
+that does no I/O of its own, as in h11 or httpx's auth flows, driven by each source with its
+own client, lock and background (thread or task).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -30,6 +36,9 @@ __all__ = ["AsyncTokenSource", "KubemintAuth", "Token", "TokenError", "TokenSour
 log = logging.getLogger("kubemint.client")
 
 DEFAULT_RETRY_CAP = 5.0
+
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+LockT = TypeVar("LockT", threading.Lock, asyncio.Lock)
 
 
 @dataclass(frozen=True)
@@ -108,17 +117,49 @@ class _Renewals:
         return self.token is not None and self.clock() < self.token.expires_at
 
 
-class _Base:
+@dataclass(frozen=True)
+class _Post:
+    """One request the exchange wants sent: the form and the auth to post to the token URL."""
+
+    form: dict[str, str]
+    auth: httpx.Auth | Any
+
+
+# One token request without I/O (sans-IO, like httpx's auth flows): the generator yields the
+# request to send, is sent the response (or thrown the transport error), records the outcome
+# and returns the token; each source drives it with its own client.
+Exchange = Generator[_Post, httpx.Response, Token]
+
+
+def _finish(exchange: Exchange, response: httpx.Response) -> Token:
+    """Hand the exchange the response to its last request: the token (or its error)."""
+    try:
+        exchange.send(response)
+    except StopIteration as done:
+        token: Token = done.value
+        return token
+    raise RuntimeError("the token exchange asked for a third request")  # pragma: no cover
+
+
+class _Source(Generic[HttpT, LockT]):
+    """What both sources share: their settings, the cached token and its renewals, the
+    decisions (`plan`, backoff, the one repeat of a dropped request) and the token request as
+    an `Exchange`. A subclass brings only its I/O: the client, the lock held while fetching,
+    how a background renewal runs, and the loop that drives the exchange."""
+
+    _renewing: threading.Thread | asyncio.Task[None] | None
+
     def __init__(
         self,
         credentials: Credentials,
         *,
-        scope: str | None,
-        audience: str | None,
-        min_margin: float,
-        renew_before: float | None,
-        retry_cap: float,
-        clock: Callable[[], float],
+        scope: str | None = None,
+        audience: str | None = None,
+        http: HttpT | None = None,
+        min_margin: float = 10.0,
+        renew_before: float | None = None,
+        retry_cap: float = DEFAULT_RETRY_CAP,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.credentials = credentials
         self.scope = scope
@@ -127,6 +168,20 @@ class _Base:
         self.renew_before = renew_before
         self.clock = clock
         self._state = _Renewals(clock, retry_cap)
+        self._owns_http = http is None
+        self.http: HttpT = http or self._new_http()
+        self._lock = threading.Lock()  # guards the state (a TokenSource renews in a thread)
+        self._fetching: LockT = self._new_fetching_lock()  # one token request at a time
+        self._renewing = None
+
+    def _new_http(self) -> HttpT:
+        raise NotImplementedError
+
+    def _new_fetching_lock(self) -> LockT:
+        raise NotImplementedError
+
+    def _start_renewal(self) -> threading.Thread | asyncio.Task[None]:
+        raise NotImplementedError
 
     @property
     def refresh_at(self) -> float:
@@ -147,14 +202,68 @@ class _Base:
     def last_error(self) -> BaseException | None:
         return self._state.last_error
 
-    def _request(self) -> tuple[dict[str, str], httpx.Auth | Any]:
+    def cached(self) -> str | None:
+        """The cached token if it is valid (starting a background renewal when one is due),
+        else None; never waits for the network."""
+        with self._lock:
+            state = self._state
+            action = plan(self.clock(), state.token, state.retry_at, self._renewing is not None)
+            if action is Action.FETCH:
+                return None
+            if action is Action.RENEW:
+                self._renewing = self._start_renewal()
+            return state.token.value  # type: ignore[union-attr]
+
+    def _valid(self) -> str | None:
+        """The cached token if it is valid, due for renewal or not: asked again by a caller
+        that waited for the fetching lock (another caller may have fetched meanwhile)."""
+        with self._lock:
+            token = self._state.token
+            if token is None or plan(self.clock(), token, 0.0, True) is not Action.USE:
+                return None
+            return token.value
+
+    def _exchange(self) -> Exchange:
+        """One token request; any failure is recorded (and scheduled for a retry) and raised."""
+        started = self.clock()  # before the request leaves: never later than the server's
+        try:
+            try:
+                response = yield self._request()
+            except (httpx.NetworkError, httpx.RemoteProtocolError):
+                # A token request is safe to repeat, and the usual cause is a kept-alive
+                # connection that a token-server pod closed as it shut down (a rolling
+                # upgrade): once more, on a new connection, with a fresh assertion (a jti is
+                # single-use). Timeouts are not repeated: they would double the wait.
+                response = yield self._request()
+            token = self._parse(response, started)
+        except Exception as exc:
+            with self._lock:
+                self._state.failed(exc)
+            raise
+        with self._lock:
+            self._state.succeeded(token)
+        return token
+
+    @contextlib.contextmanager
+    def _in_background(self) -> Iterator[None]:
+        """Around a background renewal: its failure is logged (the exchange scheduled a retry;
+        the cached token keeps answering), and the next renewal may start after it."""
+        try:
+            yield
+        except Exception as exc:
+            self._log_failure(exc)
+        finally:
+            with self._lock:
+                self._renewing = None
+
+    def _request(self) -> _Post:
         fields, basic = self.credentials.authentication()
         form = {"grant_type": "client_credentials", **fields}
         if self.scope:
             form["scope"] = self.scope
         if self.audience:
             form["audience"] = self.audience
-        return form, httpx.BasicAuth(*basic) if basic else httpx.USE_CLIENT_DEFAULT
+        return _Post(form, httpx.BasicAuth(*basic) if basic else httpx.USE_CLIENT_DEFAULT)
 
     def _parse(self, response: httpx.Response, started: float) -> Token:
         try:
@@ -181,36 +290,18 @@ class _Base:
         )
 
 
-class TokenSource(_Base):
+class TokenSource(_Source[httpx.Client, threading.Lock]):
     """client_credentials tokens from `credentials`, cached and renewed before they expire;
-    a renewal failure never takes away a token that is still valid."""
+    a renewal failure never takes away a token that is still valid. Background renewals run
+    in a thread."""
 
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        scope: str | None = None,
-        audience: str | None = None,
-        http: httpx.Client | None = None,
-        min_margin: float = 10.0,
-        renew_before: float | None = None,
-        retry_cap: float = DEFAULT_RETRY_CAP,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(
-            credentials,
-            scope=scope,
-            audience=audience,
-            min_margin=min_margin,
-            renew_before=renew_before,
-            retry_cap=retry_cap,
-            clock=clock,
-        )
-        self._owns_http = http is None
-        self.http = http or httpx.Client(timeout=10)
-        self._lock = threading.Lock()  # guards the state
-        self._fetching = threading.Lock()  # one request to the token endpoint at a time
-        self._renewing: threading.Thread | None = None
+    _renewing: threading.Thread | None
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(timeout=10)
+
+    def _new_fetching_lock(self) -> threading.Lock:
+        return threading.Lock()
 
     def close(self) -> None:
         if self._owns_http:
@@ -225,31 +316,12 @@ class TokenSource(_Base):
     def token(self, force: bool = False) -> str:
         """A valid token: the cached one (renewed in the background when due), or a new one
         when there is none (or `force`), waiting for the token endpoint and raising its error."""
-        if not force:
-            cached = self.cached()
-            if cached is not None:
-                return cached
+        cached = None if force else self.cached()
+        if cached is not None:
+            return cached
         with self._fetching:
-            if not force:  # another caller may have fetched while this one waited
-                with self._lock:
-                    if plan(self.clock(), self._state.token, 0.0, True) is Action.USE:
-                        return self._state.token.value  # type: ignore[union-attr]
-            return self._renew().value
-
-    def cached(self) -> str | None:
-        """The cached token if it is valid (starting a background renewal when one is due),
-        else None; never waits for the network."""
-        with self._lock:
-            state = self._state
-            action = plan(self.clock(), state.token, state.retry_at, self._renewing is not None)
-            if action is Action.FETCH:
-                return None
-            if action is Action.RENEW:
-                self._renewing = threading.Thread(
-                    target=self._renew_quietly, name="kubemint-token-renewal", daemon=True
-                )
-                self._renewing.start()
-            return state.token.value  # type: ignore[union-attr]
+            valid = None if force else self._valid()
+            return valid if valid is not None else self._renew().value
 
     def wait_renewal(self, timeout: float | None = None) -> None:
         """Wait for a background renewal in progress (for tests and orderly shutdowns)."""
@@ -257,71 +329,43 @@ class TokenSource(_Base):
         if renewing is not None:
             renewing.join(timeout)
 
+    def _start_renewal(self) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._renew_quietly, name="kubemint-token-renewal", daemon=True
+        )
+        thread.start()
+        return thread
+
     def _renew_quietly(self) -> None:
-        try:
-            with self._fetching:
-                self._renew()
-        except Exception as exc:  # scheduled by _renew; the cached token keeps answering
-            self._log_failure(exc)
-        finally:
-            with self._lock:
-                self._renewing = None
+        with self._in_background(), self._fetching:
+            self._renew()
 
     def _renew(self) -> Token:
-        """One request to the token endpoint (called with `_fetching` held)."""
-        started = self.clock()
-        try:
-            token = self._parse(self._post(), started)
-        except Exception as exc:  # any failure is scheduled for a retry
-            with self._lock:
-                self._state.failed(exc)
-            raise
-        with self._lock:
-            self._state.succeeded(token)
-        return token
-
-    def _post(self) -> httpx.Response:
-        form, auth = self._request()
-        try:
-            return self.http.post(self.credentials.token_url, data=form, auth=auth)
-        except (httpx.NetworkError, httpx.RemoteProtocolError):
-            # A token request is safe to repeat, and the usual cause is a kept-alive
-            # connection that a token-server pod closed as it shut down (a rolling upgrade):
-            # once more, on a new connection, with a fresh assertion (a jti is single-use).
-            # Timeouts are not repeated: they would double the wait.
-            form, auth = self._request()
-            return self.http.post(self.credentials.token_url, data=form, auth=auth)
+        """Drive one exchange (called with `_fetching` held)."""
+        exchange = self._exchange()
+        post = next(exchange)
+        while True:
+            try:
+                response = self.http.post(
+                    self.credentials.token_url, data=post.form, auth=post.auth
+                )
+            except Exception as exc:
+                post = exchange.throw(exc)
+            else:
+                return _finish(exchange, response)
 
 
-class AsyncTokenSource(_Base):
+class AsyncTokenSource(_Source[httpx.AsyncClient, asyncio.Lock]):
     """`TokenSource` for asyncio: `await source.token()`. Renewals run as tasks on the loop,
     so a request with a valid cached token never waits for the token endpoint."""
 
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        scope: str | None = None,
-        audience: str | None = None,
-        http: httpx.AsyncClient | None = None,
-        min_margin: float = 10.0,
-        renew_before: float | None = None,
-        retry_cap: float = DEFAULT_RETRY_CAP,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(
-            credentials,
-            scope=scope,
-            audience=audience,
-            min_margin=min_margin,
-            renew_before=renew_before,
-            retry_cap=retry_cap,
-            clock=clock,
-        )
-        self._owns_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=10)
-        self._fetching: asyncio.Lock | None = None  # made on the loop that first needs it
-        self._renewing: asyncio.Task[None] | None = None
+    _renewing: asyncio.Task[None] | None
+
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=10)
+
+    def _new_fetching_lock(self) -> asyncio.Lock:
+        return asyncio.Lock()  # binds to the loop that first waits on it
 
     async def aclose(self) -> None:
         if self._renewing is not None:
@@ -336,60 +380,38 @@ class AsyncTokenSource(_Base):
         await self.aclose()
 
     async def token(self, force: bool = False) -> str:
-        if not force:
-            cached = self.cached()
-            if cached is not None:
-                return cached
-        async with self._lock():
-            if not force and plan(self.clock(), self._state.token, 0.0, True) is Action.USE:
-                return self._state.token.value  # type: ignore[union-attr]
-            return (await self._renew()).value
-
-    def cached(self) -> str | None:
-        """The cached token if valid (scheduling a renewal task when one is due), else None."""
-        state = self._state
-        action = plan(self.clock(), state.token, state.retry_at, self._renewing is not None)
-        if action is Action.FETCH:
-            return None
-        if action is Action.RENEW:
-            self._renewing = asyncio.get_running_loop().create_task(self._renew_quietly())
-        return state.token.value  # type: ignore[union-attr]
+        cached = None if force else self.cached()
+        if cached is not None:
+            return cached
+        async with self._fetching:
+            valid = None if force else self._valid()
+            return valid if valid is not None else (await self._renew()).value
 
     async def wait_renewal(self) -> None:
         if self._renewing is not None:
             await asyncio.shield(self._renewing)
 
-    def _lock(self) -> asyncio.Lock:
-        if self._fetching is None:
-            self._fetching = asyncio.Lock()
-        return self._fetching
+    def _start_renewal(self) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(self._renew_quietly())
 
     async def _renew_quietly(self) -> None:
-        try:
-            async with self._lock():
+        with self._in_background():
+            async with self._fetching:
                 await self._renew()
-        except Exception as exc:  # scheduled by _renew; the cached token keeps answering
-            self._log_failure(exc)
-        finally:
-            self._renewing = None
 
     async def _renew(self) -> Token:
-        started = self.clock()
-        try:
-            token = self._parse(await self._post(), started)
-        except Exception as exc:  # any failure is scheduled for a retry
-            self._state.failed(exc)
-            raise
-        self._state.succeeded(token)
-        return token
-
-    async def _post(self) -> httpx.Response:
-        form, auth = self._request()
-        try:
-            return await self.http.post(self.credentials.token_url, data=form, auth=auth)
-        except (httpx.NetworkError, httpx.RemoteProtocolError):  # see TokenSource._post
-            form, auth = self._request()
-            return await self.http.post(self.credentials.token_url, data=form, auth=auth)
+        """Drive one exchange (called with `_fetching` held)."""
+        exchange = self._exchange()
+        post = next(exchange)
+        while True:
+            try:
+                response = await self.http.post(
+                    self.credentials.token_url, data=post.form, auth=post.auth
+                )
+            except Exception as exc:
+                post = exchange.throw(exc)
+            else:
+                return _finish(exchange, response)
 
 
 class KubemintAuth(httpx.Auth):

@@ -245,3 +245,42 @@ def test_an_async_source_in_a_sync_client_is_a_clear_error(credentials: Credenti
         pytest.raises(TypeError, match="AsyncClient"),
     ):
         client.get("http://api/")
+
+
+@pytest.mark.parametrize(
+    ("failure", "requests"),
+    [
+        (httpx.RemoteProtocolError("Server disconnected without sending a response."), 2),
+        (httpx.ReadTimeout("timed out"), 1),  # a repeat would double the wait
+    ],
+    ids=["a dropped connection is asked once more", "a timeout is not repeated"],
+)
+async def test_both_sources_repeat_a_dropped_request_once_and_a_timeout_never(
+    credentials: Credentials, failure: httpx.TransportError, requests: int
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content.decode())
+        if len(seen) == 1:
+            raise failure
+        return httpx.Response(200, json={"access_token": "t", "expires_in": 100})
+
+    transport = httpx.MockTransport(handler)
+    sync = TokenSource(credentials, http=httpx.Client(transport=transport))
+    if requests == 2:
+        assert sync.token() == "t"
+    else:
+        with pytest.raises(type(failure)):
+            sync.token()
+        assert sync.failures == 1
+    assert len(seen) == requests
+    seen.clear()
+    source = AsyncTokenSource(credentials, http=httpx.AsyncClient(transport=transport))
+    if requests == 2:
+        assert await source.token() == "t"
+    else:
+        with pytest.raises(type(failure)):
+            await source.token()
+        assert source.failures == 1
+    assert len(seen) == requests
