@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from bench import bare_token_app
 from bench.scale_bench import SECRET, SERVER_NAMESPACE, record_secret
 from kubemint import logs
 from kubemint.api.meta import API_VERSION, KIND_CLIENT, KIND_SIGNING_KEY
-from kubemint.api.records import StoredKey, encode_keys, owner_labels
+from kubemint.api.records import Owner, StoredKey, encode_keys, owner_labels
 from kubemint.config import ServerSettings
 from kubemint.crypto import keys as key_material
 from kubemint.policy import expressions
@@ -61,8 +62,6 @@ BODY = b"grant_type=client_credentials"
 
 
 def _uid(kind: str, name: str) -> str:
-    import uuid
-
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{kind}/bench/{name}"))
 
 
@@ -82,8 +81,6 @@ def objects() -> dict[str, list[dict[str, Any]]]:
         )
         stored = StoredKey(key_material.generate(alg, size), "active", NOW, activated_at=NOW)
         owner_secret = f"{name}-signing-keys"
-        from kubemint.api.records import Owner
-
         owner = Owner(KIND_SIGNING_KEY, SERVER_NAMESPACE, name, key_uid)
         secrets.append(
             {
@@ -307,14 +304,17 @@ async def cpu_per_request(connection: Connection, requests: int, label: str) -> 
     return spent / requests * 1e6
 
 
-def kubemint_app(snap: Snapshot) -> Any:
+# Conditions are evaluated as in the server: worker processes, answers cached (main starts it).
+SANDBOX = Sandbox(workers=1)
+
+
+def kubemint_app(view: StaticView) -> Any:
+    """The token server's app as `kubemint token-server` wraps it (limiter lifted: all load
+    comes from one address)."""
     settings = ServerSettings(
         namespace=SERVER_NAMESPACE, issuer=ISSUER, failures_per_source=1_000_000
     )
-    return create_app(settings, StaticView(snap), conditions=SANDBOX), Drain()
-
-
-SANDBOX = Sandbox(workers=1)
+    return CloseWhileDraining(create_app(settings, view, conditions=SANDBOX), Drain())
 
 
 class GcPauses:
@@ -363,10 +363,7 @@ async def latency(options: argparse.Namespace) -> int:
     if options.freeze:
         gc.collect()
         gc.freeze()
-    settings = ServerSettings(
-        namespace=SERVER_NAMESPACE, issuer=ISSUER, failures_per_source=1_000_000
-    )
-    app = CloseWhileDraining(create_app(settings, view, conditions=SANDBOX), Drain())
+    app = kubemint_app(view)
     alg = options.algorithms[0]
     authorization = (
         "Basic " + base64.b64encode(f"bench-clients.{alg.lower()}:{SECRET}".encode()).decode()
@@ -415,8 +412,7 @@ async def latency(options: argparse.Namespace) -> int:
 async def run(options: argparse.Namespace) -> int:
     if options.duration:
         return await latency(options)
-    snap = snapshot()
-    app, drain = kubemint_app(snap)
+    app = kubemint_app(StaticView(snapshot()))
     limits = ConnectionLimits()
     connections: dict[str, Connection] = {}
     for alg in options.algorithms:
@@ -428,7 +424,7 @@ async def run(options: argparse.Namespace) -> int:
             bare_token_app.app, HttpToolsProtocol, _request(f"/token/{alg}", None)
         )
         connections[f"kubemint {alg}"] = Connection(
-            CloseWhileDraining(app, drain),
+            app,
             guarded_protocol(limits),
             _request("/oauth2/token", authorization),
         )
