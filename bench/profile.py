@@ -35,7 +35,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("claims", ("kubemint/oauth/tokens.py", "kubemint/oauth/provenance.py")),
     ("claims", ("kubemint/api/identity.py", "token_urlsafe")),
     ("sign: JWS, ECDSA/RSA", ("kubemint/crypto/jwt.py", "cryptography/", "joserfc/")),
-    ("audit log", ("logging/", "audit (kubemint/server/responses.py")),
+    ("audit log", ("logging/", "kubemint/logs.py", "audit (kubemint/server/responses.py")),
     ("metrics", ("prometheus_client/", "kubemint/server/metrics.py")),
 )
 OTHER = "other"

@@ -120,6 +120,7 @@ TARGET_END_TO_END_S = 1.0
 TARGET_P99_MS = 25.0
 TARGET_THROUGHPUT_RATIO = 0.90
 TARGET_BYTES_PER_CLIENT = 2048
+FULL_GC = 'python_gc_collections_total{generation="2"}'
 ISSUE_FULL_BUILD_MS = 574.0  # the issue's figure: build_snapshot, 10,000 clients + 500 rules
 
 
@@ -603,13 +604,14 @@ def rss_bytes(pid: int) -> int:
 
 
 def scrape(url: str) -> dict[str, float]:
-    """The kubemint_view_* values at `url` (the token server's metrics listener)."""
+    """The kubemint_view_* values and the collector's runs per generation
+    (python_gc_collections_total) at `url` (the token server's metrics listener)."""
     status, body = http_request(url)
     if status != 200:
         raise BenchError(f"GET /metrics: HTTP {status}")
     values: dict[str, float] = {}
     for line in body.decode().splitlines():
-        if line.startswith("kubemint_view_") and not line.startswith("#"):
+        if line.startswith(("kubemint_view_", "python_gc_collections_total")):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
     return values
@@ -659,6 +661,8 @@ class RealResult:
     churn_updates: list[tuple[int, float]] = field(default_factory=list)  # (updates, seconds)
     others_cores: list[float] = field(default_factory=list)
     lost_rounds: list[str] = field(default_factory=list)  # load runs that failed, and why
+    # full collections (generation 2) in the token server per run: (idle, churn)
+    full_gcs: list[tuple[float, float]] = field(default_factory=list)
 
 
 class Churn:
@@ -898,6 +902,7 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                     busy = machine_busy_seconds()
                     t0 = time.monotonic()
                     try:
+                        started = scrape(metrics)
                         idle = load(probe, options.duration, load_options)
                         before = scrape(metrics)
                         with Churn(api, churned, options.churn) as churn:
@@ -927,12 +932,19 @@ def run_real(options: Options, log_dir: Path) -> RealResult:
                     result.others_cores.append(
                         max(0.0, machine_busy_seconds() - busy) / (time.monotonic() - t0)
                     )
+                    result.full_gcs.append(
+                        (
+                            before.get(FULL_GC, 0.0) - started.get(FULL_GC, 0.0),
+                            after.get(FULL_GC, 0.0) - before.get(FULL_GC, 0.0),
+                        )
+                    )
                     print(
                         f"round {number}: idle {idle.rps:.0f}/s p50 {idle.p50_ms:.1f} p99"
                         f" {idle.p99_ms:.1f} ms | {rate:.1f} changes/s {busy_churn.rps:.0f}/s"
                         f" p50 {busy_churn.p50_ms:.1f} p99 {busy_churn.p99_ms:.1f} ms;"
                         f" {result.churn_updates[-1][0]} view updates,"
-                        f" {result.churn_updates[-1][1] * 1000:.0f} ms of work",
+                        f" {result.churn_updates[-1][1] * 1000:.0f} ms of work; full GCs"
+                        f" idle {result.full_gcs[-1][0]:.0f}, churn {result.full_gcs[-1][1]:.0f}",
                         flush=True,
                     )
         finally:
@@ -989,6 +1001,9 @@ def summarize(result: RealResult, options: Options) -> str:
         f" {check(statistics.median(ratios) >= TARGET_THROUGHPUT_RATIO)}",
         f"    updates during churn: {statistics.median(u for u, _ in result.churn_updates):.0f}"
         f" per run, mean work {statistics.median(per_update) if per_update else 0:.2f} ms each",
+        f"    full collections (gen 2) per run: idle"
+        f" {statistics.median(g for g, _ in result.full_gcs or [(0, 0)]):.0f}, churn"
+        f" {statistics.median(g for _, g in result.full_gcs or [(0, 0)]):.0f}",
         f"  token server RSS: idle {result.rss_idle / 2**20:.1f} MiB, with everything"
         f" {result.rss_full / 2**20:.1f} MiB: {per_client:.0f} bytes per client   target <="
         f" {TARGET_BYTES_PER_CLIENT}: {check(per_client <= TARGET_BYTES_PER_CLIENT)}",

@@ -88,3 +88,57 @@ def test_a_bad_setting_names_the_variable() -> None:
         logs.configure({"KUBEMINT_LOG_FORMAT": "yaml"})
     with pytest.raises(ValueError, match="KUBEMINT_LOG_LEVEL"):
         logs.configure({"KUBEMINT_LOG_LEVEL": "loud"})
+
+
+EDGES = [0.0, 1.0, 1764633600.0, 1764633600.0004994, 1764633600.0005, 1764633600.9994999]
+EDGES += [1764633600.9995, 1764633600.9999994, 1764633600.9999995, 1764633600.99999999]
+EDGES += [1764633600.123456, 2**31 + 0.5, 4102444800.999]
+
+
+@pytest.mark.parametrize("created", EDGES + [1764633600 + i * 0.0137913 for i in range(200)])
+def test_the_direct_audit_line_is_the_formatters_byte_for_byte(created: float) -> None:
+    handler = logs.AuditHandler(io.StringIO())
+    for kind, fields in [
+        ("token", json.dumps({"client_id": "t.c", "outcome": "issued", "é": "ü✓"})),
+        ("revoke", json.dumps({"jti": "x"})),
+        ("authz", "{}"),  # no fields: the formatter's other shape
+        ("tok en", json.dumps({"a": 1})),  # a kind needing care: the formatter's way
+    ]:
+        record = logging.LogRecord(
+            logs.AUDIT_LOGGER, logging.INFO, "(audit)", 0, kind + " %s", (fields,), None
+        )
+        record.created = created
+        expected = handler.format(record)
+        line = handler._line(kind, fields, created)
+        assert line is None or line == expected
+        stream = io.StringIO()
+        handler.setStream(stream)
+        handler.write(kind, fields, created)
+        assert stream.getvalue() == expected + "\n"
+
+
+def test_audit_records_still_reach_filters_and_other_handlers(output: io.StringIO) -> None:
+    """The direct write is taken only while the configured handler alone would see the
+    record: a filter or a second handler (a test's, an operator's) gets every record."""
+    logs.configure({}, output)
+    audit_log = logging.getLogger(logs.AUDIT_LOGGER)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            seen.append(record)
+            return record.getMessage().find("secret-ish") < 0
+
+    keep = Keep()
+    audit_log.handlers[0].addFilter(keep)
+    audit("token", {"outcome": "issued"})
+    audit("token", {"reason": "secret-ish"})
+    assert [json.loads(line)["outcome"] for line in output.getvalue().splitlines()] == ["issued"]
+    assert len(seen) == 2
+    audit_log.handlers[0].removeFilter(keep)
+    other = io.StringIO()
+    extra = logging.StreamHandler(other)
+    audit_log.addHandler(extra)
+    audit("token", {"outcome": "again"})
+    assert json.loads(output.getvalue().splitlines()[-1])["outcome"] == "again"
+    assert other.getvalue() == 'token {"outcome": "again"}\n'

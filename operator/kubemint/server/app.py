@@ -37,7 +37,7 @@ from kubemint.oauth.token_endpoint import SUPPORTED_GRANTS, Audit, TokenService,
 from kubemint.policy.sandbox import Sandbox
 from kubemint.server.forward_auth import forward_auth_routes
 from kubemint.server.metrics import Metrics
-from kubemint.server.responses import JSON
+from kubemint.server.responses import JSON, NoStoreJSON
 from kubemint.server.responses import audit as write_audit
 from kubemint.server.shutdown import Drain
 from kubemint.server.sources import source_address
@@ -102,6 +102,8 @@ def create_app(
 
     def source_of(request: Request) -> str:
         peer = request.client.host if request.client else ""
+        if not settings.trusted_proxies:
+            return peer  # X-Forwarded-For is ignored (server.sources): no need to read it
         forwarded = request.headers.getlist("x-forwarded-for")
         return source_address(peer, forwarded, settings.trusted_proxies)
 
@@ -118,7 +120,7 @@ def create_app(
                 shared_jtis=jtis is not None and bool(tr.asserted_client_id()),
             )
             metrics.signed(audit.kid, time.time() + float(body.get("expires_in", 0)))
-            response = JSON(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+            response = NoStoreJSON(body)
         except OAuth2Error as error:
             audit_error(audit, error)
             response = _error(error)

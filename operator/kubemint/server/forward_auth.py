@@ -10,7 +10,6 @@ string, but only the headers its configuration allows or adds).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +27,7 @@ from kubemint.authz.requests import (
     from_traefik,
 )
 from kubemint.server.metrics import Metrics
+from kubemint.server.responses import audit as write_audit
 from kubemint.store.view import View
 
 audit_log = logging.getLogger("kubemint.audit")
@@ -124,4 +124,4 @@ def _audit(proxy: str, audience: str, original: OriginalRequest, decision: Decis
             "client_id": decision.claims.get("client_id"),
             "sub": decision.claims.get("sub"),
         }
-        audit_log.info("authz %s", json.dumps(fields))
+        write_audit("authz", fields)  # the same line as audit_log.info("authz %s", json.dumps(…))

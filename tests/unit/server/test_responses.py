@@ -12,7 +12,7 @@ import pytest
 from starlette.responses import JSONResponse
 
 from kubemint.server.metrics import Metrics
-from kubemint.server.responses import JSON, audit
+from kubemint.server.responses import JSON, NoStoreJSON, audit
 
 SERVER_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # kubemint.server.main's
 
@@ -30,6 +30,15 @@ def test_json_responses_are_starlettes_byte_for_byte(content: Any) -> None:
     ours, theirs = JSON(content, headers=headers), JSONResponse(content, headers=headers)
     assert ours.body == theirs.body
     assert ours.raw_headers == theirs.raw_headers
+
+
+@pytest.mark.parametrize("content", CONTENTS)
+def test_token_responses_are_starlettes_with_no_store_byte_for_byte(content: Any) -> None:
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    ours, theirs = NoStoreJSON(content), JSONResponse(content, headers=headers)
+    assert (ours.status_code, ours.body, ours.background) == (200, theirs.body, None)
+    assert ours.raw_headers == theirs.raw_headers
+    assert ours.headers["cache-control"] == "no-store"
 
 
 def test_json_responses_refuse_nan_like_starlettes() -> None:

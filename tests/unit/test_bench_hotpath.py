@@ -1,0 +1,33 @@
+"""bench.hotpath runs: both apps answer every request 200 through uvicorn's protocol (a
+request that is not answered 200 ends the run with an error). No figure is asserted."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from bench import hotpath
+
+from kubemint import logs
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> object:
+    root, audit_log = logging.getLogger(), logging.getLogger(logs.AUDIT_LOGGER)
+    saved = (root.handlers[:], root.level, audit_log.handlers[:], audit_log.propagate)
+    yield None
+    root.handlers[:], audit_log.handlers[:] = saved[0], saved[2]
+    root.setLevel(saved[1])
+    audit_log.propagate = saved[3]
+    audit_log.setLevel(logging.NOTSET)
+
+
+def test_the_in_process_token_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert hotpath.main(["--algorithms", "ES256", "--rounds", "1", "--requests", "5"]) == 0
+    assert "ES256: bare" in capsys.readouterr().out
+
+
+def test_its_latency_mode_runs_on_a_churning_view(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--algorithms", "ES256", "--duration", "0.5", "--clients", "50", "--churn", "20"]
+    assert hotpath.main([*argv, "--connections", "2"]) == 0
+    assert "50 clients, churn 20.0/s" in capsys.readouterr().out
