@@ -123,6 +123,8 @@ class Options:
     idle_window: float = 0.0
     profile: Path | None = None
     finalizer_policy: bool = True
+    apiserver_profile: Path | None = None
+    apiserver_profile_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -482,7 +484,11 @@ def create_population(
 
 
 def run_round(options: Options, number: int) -> RoundResult:
-    with ControlPlane(resolve_binaries(), crd_paths=[layout.crds_dir()]) as plane:
+    with ControlPlane(
+        resolve_binaries(),
+        crd_paths=[layout.crds_dir()],
+        profiling=options.apiserver_profile is not None,
+    ) as plane:
         plane.kubectl("apply", "--server-side", "-f", "-", stdin=setup_manifests(options))
         if options.finalizer_policy:
             plane.kubectl("apply", "-f", "-", stdin=finalizer_policy_manifest())
@@ -506,7 +512,7 @@ def run_round(options: Options, number: int) -> RoundResult:
             wait_for_leader(plane, SERVER_NAMESPACE, LEASE, OPERATOR_NAME)
             if options.profile is not None:
                 profiler = start_profiler(operator, options.profile, number)
-            return measure(plane, api, operator, options)
+            return measure(plane, api, operator, options, number)
         except (BenchError, OSError) as exc:  # OSError: /proc/<pid> gone with the operator
             raise BenchError(
                 f"{exc}\n--- operator log ends with:\n{operator.log_tail(20)}"
@@ -547,6 +553,28 @@ def start_profiler(
     )
 
 
+def record_apiserver_profile(plane: ControlPlane, out: Path, seconds: float) -> None:
+    """kube-apiserver's CPU profile (Go pprof, /debug/pprof/profile) over `seconds` from t0:
+    where the API server's time goes per create and per operator write. Read it with
+    `go tool pprof -top <file>` (the binary is not needed: the profile carries symbols)."""
+    assert plane.pki is not None
+    context = ssl.create_default_context(cafile=str(plane.pki.ca.cert))
+    context.load_cert_chain(str(plane.pki.admin.cert), str(plane.pki.admin.key))
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", plane.api_port, context=context, timeout=seconds + 60
+    )
+    try:
+        connection.request("GET", f"/debug/pprof/profile?seconds={int(seconds)}")
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BenchError(f"kube-apiserver profile: HTTP {response.status}: {body[:200]!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(body)
+
+
 def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
     profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
     try:
@@ -572,7 +600,7 @@ def operator_requests(
 
 
 def measure(
-    plane: ControlPlane, api: Api, operator: ManagedProcess, options: Options
+    plane: ControlPlane, api: Api, operator: ManagedProcess, options: Options, number: int = 1
 ) -> RoundResult:
     pid = operator.pid
     assert pid is not None
@@ -582,9 +610,18 @@ def measure(
     own_before, busy_before = own_cpu_seconds([pid, *helpers]), machine_busy_seconds()
     requests_before = api.request_counts()
     stopping = threading.Event()
+    profiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pprof")
+    profiling: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as background:
         t0 = time.monotonic()
         applying = background.submit(create_population, plane, docs, stopping)
+        if options.apiserver_profile is not None:
+            profiling = profiler.submit(
+                record_apiserver_profile,
+                plane,
+                options.apiserver_profile / f"apiserver-round-{number}.pprof",
+                options.apiserver_profile_seconds,
+            )
         try:
             first_ready, clients_ready, ready_seconds, polls = wait_until_ready(
                 api, operator, applying, options, t0
@@ -615,6 +652,9 @@ def measure(
         idle_requests = operator_requests(requests_loaded, api.request_counts(), 0)
         rss = peak_rss_mb(pid)
 
+    if profiling is not None:
+        profiling.result()  # the profile's window may outlast the round; wait for the file
+    profiler.shutdown()
     expected = {
         ("client-credentials", None): options.clients,
         ("client-verification", SERVER_NAMESPACE): options.clients,
@@ -855,6 +895,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="record the operator with py-spy into this directory (speedscope JSON per round)",
     )
     parser.add_argument(
+        "--apiserver-profile",
+        type=Path,
+        default=None,
+        help="record kube-apiserver's CPU profile (pprof) from t0 into this directory "
+        "(apiserver-round-N.pprof; read with `go tool pprof -top FILE`)",
+    )
+    parser.add_argument(
+        "--apiserver-profile-seconds",
+        type=float,
+        default=60.0,
+        help="how long the kube-apiserver profile records from t0 (60)",
+    )
+    parser.add_argument(
         "--no-finalizer-policy",
         dest="finalizer_policy",
         action="store_false",
@@ -878,6 +931,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         idle_window=args.idle_window,
         profile=args.profile,
         finalizer_policy=args.finalizer_policy,
+        apiserver_profile=args.apiserver_profile,
+        apiserver_profile_seconds=args.apiserver_profile_seconds,
     )
 
 
