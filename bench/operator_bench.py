@@ -144,6 +144,9 @@ class RoundResult:
     idle_requests: Mapping[tuple[str, str], int] = field(default_factory=dict)  # idle window
     idle_window_seconds: float = 0.0
     idle_cpu_seconds: float = 0.0  # operator CPU during the idle window
+    # CPU seconds t0→idle of each control-plane process (kube-apiserver, etcd, …) and of this
+    # script ("bench"): who shares the cores with the operator.
+    process_cpu: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -605,7 +608,10 @@ def measure(
     pid = operator.pid
     assert pid is not None
     helpers = [p.pid for p in plane.processes if p.pid is not None]
+    named = {p.name: p.pid for p in plane.processes if p.pid is not None}
     docs = population(options)
+    named_before = {name: cpu_seconds(p) for name, p in named.items()}
+    bench_before = own_cpu_seconds([])
     cpu_before = cpu_seconds(pid)
     own_before, busy_before = own_cpu_seconds([pid, *helpers]), machine_busy_seconds()
     requests_before = api.request_counts()
@@ -637,6 +643,8 @@ def measure(
     )
     rss, cpu = peak_rss_mb(pid), cpu_seconds(pid)
     own = own_cpu_seconds([pid, *helpers]) - own_before
+    process_cpu = {name: cpu_seconds(p) - named_before[name] for name, p in named.items()}
+    process_cpu["bench"] = own_cpu_seconds([]) - bench_before
     others = max(0.0, machine_busy_seconds() - busy_before - own)
     requests_loaded = api.request_counts()
     requests = operator_requests(requests_before, requests_loaded, polls)
@@ -681,6 +689,7 @@ def measure(
         idle_requests=idle_requests,
         idle_window_seconds=options.idle_window,
         idle_cpu_seconds=idle_cpu,
+        process_cpu=process_cpu,
     )
 
 
@@ -773,7 +782,9 @@ def describe(result: RoundResult) -> str:
         f"peak RSS {result.peak_rss_mb:6.1f} MB  CPU {result.cpu_seconds:6.2f}s "
         f"({result.load_cpu_seconds:.2f}s under load)  "
         f"others {result.other_cpu_seconds:.1f} CPU-s  "
-        f"API requests {result.total_requests} ({result.writes} writes)"
+        f"API requests {result.total_requests} ({result.writes} writes)  "
+        + "CPU-s by process "
+        + ", ".join(f"{name} {cpu:.1f}" for name, cpu in result.process_cpu.items())
     )
     if result.idle_window_seconds:
         line += (
@@ -829,6 +840,11 @@ def summarize(results: Sequence[RoundResult], options: Options) -> str:
         f"({median([r.load_cpu_seconds for r in results]):.2f} s under load)",
         f"  other processes' CPU {median([r.other_cpu_seconds for r in results]):8.1f} s "
         "(machine noise while loading; ideally near 0)",
+        "  CPU t0 → idle         "
+        + ", ".join(
+            f"{name} {median([r.process_cpu.get(name, 0.0) for r in results]):.1f} s"
+            for name in results[0].process_cpu
+        ),
         f"  API requests         {median([r.total_requests for r in results]):8.0f} "
         f"({median([r.writes for r in results]):.0f} writes; t0 until idle: "
         "apiserver_request_total less this script's applies and polls), by verb and resource:",
