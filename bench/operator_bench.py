@@ -123,6 +123,8 @@ class Options:
     idle_window: float = 0.0
     profile: Path | None = None
     finalizer_policy: bool = True
+    apiserver_profile: Path | None = None
+    apiserver_profile_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,9 @@ class RoundResult:
     idle_requests: Mapping[tuple[str, str], int] = field(default_factory=dict)  # idle window
     idle_window_seconds: float = 0.0
     idle_cpu_seconds: float = 0.0  # operator CPU during the idle window
+    # CPU seconds t0→idle of each control-plane process (kube-apiserver, etcd, …) and of this
+    # script ("bench"): who shares the cores with the operator.
+    process_cpu: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -482,7 +487,11 @@ def create_population(
 
 
 def run_round(options: Options, number: int) -> RoundResult:
-    with ControlPlane(resolve_binaries(), crd_paths=[layout.crds_dir()]) as plane:
+    with ControlPlane(
+        resolve_binaries(),
+        crd_paths=[layout.crds_dir()],
+        profiling=options.apiserver_profile is not None,
+    ) as plane:
         plane.kubectl("apply", "--server-side", "-f", "-", stdin=setup_manifests(options))
         if options.finalizer_policy:
             plane.kubectl("apply", "-f", "-", stdin=finalizer_policy_manifest())
@@ -506,7 +515,7 @@ def run_round(options: Options, number: int) -> RoundResult:
             wait_for_leader(plane, SERVER_NAMESPACE, LEASE, OPERATOR_NAME)
             if options.profile is not None:
                 profiler = start_profiler(operator, options.profile, number)
-            return measure(plane, api, operator, options)
+            return measure(plane, api, operator, options, number)
         except (BenchError, OSError) as exc:  # OSError: /proc/<pid> gone with the operator
             raise BenchError(
                 f"{exc}\n--- operator log ends with:\n{operator.log_tail(20)}"
@@ -547,6 +556,28 @@ def start_profiler(
     )
 
 
+def record_apiserver_profile(plane: ControlPlane, out: Path, seconds: float) -> None:
+    """kube-apiserver's CPU profile (Go pprof, /debug/pprof/profile) over `seconds` from t0:
+    where the API server's time goes per create and per operator write. Read it with
+    `go tool pprof -top <file>` (the binary is not needed: the profile carries symbols)."""
+    assert plane.pki is not None
+    context = ssl.create_default_context(cafile=str(plane.pki.ca.cert))
+    context.load_cert_chain(str(plane.pki.admin.cert), str(plane.pki.admin.key))
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", plane.api_port, context=context, timeout=seconds + 60
+    )
+    try:
+        connection.request("GET", f"/debug/pprof/profile?seconds={int(seconds)}")
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BenchError(f"kube-apiserver profile: HTTP {response.status}: {body[:200]!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(body)
+
+
 def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
     profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
     try:
@@ -572,19 +603,31 @@ def operator_requests(
 
 
 def measure(
-    plane: ControlPlane, api: Api, operator: ManagedProcess, options: Options
+    plane: ControlPlane, api: Api, operator: ManagedProcess, options: Options, number: int = 1
 ) -> RoundResult:
     pid = operator.pid
     assert pid is not None
     helpers = [p.pid for p in plane.processes if p.pid is not None]
+    named = {p.name: p.pid for p in plane.processes if p.pid is not None}
     docs = population(options)
+    named_before = {name: cpu_seconds(p) for name, p in named.items()}
+    bench_before = own_cpu_seconds([])
     cpu_before = cpu_seconds(pid)
     own_before, busy_before = own_cpu_seconds([pid, *helpers]), machine_busy_seconds()
     requests_before = api.request_counts()
     stopping = threading.Event()
+    profiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pprof")
+    profiling: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as background:
         t0 = time.monotonic()
         applying = background.submit(create_population, plane, docs, stopping)
+        if options.apiserver_profile is not None:
+            profiling = profiler.submit(
+                record_apiserver_profile,
+                plane,
+                options.apiserver_profile / f"apiserver-round-{number}.pprof",
+                options.apiserver_profile_seconds,
+            )
         try:
             first_ready, clients_ready, ready_seconds, polls = wait_until_ready(
                 api, operator, applying, options, t0
@@ -600,6 +643,8 @@ def measure(
     )
     rss, cpu = peak_rss_mb(pid), cpu_seconds(pid)
     own = own_cpu_seconds([pid, *helpers]) - own_before
+    process_cpu = {name: cpu_seconds(p) - named_before[name] for name, p in named.items()}
+    process_cpu["bench"] = own_cpu_seconds([]) - bench_before
     others = max(0.0, machine_busy_seconds() - busy_before - own)
     requests_loaded = api.request_counts()
     requests = operator_requests(requests_before, requests_loaded, polls)
@@ -615,6 +660,9 @@ def measure(
         idle_requests = operator_requests(requests_loaded, api.request_counts(), 0)
         rss = peak_rss_mb(pid)
 
+    if profiling is not None:
+        profiling.result()  # the profile's window may outlast the round; wait for the file
+    profiler.shutdown()
     expected = {
         ("client-credentials", None): options.clients,
         ("client-verification", SERVER_NAMESPACE): options.clients,
@@ -641,6 +689,7 @@ def measure(
         idle_requests=idle_requests,
         idle_window_seconds=options.idle_window,
         idle_cpu_seconds=idle_cpu,
+        process_cpu=process_cpu,
     )
 
 
@@ -733,7 +782,9 @@ def describe(result: RoundResult) -> str:
         f"peak RSS {result.peak_rss_mb:6.1f} MB  CPU {result.cpu_seconds:6.2f}s "
         f"({result.load_cpu_seconds:.2f}s under load)  "
         f"others {result.other_cpu_seconds:.1f} CPU-s  "
-        f"API requests {result.total_requests} ({result.writes} writes)"
+        f"API requests {result.total_requests} ({result.writes} writes)  "
+        + "CPU-s by process "
+        + ", ".join(f"{name} {cpu:.1f}" for name, cpu in result.process_cpu.items())
     )
     if result.idle_window_seconds:
         line += (
@@ -789,6 +840,11 @@ def summarize(results: Sequence[RoundResult], options: Options) -> str:
         f"({median([r.load_cpu_seconds for r in results]):.2f} s under load)",
         f"  other processes' CPU {median([r.other_cpu_seconds for r in results]):8.1f} s "
         "(machine noise while loading; ideally near 0)",
+        "  CPU t0 → idle         "
+        + ", ".join(
+            f"{name} {median([r.process_cpu.get(name, 0.0) for r in results]):.1f} s"
+            for name in results[0].process_cpu
+        ),
         f"  API requests         {median([r.total_requests for r in results]):8.0f} "
         f"({median([r.writes for r in results]):.0f} writes; t0 until idle: "
         "apiserver_request_total less this script's applies and polls), by verb and resource:",
@@ -855,6 +911,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="record the operator with py-spy into this directory (speedscope JSON per round)",
     )
     parser.add_argument(
+        "--apiserver-profile",
+        type=Path,
+        default=None,
+        help="record kube-apiserver's CPU profile (pprof) from t0 into this directory "
+        "(apiserver-round-N.pprof; read with `go tool pprof -top FILE`)",
+    )
+    parser.add_argument(
+        "--apiserver-profile-seconds",
+        type=float,
+        default=60.0,
+        help="how long the kube-apiserver profile records from t0 (60)",
+    )
+    parser.add_argument(
         "--no-finalizer-policy",
         dest="finalizer_policy",
         action="store_false",
@@ -878,6 +947,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         idle_window=args.idle_window,
         profile=args.profile,
         finalizer_policy=args.finalizer_policy,
+        apiserver_profile=args.apiserver_profile,
+        apiserver_profile_seconds=args.apiserver_profile_seconds,
     )
 
 

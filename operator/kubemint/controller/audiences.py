@@ -49,6 +49,19 @@ class Records:
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.kube = kube
         self.namespace = namespace
+        # audience → (resourceVersion, rule) of the record version a rule's reconcile wrote:
+        # that rule's status already follows that version, so the watcher need not poke it
+        # (a poke is a PATCH, a watch event and a reconcile that rewrites the status).
+        self._written: dict[str, tuple[str, tuple[str, str]]] = {}
+
+    def up_to_date(self, audience: str, version: str) -> tuple[str, str] | None:
+        """The rule (namespace, name) that wrote this version of the audience's record, if
+        one did (asked once per version, by the watcher)."""
+        written = self._written.get(audience)
+        if written is None or written[0] != version:
+            return None
+        del self._written[audience]
+        return written[1]
 
     async def read(self, audience: str) -> tuple[Record, Body | None]:
         live = await self.kube._call(
@@ -57,9 +70,14 @@ class Records:
         return (None if live is None else decode(live, audience)), live
 
     async def apply(
-        self, current: Record, live: Body | None, decision: AudienceOwnership
+        self,
+        current: Record,
+        live: Body | None,
+        decision: AudienceOwnership,
+        by: tuple[str, str] | None = None,
     ) -> str | None:
-        """Make the record match `decision`; what changed ("claimed", "moved", "released")."""
+        """Make the record match `decision`; what changed ("claimed", "moved", "released").
+        `by`: the rule (namespace, name) whose reconcile decided, and whose status will say so."""
         wanted = decision.record
         if wanted == current or isinstance(wanted, InvalidRecord):
             return None
@@ -77,16 +95,25 @@ class Records:
             return "released"
         body = encode(wanted, self.namespace, await self._namespace_uid(wanted))
         if live is None:
-            await self._write(self.kube.core.create_namespaced_config_map, self.namespace, body)
+            written = await self._write(
+                self.kube.core.create_namespaced_config_map, self.namespace, body
+            )
+            self._remember(wanted.audience, written, by)
             return "claimed"
         body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
-        await self._write(
+        written = await self._write(
             self.kube.core.replace_namespaced_config_map,
             live["metadata"]["name"],
             self.namespace,
             body,
         )
+        self._remember(wanted.audience, written, by)
         return "moved"
+
+    def _remember(self, audience: str, written: Body | None, by: tuple[str, str] | None) -> None:
+        version = ((written or {}).get("metadata") or {}).get("resourceVersion")
+        if by is not None and version:
+            self._written[audience] = (version, by)
 
     async def _namespace_uid(self, record: OwnerRecord) -> str:
         namespace = await self.kube._call(self.kube.core.read_namespace, record.namespace)
@@ -95,9 +122,9 @@ class Records:
         uid: str = namespace["metadata"]["uid"]
         return uid
 
-    async def _write(self, fn: Callable[..., Any], *args: Any) -> None:
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Body | None:
         try:
-            await self.kube._call(fn, *args)
+            return await self.kube._call(fn, *args)
         except ApiException as exc:
             if exc.status in (409, 422):  # changed meanwhile (422: failed precondition)
                 raise kopf.TemporaryError("the ownership record changed; again", delay=0.5) from exc
@@ -112,10 +139,12 @@ class RecordWatcher:
         kube: Kube,
         namespace: str,
         rules: Callable[[], Mapping[str, Iterable[RuleClaim]]],
+        written_by: Callable[[str, str], tuple[str, str] | None] = lambda _a, _v: None,
     ) -> None:
         self.kube = kube
         self.namespace = namespace
         self.rules = rules  # the live index audience → claims
+        self.written_by = written_by  # the rule that wrote (audience, version), if one did
         self._watch = LabelWatch(
             "ownership record",
             kube.core.list_namespaced_config_map,
@@ -135,7 +164,10 @@ class RecordWatcher:
             return  # not at the name of the audience it names: no audience's record
         version = record["metadata"].get("resourceVersion", "")
         patch = {"metadata": {"annotations": {ANNOTATION_POKE: version}}}
+        writer = self.written_by(audience, version)
         for claim in list(self.rules().get(audience, ())):
+            if (claim.namespace, claim.name) == writer:
+                continue  # its own reconcile wrote this version: its status follows it
             try:
                 await self.kube._call(
                     self.kube.custom.patch_namespaced_custom_object,

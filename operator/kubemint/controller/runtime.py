@@ -149,11 +149,17 @@ def first_create(handler_kwargs: Mapping[str, Any]) -> bool:
 
 
 def needs_recheck(status: Mapping[str, Any], *pending_fields: str) -> bool:
-    """Timer filter: not Ready yet, or a scheduled change is pending."""
+    """Timer filter: handled but not Ready, or a scheduled change is pending.
+
+    An object never handled (no Ready condition yet) has no timer: its create or resume
+    handler is about to run (and kopf retries it on errors), and most new objects come out
+    Ready. A timer that matches makes kopf add its finalizer, and remove it again once the
+    timer stops matching (a kind without a delete handler): two PATCHes and two watch events
+    of every new AccessRule, and a timer task spawned and stopped for every new object."""
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    return (
-        ready is None or ready.get("status") != "True" or any(status.get(f) for f in pending_fields)
-    )
+    if ready is None:
+        return False
+    return ready.get("status") != "True" or any(status.get(f) for f in pending_fields)
 
 
 def iso(moment: datetime.datetime | None) -> str | None:

@@ -69,8 +69,10 @@ class ControlPlane:
         controller_manager: bool = True,
         start_timeout: float = 90.0,
         workdir: Path | None = None,
+        profiling: bool = False,
     ) -> None:
         self.binaries = binaries
+        self.profiling = profiling  # kube-apiserver's /debug/pprof (benchmarks read it)
         self.crd_paths = list(crd_paths)
         self.controller_manager = controller_manager
         self.start_timeout = start_timeout
@@ -319,7 +321,7 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_private_key}",
                 f"--enable-garbage-collector={str(self.controller_manager).lower()}",
                 "--allow-privileged=true",
-                "--profiling=false",
+                f"--profiling={str(self.profiling).lower()}",
                 "--v=0",
             ],
         )

@@ -121,7 +121,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         live["index"] = kwargs["audience_claims"]
         await _stop(watching)  # a previous leadership term's watcher, if kopf was cancelled
         stop = asyncio.Event()
-        watcher = RecordWatcher(runtime.kube, settings.namespace, lambda: live["index"])
+        watcher = RecordWatcher(
+            runtime.kube, settings.namespace, lambda: live["index"], records.up_to_date
+        )
         watching.append((stop, asyncio.create_task(watcher.run(stop))))
 
     @kopf.on.cleanup(registry=registry)
@@ -129,7 +131,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         await _stop(watching)
 
     def rule_needs_recheck(*, status: kopf.Status, **_: Any) -> bool:
-        return any(c.get("status") != "True" for c in status.get("conditions") or [{}])
+        # Never handled (no conditions): no timer yet (see needs_recheck).
+        return any(c.get("status") != "True" for c in status.get("conditions") or [])
 
     @reconciler(
         registry,
@@ -154,7 +157,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         async with runtime.lock("Audience", "", spec.audience):
             current, record = await records.read(spec.audience)
             ownership = decide(spec.audience, settings.audience_ownership, current, claims)
-            await records.apply(current, record, ownership)
+            await records.apply(current, record, ownership, by=(spec.namespace, spec.name))
         indexed = (kwargs[clientindex.INDEX], kwargs["account_refs"])
         existing = frozenset(s for s in local_subjects(spec) if any(s in i for i in indexed))
         patch.status.update(changed(body, reconcile(body, ownership, existing)))
