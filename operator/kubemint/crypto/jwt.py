@@ -44,7 +44,7 @@ from joserfc.errors import (
 from joserfc.jwk import ECKey, Key, KeySet, OctKey, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
-from kubemint.crypto import bounded_json
+from kubemint.crypto import bounded_json, compact_json
 from kubemint.crypto.keys import KeyMaterial, jose_key
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -82,7 +82,6 @@ _CLAIM_MESSAGES = {
 _NUMERIC_CLAIMS = ("exp", "nbf", "iat")
 _STRING_CLAIMS = ("iss", "sub", "jti")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
 
 #: Public verification keys: a joserfc KeySet (build it once per JWKS on hot paths), a JWKS
 #: object ({"keys": [...]}) or a list of JWK dicts.
@@ -118,7 +117,7 @@ class Signer:
                 {"alg": self.algorithm, "kid": self.kid, "typ": typ}, separators=(",", ":")
             ).encode()
             header = self._headers[typ] = _b64encode(raw)
-        payload = _b64encode(_COMPACT.encode(claims).encode())
+        payload = _b64encode(compact_json.dumps(claims))
         signing_input = header + b"." + payload
         return (signing_input + b"." + _b64encode(self._sign(self._key, signing_input))).decode()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,7 +19,7 @@ from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from kubemint.crypto import bounded_json
+from kubemint.crypto import bounded_json, compact_json
 from kubemint.crypto.jwt import InvalidJWT
 from kubemint.crypto.keys import KeyMaterial, PublicMaterial
 
@@ -55,7 +54,7 @@ class OpaqueKey:
 
     def seal(self, claims: dict[str, Any]) -> str:
         header = {"alg": "dir", "enc": "A256GCM", "kid": self.kid, "typ": "at+jwt"}
-        payload = json.dumps(claims, separators=(",", ":")).encode()
+        payload = compact_json.dumps(claims)
         return PREFIX + jwe.encrypt_compact(header, payload, self._key)
 
     def open(self, token: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
+from kubemint.crypto import compact_json
 from kubemint.policy.expressions import Condition, EvaluationUnavailable, variables
 
 log = logging.getLogger("kubemint.conditions")
@@ -51,8 +52,6 @@ START_TIMEOUT = 60.0  # seconds for a new worker to import CEL and say "ready" (
 ANSWERS = 4096  # answers kept, by (expression, variables)
 CHEAP = 0.002  # CPU seconds of evaluation (measured in the worker) below which it is cheap
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-# One request to a worker, also the answer cache's key (json.dumps would build this per call).
-_MESSAGE = json.JSONEncoder(default=str, separators=(",", ":"), sort_keys=True)
 _INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("inline", default=False)
 
 
@@ -190,7 +189,10 @@ class Sandbox:
         source = condition.source
         timeout = self.inline_timeout if _INLINE.get() else self.timeout
         inputs = variables(request, claims, tenant_claims)
-        message = _MESSAGE.encode({"source": source, **inputs}).encode() + b"\n"
+        # One request to a worker, also the answer cache's key: keys sorted, so equal inputs
+        # are one key.
+        message = compact_json.dumps({"source": source, **inputs}, sort_keys=True, default=str)
+        message += b"\n"
         with self._lock:
             known = self._answers.get(message)
             if known is not None:
