@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -363,14 +363,21 @@ async def _form(request: Request, limit: int) -> dict[str, str]:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise _TooLarge()
-    body = b""
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise _TooLarge()
-    except ClientDisconnect:  # gone, or cut off by the read deadline (server.connections)
-        raise InvalidRequest("the request body did not arrive") from None
+    # `request.stream()` without its async generator per request (the token path's budget).
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":  # gone, or cut off by the read deadline
+            raise InvalidRequest("the request body did not arrive")  # (server.connections)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if content_type == json_body.JSON:
         return json_body.parameters(body, PARAMETERS)
     try:
