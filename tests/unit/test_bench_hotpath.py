@@ -3,23 +3,10 @@ request that is not answered 200 ends the run with an error). No figure is asser
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from bench import hotpath
 
-from kubemint import logs
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> object:
-    root, audit_log = logging.getLogger(), logging.getLogger(logs.AUDIT_LOGGER)
-    saved = (root.handlers[:], root.level, audit_log.handlers[:], audit_log.propagate)
-    yield None
-    root.handlers[:], audit_log.handlers[:] = saved[0], saved[2]
-    root.setLevel(saved[1])
-    audit_log.propagate = saved[3]
-    audit_log.setLevel(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("restored_logging")  # main configures logging
 
 
 def test_the_in_process_token_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,16 +16,9 @@ REF = {"apiVersion": "kubemint.io/v1alpha1", "kind": "OAuth2Client", "namespace"
 
 
 @pytest.fixture
-def output() -> Iterator[io.StringIO]:
+def output(restored_logging: None) -> io.StringIO:
     """Where the configured handlers write; logging is restored afterwards."""
-    stream = io.StringIO()
-    root, audit_log = logging.getLogger(), logging.getLogger(logs.AUDIT_LOGGER)
-    saved = (root.handlers[:], root.level, audit_log.handlers[:], audit_log.propagate)
-    yield stream
-    root.handlers[:], audit_log.handlers[:] = saved[0], saved[2]
-    root.setLevel(saved[1])
-    audit_log.propagate = saved[3]
-    audit_log.setLevel(logging.NOTSET)
+    return io.StringIO()
 
 
 def _kopf(message: str) -> None:

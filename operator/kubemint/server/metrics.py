@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from kubemint.api import metric_names as m
+from kubemint.store.assertion_jtis import BUDGETS
 
 KINDS = ("OAuth2Client", "ServiceAccount", "AccessRule", "SigningKey", "TrustedIssuer")
 
@@ -48,6 +49,11 @@ class Metrics:
         )
         self.auth_failures = Counter(*_family(m.CLIENT_AUTH_FAILURES), registry=self.registry)
         self.claims_refused = Counter(*_family(m.ASSERTION_CLAIMS_REFUSED), registry=self.registry)
+        # Both budgets' series exist from the start, at 0: a series that first appears at 1
+        # counts nothing in rate() and increase(), so the first refusals would go unseen by
+        # KubemintAssertionClaimsRefused.
+        for budget in BUDGETS:
+            self.claims_refused.labels(budget)
         self.forward_auth = Counter(*_family(m.FORWARD_AUTH), registry=self.registry)
         self.stale = Gauge(*_family(m.VIEW_STALE), registry=self.registry)
         self.synced = Gauge(*_family(m.VIEW_SYNCED), registry=self.registry)

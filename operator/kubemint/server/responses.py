@@ -5,7 +5,7 @@ encoding it several times faster), audit lines exactly `logging`'s; the per-requ
 is gone. `json.dumps` with any option builds a new encoder per call, and
 `Logger.info` walks the stack to find its caller (`findCaller`) for a record whose file
 and line the server's log format never shows: per token request these cost about as much
-as the whole claim set. See README.md, "Where a token request's time goes".
+as the whole claim set. See docs/benchmarks.md, "Where a token request's time goes".
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ Asks for a token every `--interval` seconds the way the README tells Python work
 (kubemint.client.TokenSource with the mounted Secret, re-read at each request), optionally
 verifies each with kubemint.verify like a resource server, and prints one JSON line per second
 (`{"status": …, "ok": n, "failed": m, "errors": [...]}`) plus one line whenever the mounted
-client secret's content changes (`{"event": "secret-changed", "t": <unix time>}`), so the test
-can read from `kubectl logs` how many requests failed and when the kubelet swapped the file.
+client secret's content changes (`{"event": "secret-changed", "t": <unix time>, "swapped":
+<unix time>, "new": <the new content's SHA-256, 12 hex digits>}`: when this loop saw it, and
+when the kubelet swapped the volume's files), so the test can read from `kubectl logs` how
+many requests failed and when the kubelet swapped the file to which content.
 With `--projected-token FILE --client-id ID --token-url URL` it uses a projected
 ServiceAccount token instead of a Secret.
 """
@@ -18,6 +20,7 @@ import argparse
 import base64
 import hashlib
 import json
+import os
 import signal
 import sys
 import time
@@ -71,7 +74,9 @@ def main() -> int:
         now = time.time()
         if (digest := _digest(watched)) != seen:
             seen = digest
-            print(json.dumps({"event": "secret-changed", "t": now}), flush=True)
+            swapped = _swapped_at(watched)
+            event = {"event": "secret-changed", "t": now, "swapped": swapped, "new": digest[:12]}
+            print(json.dumps(event), flush=True)
         if now - last_report >= 1:
             last_report = now
             status = {"status": now, "ok": ok, "failed": failed, "verified": verified}
@@ -83,6 +88,17 @@ def main() -> int:
 def _kid(token: str) -> str:
     header = token.split(".")[0]
     return str(json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"])
+
+
+def _swapped_at(path: Path) -> float | None:
+    """When the kubelet last swapped the files of `path`'s volume, on the host's clock (the
+    pod's is the host's): its atomic writer writes a new directory, then renames the `..data`
+    symlink onto the old one, and that rename (which sets the symlink's ctime) is the moment
+    the new content became visible. None where there is no `..data`."""
+    try:
+        return os.lstat(path.parent / "..data").st_ctime
+    except OSError:
+        return None
 
 
 def _digest(path: Path) -> str:

@@ -31,3 +31,14 @@ def test_the_registry_exports_what_metric_names_declares_and_the_process_series(
     assert "python_info" in names
     assert any(n.startswith("python_gc_") for n in names)
     assert not [n for n in names if n.endswith("_created")]
+
+
+def test_both_claim_budgets_are_exported_at_zero_before_any_refusal() -> None:
+    """So that rate() sees the first refusals (the alert reads this counter)."""
+    metrics = Metrics()
+    registry = metrics.registry
+    name = "kubemint_assertion_claims_refused_total"
+    assert registry.get_sample_value(name, {"budget": "client"}) == 0
+    assert registry.get_sample_value(name, {"budget": "namespace"}) == 0
+    metrics.claims_refused.labels("namespace").inc()
+    assert registry.get_sample_value(name, {"budget": "namespace"}) == 1
