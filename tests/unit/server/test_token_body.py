@@ -78,6 +78,6 @@ def test_a_streamed_body_over_the_limit_is_413_without_a_declared_length(chunk: 
 
 def test_a_client_gone_mid_body_is_a_400_naming_the_body() -> None:
     messages = [{"type": "http.request", "body": b"grant_type=client_", "more_body": True}]
-    status, answer = _post(messages + [{"type": "http.disconnect"}])
+    status, answer = _post([*messages, {"type": "http.disconnect"}])
     assert (status, answer["error"]) == (400, "invalid_request")
     assert answer["error_description"] == "the request body did not arrive"
